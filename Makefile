@@ -1,0 +1,29 @@
+# portsentry — build, run and test. See README.md.
+export PATH := /usr/local/go/bin:$(PATH)
+export CGO_ENABLED := 0
+
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN     := bin/portsentry
+
+.PHONY: build run test deps
+
+# A static binary: no cgo, no libc dependency.
+build:
+	go build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/portsentry
+
+# Run in the foreground on the shipped configuration (as root: trap ports
+# below 1024 and the files under /var/lib/portsentry need it).
+run: build
+	./$(BIN) -c packaging/portsentry.conf
+
+# Every test: static checks, unit and fuzz-seed tests, then the end-to-end
+# suite in network namespaces (root; real nmap, nftables, fail2ban).
+test: deps
+	go vet ./...
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	go build ./...
+	go test -count=1 ./...
+
+# Installs the Debian packages the tests use (once; quick when present).
+deps:
+	@scripts/test-deps

@@ -1,0 +1,220 @@
+// Command portsentry detects port scans and responds to them. It reads
+// PortSentry 1.2 and 2.x configuration files and accepts both versions'
+// command lines.
+//
+//	portsentry [flags]            run in the foreground (-D: in the background)
+//	portsentry check [flags]      validate the configuration and exit
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/portsentry-go/portsentry/internal/daemon"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/logsink"
+)
+
+// version is set at build time with -ldflags "-X main.version=…".
+var version = "0.1.0-dev"
+
+const (
+	defaultConfig   = "/etc/portsentry/portsentry.conf"
+	defaultDefaults = "/etc/default/portsentry"
+)
+
+// Exit codes.
+const (
+	exitOK     = 0
+	exitFail   = 1 // the daemon failed while running
+	exitConfig = 2 // bad command line or configuration: nothing was started
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// cli is the parsed command line.
+type cli struct {
+	check      bool
+	config     string
+	defaults   string
+	logTo      string
+	background bool
+	debug      bool
+	verbose    bool
+	allowLocal bool
+	modes      []event.Mode
+	style2x    bool
+}
+
+func parse(args []string, stderr io.Writer) (*cli, error) {
+	c := &cli{}
+	if len(args) > 0 && args[0] == "check" {
+		c.check = true
+		args = args[1:]
+	}
+	fs := flag.NewFlagSet("portsentry", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.config, "c", defaultConfig, "configuration `file`")
+	fs.StringVar(&c.defaults, "defaults", "", "Debian start-up `file` with TCP_MODE/UDP_MODE (default "+defaultDefaults+" when -c is not given)")
+	fs.StringVar(&c.logTo, "l", "", "log to `stdout` or syslog (default stdout; syslog with -D)")
+	fs.BoolVar(&c.background, "D", false, "run in the background (daemon)")
+	fs.BoolVar(&c.debug, "d", false, "debug output")
+	fs.BoolVar(&c.verbose, "v", false, "verbose output")
+	showVersion := fs.Bool("V", false, "print the version and exit")
+	fs.BoolVar(&c.allowLocal, "L", false, "act on probes whose source is this host (they are still never blocked)")
+	connectMode := fs.Bool("connect", false, "2.x connect mode: trap sockets on TCP_PORTS and UDP_PORTS")
+	stealthMode := fs.Bool("stealth", false, "2.x stealth mode: passive capture (not in this version)")
+	fs.String("i", "", "stealth mode: interface `IFACE`, ALL or ALL_NLO (accepted for 2.x compatibility)")
+	fs.String("m", "", "stealth mode: capture method pcap or raw (accepted for 2.x compatibility)")
+	fs.Bool("S", false, "stealth mode: no service check (accepted for 2.x compatibility)")
+	var legacy [6]*bool
+	for m := event.ModeTCP; m <= event.ModeAUDP; m++ {
+		legacy[m] = fs.Bool(m.String(), false, "1.2 mode: "+describeMode(m))
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: portsentry [check] [flags]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *showVersion {
+		return nil, errVersion
+	}
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "c" && c.defaults == "" {
+			c.defaults = "-" // an explicit -c does not pick up the system's start-up file
+		}
+	})
+	switch c.defaults {
+	case "":
+		c.defaults = defaultDefaults
+	case "-":
+		c.defaults = ""
+	}
+	for m, on := range legacy {
+		if *on {
+			c.modes = append(c.modes, event.Mode(m))
+		}
+	}
+	if *connectMode && *stealthMode {
+		return nil, errors.New("--connect and --stealth exclude each other")
+	}
+	if (*connectMode || *stealthMode) && len(c.modes) > 0 {
+		return nil, errors.New("2.x mode flags (--connect, --stealth) and 1.2 mode flags (-tcp, -atcp, …) exclude each other")
+	}
+	if *connectMode {
+		c.modes, c.style2x = []event.Mode{event.ModeTCP, event.ModeUDP}, true
+	}
+	if *stealthMode {
+		c.modes, c.style2x = []event.Mode{event.ModeSTCP, event.ModeSUDP}, true
+	}
+	if c.logTo != "" && c.logTo != "stdout" && c.logTo != "syslog" {
+		return nil, fmt.Errorf("-l %q: want stdout or syslog", c.logTo)
+	}
+	return c, nil
+}
+
+var errVersion = errors.New("version requested")
+
+func describeMode(m event.Mode) string {
+	what := map[string]string{"connect": "trap sockets on ", "stealth": "passive capture on "}[m.Style2x()]
+	ports := m.Proto().String() + "_PORTS"
+	if m == event.ModeATCP || m == event.ModeAUDP {
+		what, ports = "passive capture on ", "every unused port below ADVANCED_PORTS_"+m.Proto().String()
+	}
+	return what + ports
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	c, err := parse(args, stderr)
+	if errors.Is(err, errVersion) {
+		fmt.Fprintln(stdout, "portsentry", version)
+		return exitOK
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return exitOK
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "portsentry:", err)
+		return exitConfig
+	}
+	opts := daemon.Options{
+		ConfigPath:   c.config,
+		DefaultsPath: c.defaults,
+		Modes:        c.modes,
+		Style2x:      c.style2x,
+		AllowLocal:   c.allowLocal,
+	}
+	if c.check {
+		return check(opts, stdout, stderr)
+	}
+	if c.background && os.Getenv(readyFDEnv) == "" {
+		return background(args, stderr)
+	}
+	level := slog.Level(slog.LevelInfo)
+	switch {
+	case c.debug:
+		level = slog.LevelDebug
+	case c.verbose:
+		level = logsink.LevelVerbose
+	}
+	if c.logTo == "syslog" || (c.logTo == "" && c.background) {
+		opts.Log, err = logsink.NewSyslog(level)
+		if err != nil {
+			fmt.Fprintln(stderr, "portsentry:", err)
+			return exitConfig
+		}
+	} else {
+		opts.Log = logsink.New(stdout, level)
+	}
+	opts.Ready = readyNotifier()
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	hup := make(chan struct{}, 1)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGHUP)
+	go func() {
+		for range sigs {
+			select {
+			case hup <- struct{}{}:
+			default: // a reload is already pending
+			}
+		}
+	}()
+	if err := daemon.Run(ctx, opts, hup); err != nil {
+		fmt.Fprintln(stderr, "portsentry:", err)
+		var ce *daemon.ConfigError
+		if errors.As(err, &ce) {
+			return exitConfig
+		}
+		return exitFail
+	}
+	return exitOK
+}
+
+func check(opts daemon.Options, stdout, stderr io.Writer) int {
+	s, err := daemon.Load(opts)
+	if err != nil {
+		fmt.Fprintln(stderr, "portsentry:", err)
+		return exitConfig
+	}
+	for _, w := range s.Warnings {
+		fmt.Fprintln(stderr, "portsentry: warning:", w)
+	}
+	fmt.Fprintf(stdout, "%s: OK; %s\n", opts.ConfigPath, s.Summary())
+	return exitOK
+}

@@ -1,0 +1,437 @@
+// Package config reads portsentry.conf (PortSentry 1.2 and 2.x files load
+// unchanged) and Debian's /etc/default/portsentry.
+//
+// It is stricter than either peer where their leniency hid mistakes: keys
+// match exactly (2.x matched by prefix, so `B="1"` set BLOCK_TCP), unknown
+// keys are errors (1.2 ignored typos), bad port-list items are errors (2.x
+// skipped them), and every error names the file, the line and the key (2.x
+// named only the line). It is more lenient where leniency is harmless:
+// `KEY=""` means "use the default" (2.x made it fatal), CRLF line ends and
+// unquoted values are accepted.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/portset"
+)
+
+// BlockMode is the response chosen by BLOCK_TCP and BLOCK_UDP.
+type BlockMode int
+
+// Values of BLOCK_TCP and BLOCK_UDP, numbered as PortSentry numbers them so
+// that a BlockMode converts to and from the file's digit directly.
+const (
+	// LogOnly (0) logs the event and does nothing else.
+	LogOnly BlockMode = 0
+	// Block (1) writes KILL_HOSTS_DENY, runs KILL_ROUTE, and runs
+	// KILL_RUN_CMD when it is set.
+	Block BlockMode = 1
+	// RunCmdOnly (2) runs KILL_RUN_CMD and blocks nothing.
+	RunCmdOnly BlockMode = 2
+)
+
+// String returns a short English name, for logs and diagnostics.
+func (m BlockMode) String() string {
+	switch m {
+	case LogOnly:
+		return "log only"
+	case Block:
+		return "block"
+	case RunCmdOnly:
+		return "run KILL_RUN_CMD only"
+	}
+	return fmt.Sprintf("BlockMode(%d)", int(m))
+}
+
+// HistoryFormat selects the line format written to HISTORY_FILE.
+type HistoryFormat int
+
+const (
+	// History12 is PortSentry 1.2's one line per block, the format
+	// fail2ban's stock "portsentry" filter reads. It is the default because
+	// that filter is what existing installations rely on.
+	History12 HistoryFormat = iota
+	// History2x is PortSentry 2.x's one timestamped "Scan from" line per
+	// event.
+	History2x
+)
+
+// String returns the value as written in HISTORY_FORMAT: "1.2" or "2.x".
+func (h HistoryFormat) String() string {
+	switch h {
+	case History12:
+		return "1.2"
+	case History2x:
+		return "2.x"
+	}
+	return fmt.Sprintf("HistoryFormat(%d)", int(h))
+}
+
+// Config is a loaded portsentry.conf. Fields hold validated values; a zero
+// string means the feature is off.
+type Config struct {
+	// Path is the file the configuration came from ("" for Default()).
+	Path string
+
+	// TCPPorts and UDPPorts (TCP_PORTS, UDP_PORTS) are watched in connect
+	// and stealth modes. Default: empty.
+	TCPPorts, UDPPorts portset.Set
+
+	// AdvancedPortsTCP and AdvancedPortsUDP (ADVANCED_PORTS_TCP/UDP,
+	// 1-65535, default 1024): advanced mode watches every port below them.
+	AdvancedPortsTCP, AdvancedPortsUDP int
+
+	// AdvancedExcludeTCP and AdvancedExcludeUDP (ADVANCED_EXCLUDE_TCP/UDP)
+	// are never watched in advanced mode. Defaults are 1.2's: "113,139" and
+	// "520,138,137,67" (ident, NetBIOS, RIP, DHCP: chatty, not scans).
+	AdvancedExcludeTCP, AdvancedExcludeUDP portset.Set
+
+	// IgnoreFile, HistoryFile and BlockedFile (IGNORE_FILE, HISTORY_FILE,
+	// BLOCKED_FILE) are paths, "" for none. A relative path is resolved
+	// against the directory of the config file, not the daemon's working
+	// directory, so a config and its files can be moved together.
+	IgnoreFile, HistoryFile, BlockedFile string
+
+	// ResolveHost (RESOLVE_HOST 0/1) reverse-resolves attackers for logs.
+	ResolveHost bool
+
+	// BlockTCP and BlockUDP (BLOCK_TCP, BLOCK_UDP) choose the response.
+	BlockTCP, BlockUDP BlockMode
+
+	// KillRoute (KILL_ROUTE) is the block command; it contains $TARGET$.
+	KillRoute string
+	// KillRoute6 (KILL_ROUTE6, our extension) is used instead of KillRoute
+	// for IPv6 targets when set, because most KILL_ROUTE commands in the
+	// wild (route, iptables) only understand IPv4. It contains $TARGET$.
+	KillRoute6 string
+	// KillHostsDeny (KILL_HOSTS_DENY) is the line appended to
+	// HostsDenyFile; it contains $TARGET$.
+	KillHostsDeny string
+	// KillRunCmd (KILL_RUN_CMD) runs on a trigger. It need not mention
+	// $TARGET$: alerting scripts often do not care who it was.
+	KillRunCmd string
+	// KillRunCmdFirst (KILL_RUN_CMD_FIRST 0/1) runs KillRunCmd before
+	// blocking rather than after.
+	KillRunCmdFirst bool
+
+	// ScanTrigger (SCAN_TRIGGER, 0..1000000, default 0): act when a
+	// source's hit count reaches it (0 and 1 both act on the first hit).
+	ScanTrigger int
+
+	// PortBanner (PORT_BANNER) is sent to connect-mode clients.
+	PortBanner string
+
+	// TCPMode and UDPMode (TCP_MODE: "tcp", "stcp", "atcp"; UDP_MODE:
+	// "udp", "sudp", "audp"; "" when not chosen here) select the modes.
+	// They are what Debian keeps in /etc/default/portsentry; allowing them
+	// in portsentry.conf lets one file describe the whole setup.
+	TCPMode, UDPMode string
+
+	// HostsDenyFile (HOSTS_DENY_FILE, our extension, default
+	// "/etc/hosts.deny") is where KillHostsDeny lines go; tests and
+	// chroots point it elsewhere.
+	HostsDenyFile string
+	// HistoryFormat (HISTORY_FORMAT "1.2" or "2.x", our extension).
+	HistoryFormat HistoryFormat
+	// CommandTimeout (COMMAND_TIMEOUT seconds, 1..3600, default 30) bounds
+	// KILL_ROUTE and KILL_RUN_CMD so a hung script cannot stall blocking.
+	CommandTimeout time.Duration
+	// ResolveTimeout (RESOLVE_TIMEOUT seconds, 1..60, default 2) bounds a
+	// reverse lookup, which must never delay a block.
+	ResolveTimeout time.Duration
+	// MaxSources (MAX_SOURCES, 1..10000000, default 65536) caps the
+	// engine's per-source table so a spoofed-source flood cannot exhaust
+	// memory.
+	MaxSources int
+}
+
+// Default returns the configuration used for every key the file does not
+// set (or sets to ""). A fresh value each call, so callers may modify it.
+func Default() *Config {
+	c := &Config{
+		AdvancedPortsTCP: 1024,
+		AdvancedPortsUDP: 1024,
+		HostsDenyFile:    "/etc/hosts.deny",
+		CommandTimeout:   30 * time.Second,
+		ResolveTimeout:   2 * time.Second,
+		MaxSources:       65536,
+	}
+	// These literals are known good; a failure here is a programming error
+	// caught by TestDefault, so the errors are deliberately dropped.
+	c.AdvancedExcludeTCP, _ = portset.Parse(defaultExcludeTCP)
+	c.AdvancedExcludeUDP, _ = portset.Parse(defaultExcludeUDP)
+	return c
+}
+
+// PortSentry 1.2's advanced-mode exclusions.
+const (
+	defaultExcludeTCP = "113,139"
+	defaultExcludeUDP = "520,138,137,67"
+)
+
+// Error is a problem at one line of a configuration file. Every error
+// returned by Load, Parse and ApplyDefaultsFile is an *Error.
+type Error struct {
+	// File is the name of the file (Config.Path).
+	File string
+	// Line is the 1-based line number, 0 when the error is not about a
+	// line (the file could not be read).
+	Line int
+	// Key is the known key the line sets, "" when the line names none
+	// (syntax errors, unknown keys).
+	Key string
+	// Err is the cause: ErrSyntax, ErrInvalidValue, *UnknownKeyError or an
+	// I/O error, possibly wrapping a *portset.ParseError.
+	Err error
+}
+
+// Error returns "FILE:LINE: KEY: message", leaving out the parts that are
+// not known, so editors and humans can jump to the spot.
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	b.WriteString(": ")
+	if e.Key != "" {
+		b.WriteString(e.Key)
+		b.WriteString(": ")
+	}
+	if e.Err != nil {
+		b.WriteString(e.Err.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the cause, for errors.Is and errors.As.
+func (e *Error) Unwrap() error { return e.Err }
+
+// Sentinel causes, for callers that branch on the kind of mistake.
+var (
+	// ErrSyntax: the line is not KEY="value" (no "=", no key, no closing
+	// quote).
+	ErrSyntax = errors.New("syntax error")
+	// ErrInvalidValue: the key is known but its value is not acceptable.
+	ErrInvalidValue = errors.New("invalid value")
+)
+
+// UnknownKeyError reports a key that is not a configuration key, with the
+// keys the user probably meant.
+type UnknownKeyError struct {
+	// Key is the key as written.
+	Key string
+	// Suggestions are known keys close to Key, best first; may be empty.
+	Suggestions []string
+	// Allowed, when not nil, is the full list of keys the file may contain
+	// (used for /etc/default/portsentry, which allows only two).
+	Allowed []string
+}
+
+// Error returns e.g. `unknown key "BLOK_TCP" (did you mean BLOCK_TCP?)`.
+func (e *UnknownKeyError) Error() string {
+	msg := fmt.Sprintf("unknown key %q", e.Key)
+	switch {
+	case e.Allowed != nil:
+		msg += " (only " + orList(e.Allowed, "and") + " are allowed here)"
+	case len(e.Suggestions) > 0:
+		msg += " (did you mean " + orList(e.Suggestions, "or") + "?)"
+	}
+	return msg
+}
+
+// orList joins words as "A", "A or B", "A, B or C".
+func orList(words []string, conj string) string {
+	if len(words) == 1 {
+		return words[0]
+	}
+	return strings.Join(words[:len(words)-1], ", ") + " " + conj + " " + words[len(words)-1]
+}
+
+// Load reads the configuration file at path over Default().
+func Load(path string) (*Config, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, &Error{File: path, Err: err}
+	}
+	defer f.Close()
+	return Parse(f, path)
+}
+
+// Parse reads a configuration from r over Default(). name is used in errors
+// and as Config.Path; relative paths in the file are resolved against
+// filepath.Dir(name). The first bad line stops parsing: a daemon must not
+// start half-configured.
+func Parse(r io.Reader, name string) (*Config, error) {
+	c := Default()
+	c.Path = name
+	dir := filepath.Dir(name)
+	err := scan(r, name, false, func(ln line) error {
+		k, ok := keys[ln.key]
+		if !ok {
+			return &Error{File: name, Line: ln.num, Err: unknownKey(ln.key)}
+		}
+		if ln.value == "" {
+			// `KEY=""` restores the default, which lets a packaged file
+			// list every key without committing to a value.
+			k.set(c, k.def, dir)
+			return nil
+		}
+		if err := k.set(c, ln.value, dir); err != nil {
+			return &Error{File: name, Line: ln.num, Key: ln.key, Err: err}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// ApplyDefaultsFile reads Debian's /etc/default/portsentry (TCP_MODE and
+// UDP_MODE, same syntax as portsentry.conf, shell comments and single
+// quotes allowed) and fills in c.TCPMode and c.UDPMode where portsentry.conf
+// left them empty. The precedence is flags > portsentry.conf > this file >
+// built-in (connect mode), so a value here never overrides one from
+// portsentry.conf, and an empty value here changes nothing. A missing file
+// is not an error: only Debian ships one.
+func (c *Config) ApplyDefaultsFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return &Error{File: path, Err: err}
+	}
+	defer f.Close()
+	var tcp, udp string
+	err = scan(f, path, true, func(ln line) error {
+		var dst *string
+		switch ln.key {
+		case "TCP_MODE":
+			dst = &tcp
+		case "UDP_MODE":
+			dst = &udp
+		default:
+			return &Error{File: path, Line: ln.num, Err: &UnknownKeyError{
+				Key: ln.key, Allowed: []string{"TCP_MODE", "UDP_MODE"}}}
+		}
+		if err := keys[ln.key].set(&Config{}, ln.value, ""); err != nil {
+			return &Error{File: path, Line: ln.num, Key: ln.key, Err: err}
+		}
+		*dst = ln.value // last one wins, as when the shell sources it
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.TCPMode == "" {
+		c.TCPMode = tcp
+	}
+	if c.UDPMode == "" {
+		c.UDPMode = udp
+	}
+	return nil
+}
+
+// line is one KEY=value assignment found by scan.
+type line struct {
+	num   int
+	key   string
+	value string
+}
+
+// scan splits r into assignments and calls fn for each. shell allows
+// single-quoted values, as in a file meant to be sourced by sh.
+func scan(r io.Reader, name string, shell bool, fn func(line) error) error {
+	br := bufio.NewReader(r)
+	for num := 1; ; num++ {
+		text, rerr := br.ReadString('\n')
+		if rerr != nil && rerr != io.EOF {
+			return &Error{File: name, Line: num, Err: rerr}
+		}
+		if text == "" && rerr == io.EOF {
+			return nil
+		}
+		if num == 1 {
+			// A UTF-8 byte-order mark, left by some Windows editors.
+			text = strings.TrimPrefix(text, "\ufeff")
+		}
+		ln, ok, err := parseLine(text, shell)
+		if err != nil {
+			e := &Error{File: name, Line: num, Err: err}
+			if _, known := keys[ln.key]; known {
+				e.Key = ln.key
+			}
+			return e
+		}
+		if ok {
+			ln.num = num
+			if err := fn(ln); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+	}
+}
+
+// blanks are the characters allowed around keys and "=": the files are
+// written by hand, and Debian's has `RESOLVE_HOST = "0"`.
+const blanks = " \t"
+
+// parseLine parses one line. ok is false for blank and comment lines. On
+// error, ln.key holds the key when one could be made out, so that the error
+// can name it.
+func parseLine(text string, shell bool) (ln line, ok bool, err error) {
+	text = strings.TrimRight(text, "\r\n")
+	text = strings.TrimLeft(text, blanks)
+	if text == "" || text[0] == '#' {
+		return line{}, false, nil
+	}
+	k, v, found := strings.Cut(text, "=")
+	if !found {
+		first, _, _ := strings.Cut(text, " ")
+		first, _, _ = strings.Cut(first, "\t")
+		return line{key: first}, false, fmt.Errorf(`%w: no "=" on the line (want KEY="value")`, ErrSyntax)
+	}
+	ln.key = strings.TrimRight(k, blanks)
+	if ln.key == "" {
+		return ln, false, fmt.Errorf(`%w: no key before "="`, ErrSyntax)
+	}
+	v = strings.TrimLeft(v, blanks)
+	switch {
+	case strings.HasPrefix(v, `"`), shell && strings.HasPrefix(v, `'`):
+		// The value runs to the next quote of the same kind, with no
+		// escapes; whatever follows is ignored, as in 1.2 and 2.x.
+		q := v[:1]
+		end := strings.Index(v[1:], q)
+		if end < 0 {
+			return ln, false, fmt.Errorf("%w: missing closing %s", ErrSyntax, q)
+		}
+		ln.value = v[1 : 1+end]
+	default:
+		// Unquoted: ends at a blank or "#". Text after the blank that is
+		// not a comment is refused rather than dropped: `KILL_ROUTE=/sbin/
+		// route add ...` unquoted would otherwise run a different command.
+		end := strings.IndexAny(v, " \t#")
+		if end < 0 {
+			end = len(v)
+		}
+		ln.value = v[:end]
+		rest := strings.TrimLeft(v[end:], blanks)
+		if rest != "" && rest[0] != '#' {
+			return ln, false, fmt.Errorf(`%w: unquoted value contains blanks (write KEY="value")`, ErrSyntax)
+		}
+	}
+	return ln, true, nil
+}

@@ -1,0 +1,258 @@
+package config
+
+import (
+	"fmt"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/portset"
+)
+
+// key describes one configuration key: how to store a value and what text
+// restores its default (used for `KEY=""`).
+type key struct {
+	def string
+	set func(c *Config, v, dir string) error
+}
+
+// keys is every key portsentry.conf may contain, matched exactly.
+var keys = map[string]key{
+	// PortSentry 1.2 and 2.x.
+	"TCP_PORTS":            {"", portsKey(func(c *Config) *portset.Set { return &c.TCPPorts })},
+	"UDP_PORTS":            {"", portsKey(func(c *Config) *portset.Set { return &c.UDPPorts })},
+	"ADVANCED_PORTS_TCP":   {"1024", intKey(1, 65535, func(c *Config) *int { return &c.AdvancedPortsTCP })},
+	"ADVANCED_PORTS_UDP":   {"1024", intKey(1, 65535, func(c *Config) *int { return &c.AdvancedPortsUDP })},
+	"ADVANCED_EXCLUDE_TCP": {defaultExcludeTCP, portsKey(func(c *Config) *portset.Set { return &c.AdvancedExcludeTCP })},
+	"ADVANCED_EXCLUDE_UDP": {defaultExcludeUDP, portsKey(func(c *Config) *portset.Set { return &c.AdvancedExcludeUDP })},
+	"IGNORE_FILE":          {"", pathKey(func(c *Config) *string { return &c.IgnoreFile })},
+	"HISTORY_FILE":         {"", pathKey(func(c *Config) *string { return &c.HistoryFile })},
+	"BLOCKED_FILE":         {"", pathKey(func(c *Config) *string { return &c.BlockedFile })},
+	"RESOLVE_HOST":         {"0", boolKey(func(c *Config) *bool { return &c.ResolveHost })},
+	"BLOCK_TCP":            {"0", blockKey(func(c *Config) *BlockMode { return &c.BlockTCP })},
+	"BLOCK_UDP":            {"0", blockKey(func(c *Config) *BlockMode { return &c.BlockUDP })},
+	"KILL_ROUTE":           {"", targetKey(func(c *Config) *string { return &c.KillRoute })},
+	"KILL_HOSTS_DENY":      {"", targetKey(func(c *Config) *string { return &c.KillHostsDeny })},
+	"KILL_RUN_CMD":         {"", stringKey(func(c *Config) *string { return &c.KillRunCmd })},
+	"KILL_RUN_CMD_FIRST":   {"0", boolKey(func(c *Config) *bool { return &c.KillRunCmdFirst })},
+	"SCAN_TRIGGER":         {"0", intKey(0, 1000000, func(c *Config) *int { return &c.ScanTrigger })},
+	"PORT_BANNER":          {"", stringKey(func(c *Config) *string { return &c.PortBanner })},
+
+	// Our extensions; each is documented in docs/configuration.md.
+	"KILL_ROUTE6":     {"", targetKey(func(c *Config) *string { return &c.KillRoute6 })},
+	"TCP_MODE":        {"", modeKey([]string{"tcp", "stcp", "atcp"}, func(c *Config) *string { return &c.TCPMode })},
+	"UDP_MODE":        {"", modeKey([]string{"udp", "sudp", "audp"}, func(c *Config) *string { return &c.UDPMode })},
+	"HOSTS_DENY_FILE": {"/etc/hosts.deny", pathKey(func(c *Config) *string { return &c.HostsDenyFile })},
+	"HISTORY_FORMAT":  {"1.2", setHistoryFormat},
+	"COMMAND_TIMEOUT": {"30", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.CommandTimeout })},
+	"RESOLVE_TIMEOUT": {"2", secondsKey(1, 60, func(c *Config) *time.Duration { return &c.ResolveTimeout })},
+	"MAX_SOURCES":     {"65536", intKey(1, 10000000, func(c *Config) *int { return &c.MaxSources })},
+}
+
+// Keys returns every key portsentry.conf accepts, sorted; for help texts and
+// documentation tests.
+func Keys() []string {
+	out := make([]string, 0, len(keys))
+	for k := range keys {
+		out = append(out, k)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func invalid(format string, args ...any) error {
+	return fmt.Errorf("%w "+format, append([]any{ErrInvalidValue}, args...)...)
+}
+
+func stringKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		*field(c) = v
+		return nil
+	}
+}
+
+// targetKey is a command or line that must say where the attacker's address
+// goes: without $TARGET$ a "block" would act on nothing, silently.
+func targetKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		if v != "" && !strings.Contains(v, "$TARGET$") {
+			return invalid("%q: must contain $TARGET$", v)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+// pathKey resolves a relative path against the config file's directory.
+func pathKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, dir string) error {
+		if v != "" && !filepath.IsAbs(v) {
+			v = filepath.Join(dir, v)
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func portsKey(field func(*Config) *portset.Set) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		s, err := portset.Parse(v)
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrInvalidValue, err)
+		}
+		*field(c) = s
+		return nil
+	}
+}
+
+// parseDecimal accepts plain digits only: no sign, no spaces, no hex, so a
+// typo never turns into a surprising number. ok is false when out of range.
+func parseDecimal(v string, lo, hi int) (int, bool) {
+	if v == "" {
+		return 0, false
+	}
+	n := 0
+	for i := 0; i < len(v); i++ {
+		if v[i] < '0' || v[i] > '9' {
+			return 0, false
+		}
+		n = n*10 + int(v[i]-'0')
+		if n > hi {
+			return 0, false
+		}
+	}
+	return n, n >= lo
+}
+
+func intKey(lo, hi int, field func(*Config) *int) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		n, ok := parseDecimal(v, lo, hi)
+		if !ok {
+			return invalid("%q: must be a whole number from %d to %d", v, lo, hi)
+		}
+		*field(c) = n
+		return nil
+	}
+}
+
+func secondsKey(lo, hi int, field func(*Config) *time.Duration) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		n, ok := parseDecimal(v, lo, hi)
+		if !ok {
+			return invalid("%q: must be a whole number of seconds from %d to %d", v, lo, hi)
+		}
+		*field(c) = time.Duration(n) * time.Second
+		return nil
+	}
+}
+
+func boolKey(field func(*Config) *bool) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		switch v {
+		case "0":
+			*field(c) = false
+		case "1":
+			*field(c) = true
+		default:
+			return invalid("%q: must be 0 or 1", v)
+		}
+		return nil
+	}
+}
+
+func blockKey(field func(*Config) *BlockMode) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		switch v {
+		case "0", "1", "2":
+			*field(c) = BlockMode(v[0] - '0')
+			return nil
+		}
+		return invalid("%q: must be 0 (log only), 1 (block) or 2 (run KILL_RUN_CMD only)", v)
+	}
+}
+
+func modeKey(modes []string, field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		if v != "" && !slices.Contains(modes, v) {
+			return invalid("%q: must be %s", v, orList(modes, "or"))
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func setHistoryFormat(c *Config, v, _ string) error {
+	switch v {
+	case "1.2":
+		c.HistoryFormat = History12
+	case "2.x":
+		c.HistoryFormat = History2x
+	default:
+		return invalid(`%q: must be "1.2" or "2.x"`, v)
+	}
+	return nil
+}
+
+// unknownKey builds the error for a key not in keys, with suggestions: the
+// same key in another case, keys within a small edit distance (typos), or
+// the keys it is a prefix of (users of 2.x may rely on its prefix matching).
+func unknownKey(k string) *UnknownKeyError {
+	e := &UnknownKeyError{Key: k}
+	upper := strings.ToUpper(k)
+	if _, ok := keys[upper]; ok {
+		e.Suggestions = []string{upper}
+		return e
+	}
+	// Allow about one typo per four characters, at least one.
+	best := max(1, len(upper)/4)
+	for _, name := range Keys() {
+		d := distance(upper, name, best)
+		switch {
+		case d < best:
+			best = d
+			e.Suggestions = []string{name}
+		case d == best:
+			e.Suggestions = append(e.Suggestions, name)
+		}
+	}
+	if len(e.Suggestions) > 0 || upper == "" {
+		return e
+	}
+	for _, name := range Keys() {
+		if strings.HasPrefix(name, upper) {
+			e.Suggestions = append(e.Suggestions, name)
+		}
+	}
+	return e
+}
+
+// distance is the Levenshtein distance between a and b, or limit+1 as soon
+// as it is known to exceed limit (keys are short; inputs may not be).
+func distance(a, b string, limit int) int {
+	if d := len(a) - len(b); d > limit || -d > limit {
+		return limit + 1
+	}
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		rowMin := cur[0]
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			rowMin = min(rowMin, cur[j])
+		}
+		if rowMin > limit {
+			return limit + 1
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}

@@ -1,0 +1,417 @@
+package daemon
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/block/command"
+	"github.com/portsentry-go/portsentry/internal/block/hostsdeny"
+	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/engine"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/ignore"
+	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/resolve"
+	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/sensor/connect"
+	"github.com/portsentry-go/portsentry/internal/state"
+)
+
+// Queue sizes bound memory whatever the traffic: a sensor that outruns the
+// engine loses events (counted and reported), never grows a queue.
+const (
+	eventQueue   = 4096
+	reportQueue  = 4096
+	respondQueue = 256
+	responders   = 4
+	// localRefresh is how often this host's own addresses are re-read, so an
+	// address gained by DHCP is protected without a reload.
+	localRefresh = 30 * time.Second
+)
+
+// runtime is what responders and the reporter need from the settings in
+// force when an event was decided. A reload swaps it whole.
+type runtime struct {
+	settings *Settings
+	plan     respond.Plan
+	exec     respond.Executor
+	resolver *resolve.Resolver
+	history  *state.Appender // nil when HISTORY_FILE is ""
+	blocked  *state.Appender // nil when BLOCKED_FILE is ""
+	style2x  bool
+}
+
+type report struct {
+	ev event.Event
+	v  engine.Verdict
+	rt *runtime
+	// refused is set when the engine asked for a response that the
+	// local-address guard refused: logged, but not recorded anywhere that
+	// fail2ban or a restart would act on.
+	refused bool
+}
+
+type job struct {
+	ev event.Event
+	v  engine.Verdict
+	rt *runtime
+}
+
+type result struct {
+	addr    netip.Addr
+	blocked bool
+}
+
+// Daemon is one running portsentry.
+type Daemon struct {
+	opts   Options
+	log    *slog.Logger
+	engine *engine.Engine
+	sensor *connect.Sensor
+	rt     atomic.Pointer[runtime]
+	ignore atomic.Pointer[ignore.List]
+	local  atomic.Pointer[ignore.List]
+
+	events  chan event.Event
+	reports chan report
+	jobs    chan job
+	results chan result
+	dropped atomic.Int64 // events lost to a full queue since last reported
+}
+
+// Run starts the daemon and serves until ctx is done. Each value on hup
+// reloads the configuration and ignore files. A configuration error at
+// start is returned before anything is bound.
+func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	s, err := Load(opts)
+	if err != nil {
+		return err
+	}
+	d := &Daemon{
+		opts:    opts,
+		log:     opts.Log,
+		events:  make(chan event.Event, eventQueue),
+		reports: make(chan report, reportQueue),
+		jobs:    make(chan job, respondQueue),
+		results: make(chan result, respondQueue),
+	}
+	for _, w := range s.Warnings {
+		d.log.Warn("adminalert: WARNING: " + w)
+	}
+	d.refreshLocal()
+	d.ignore.Store(s.Ignore)
+	d.engine = engine.New(s.engineOptions(d.protected))
+	d.rt.Store(d.newRuntime(s))
+	d.restoreBlocked(s.Conf.BlockedFile)
+
+	d.sensor, err = connect.Open(s.sensorConfig(), d.log)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	tcp, udp := d.sensor.Bound()
+	d.log.Info(fmt.Sprintf("adminalert: PortSentry starting: %s; bound %d TCP and %d UDP ports", s.Summary(), tcp.Len(), udp.Len()))
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	wg.Go(func() { _ = d.sensor.Run(ctx, d.emit) })
+	wg.Go(func() { d.reporter(ctx) })
+	for range responders {
+		wg.Go(func() { d.responder(ctx) })
+	}
+	d.log.Info(logline.Active)
+	if opts.Ready != nil {
+		opts.Ready()
+	}
+	d.loop(ctx, hup)
+	cancel()
+	wg.Wait()
+	d.log.Info("adminalert: PortSentry is shutting down.")
+	return nil
+}
+
+// emit is the sensors' callback. It never blocks a sensor.
+func (d *Daemon) emit(ev event.Event) {
+	select {
+	case d.events <- ev:
+	default:
+		d.dropped.Add(1)
+	}
+}
+
+func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
+	tick := time.NewTicker(localRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case ev := <-d.events:
+			d.decide(ev)
+		case r := <-d.results:
+			d.engine.Done(r.addr, r.blocked)
+		case <-hup:
+			d.reload()
+		case <-tick.C:
+			d.refreshLocal()
+			if n := d.dropped.Swap(0); n > 0 {
+				d.log.Warn(fmt.Sprintf("adminalert: WARNING: %d events dropped: the engine could not keep up", n))
+			}
+		}
+	}
+}
+
+// protected reports sources never acted on: the ignore list, and this
+// host's own addresses unless -L.
+func (d *Daemon) protected(a netip.Addr) bool {
+	if d.ignore.Load().Contains(a) {
+		return true
+	}
+	return !d.opts.AllowLocal && d.local.Load().Contains(a)
+}
+
+func (d *Daemon) decide(ev event.Event) {
+	v := d.engine.Observe(ev)
+	rt := d.rt.Load()
+	if v.Action != engine.Respond {
+		d.report(report{ev: ev, v: v, rt: rt})
+		return
+	}
+	// Defence in depth: with -L the engine may decide to act on this host's
+	// own address, but no block ever lands on it or on an ignored one.
+	if d.local.Load().Contains(ev.Src) || d.ignore.Load().Contains(ev.Src) {
+		d.engine.Done(ev.Src, false)
+		v.Action = engine.Report
+		d.report(report{ev: ev, v: v, rt: rt, refused: true})
+		return
+	}
+	select {
+	case d.jobs <- job{ev: ev, v: v, rt: rt}:
+	default:
+		d.engine.Done(ev.Src, false)
+		d.log.Error("adminalert: ERROR: too many responses under way; not responding to " + ev.Src.String() + " now (its next probe retries)")
+	}
+}
+
+func (d *Daemon) report(r report) {
+	select {
+	case d.reports <- r:
+	default:
+		d.dropped.Add(1)
+	}
+}
+
+// reporter logs events that need no response, in order. Host names are
+// resolved here, off the packet path.
+func (d *Daemon) reporter(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case r := <-d.reports:
+			d.logReport(ctx, r)
+		}
+	}
+}
+
+func (d *Daemon) logReport(ctx context.Context, r report) {
+	ev, rt := r.ev, r.rt
+	if r.refused {
+		d.log.Warn("attackalert: Host " + ev.Src.String() + " is a local or ignored address: not blocking it")
+	}
+	var o logline.Outcome
+	switch r.v.Action {
+	case engine.Ignored:
+		o = logline.Outcome{Ignored: logline.True}
+		d.log.Info(logline.ScanFrom(ev, ev.Src.String(), o))
+		return
+	case engine.Counted:
+		o = logline.Outcome{Ignored: logline.False, Triggered: logline.False}
+	case engine.AlreadyBlocked:
+		o = logline.Outcome{Ignored: logline.False, Blocked: logline.True}
+		name := rt.resolver.Name(ctx, ev.Src)
+		d.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
+		d.log.Info(logline.ScanFrom(ev, name, o))
+		return
+	case engine.AlreadyReported:
+		o = logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.True, Blocked: logline.False}
+	case engine.Report:
+		o = logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.True, Blocked: logline.False}
+		name := rt.resolver.Name(ctx, ev.Src)
+		d.log.Info(logline.Attack(ev, name))
+		line := logline.ScanFrom(ev, name, o)
+		d.log.Info(line)
+		// As 1.2 does in log-only mode, the history records the host so
+		// that fail2ban's stock jail can act on it.
+		if !r.refused {
+			d.record(rt, ev, name, line, false)
+		}
+		return
+	}
+	d.log.Info(logline.ScanFrom(ev, rt.resolver.Name(ctx, ev.Src), o))
+}
+
+// responder runs the responses, a few hosts at a time, so that a slow
+// command delays neither detection nor the other hosts.
+func (d *Daemon) responder(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-d.jobs:
+			blocked := d.respond(ctx, j)
+			select {
+			case d.results <- result{addr: j.ev.Src, blocked: blocked}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (d *Daemon) respond(ctx context.Context, j job) bool {
+	ev, rt := j.ev, j.rt
+	// Resolve while the block runs: the block never waits for DNS.
+	names := make(chan string, 1)
+	go func() { names <- rt.resolver.Name(ctx, ev.Src) }()
+	mode := ev.Mode.String()
+	if rt.style2x {
+		mode = ev.Mode.Style2x()
+	}
+	steps := rt.plan.Steps(j.v.Response, command.Target{Addr: ev.Src, Port: ev.Port, Mode: mode})
+	res := rt.exec.Execute(ctx, ev.Src, steps)
+	name := <-names
+	d.log.Info(logline.Attack(ev, name))
+	for _, l := range res.Lines {
+		if res.Failed > 0 && !res.Blocked {
+			d.log.Error(l)
+		} else {
+			d.log.Info(l)
+		}
+	}
+	o := logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.False, Blocked: logline.Of(res.Blocked)}
+	line := logline.ScanFrom(ev, name, o)
+	d.log.Info(line)
+	if res.Blocked {
+		d.record(rt, ev, name, line, true)
+	} else {
+		d.log.Error(fmt.Sprintf("attackalert: ERROR: Host %s was NOT blocked; its next probe will try again", ev.Src))
+	}
+	return res.Blocked
+}
+
+// record writes the history (and, for a block, the blocked file).
+func (d *Daemon) record(rt *runtime, ev event.Event, name, scanFrom string, blocked bool) {
+	now := time.Now()
+	rec := logline.History12(now, name, ev)
+	if rt.history != nil {
+		line := rec
+		if rt.settings.Conf.HistoryFormat == config.History2x {
+			line = logline.History2x(now, scanFrom)
+		}
+		if err := rt.history.Append(line); err != nil {
+			d.log.Error("adminalert: ERROR: cannot write history file: " + err.Error())
+		}
+	}
+	if blocked && rt.blocked != nil {
+		if err := rt.blocked.Append(rec); err != nil {
+			d.log.Error("adminalert: ERROR: cannot write blocked file: " + err.Error())
+		}
+	}
+}
+
+func (d *Daemon) newRuntime(s *Settings) *runtime {
+	rt := &runtime{
+		settings: s,
+		plan:     s.plan(),
+		exec: respond.Executor{
+			Shell: command.Shell{Timeout: s.Conf.CommandTimeout},
+			Deny:  &hostsdeny.File{Path: s.Conf.HostsDenyFile},
+		},
+		style2x: d.opts.Style2x,
+	}
+	if s.Conf.ResolveHost {
+		rt.resolver = resolve.New(s.Conf.ResolveTimeout, 4096, nil)
+	}
+	if s.Conf.HistoryFile != "" {
+		rt.history = &state.Appender{Path: s.Conf.HistoryFile}
+	}
+	if s.Conf.BlockedFile != "" {
+		rt.blocked = &state.Appender{Path: s.Conf.BlockedFile}
+	}
+	return rt
+}
+
+// restoreBlocked reloads BLOCKED_FILE so that a restart does not act on
+// the same hosts again.
+func (d *Daemon) restoreBlocked(path string) {
+	if path == "" {
+		return
+	}
+	recs, bad, err := state.LoadBlocked(path)
+	if err != nil {
+		d.log.Error("adminalert: ERROR: cannot read blocked file: " + err.Error())
+	}
+	for i, e := range bad {
+		if i == 10 {
+			d.log.Warn(fmt.Sprintf("adminalert: WARNING: %d more unreadable lines in %s", len(bad)-10, path))
+			break
+		}
+		d.log.Warn("adminalert: WARNING: skipping unreadable blocked-file line: " + e.Error())
+	}
+	for _, r := range recs {
+		d.engine.MarkBlocked(r.Addr)
+	}
+	if len(recs) > 0 {
+		_, _, n := d.engine.Stats()
+		d.log.Info(fmt.Sprintf("adminalert: %d hosts already blocked, from %s", n, path))
+	}
+}
+
+func (d *Daemon) refreshLocal() {
+	prefixes, err := ignore.LocalPrefixes()
+	if err != nil {
+		d.log.Warn("adminalert: WARNING: cannot list this host's addresses: " + err.Error())
+		if d.local.Load() != nil {
+			return // keep the last good list
+		}
+	}
+	d.local.Store(ignore.New(prefixes...))
+}
+
+// reload applies a new configuration. A bad one is refused whole and the
+// running one stays; counts and blocks are kept either way.
+func (d *Daemon) reload() {
+	s, err := Load(d.opts)
+	if err == nil {
+		err = d.sensor.Reconfigure(s.sensorConfig())
+	}
+	if err != nil {
+		d.log.Error("adminalert: ERROR: reload refused, keeping the running configuration: " + err.Error())
+		return
+	}
+	for _, w := range s.Warnings {
+		d.log.Warn("adminalert: WARNING: " + w)
+	}
+	d.ignore.Store(s.Ignore)
+	d.engine.Reconfigure(s.engineOptions(d.protected))
+	d.rt.Store(d.newRuntime(s))
+	d.refreshLocal()
+	tcp, udp := d.sensor.Bound()
+	d.log.Info(fmt.Sprintf("adminalert: configuration reloaded: %s; bound %d TCP and %d UDP ports", s.Summary(), tcp.Len(), udp.Len()))
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return !errors.Is(err, os.ErrNotExist)
+}

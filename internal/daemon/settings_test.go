@@ -1,0 +1,110 @@
+package daemon
+
+import (
+	"errors"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/portsentry-go/portsentry/internal/event"
+)
+
+func write(t *testing.T, dir, name, text string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestLoadModes(t *testing.T) {
+	tests := []struct {
+		name     string
+		conf     string // extra lines of portsentry.conf
+		defaults string // /etc/default/portsentry; "" = none
+		flags    []event.Mode
+		want     []event.Mode
+		wantErr  error
+	}{
+		{name: "nothing set: connect on both", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
+		{name: "Debian start-up file", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP}},
+		{name: "conf wins over start-up file", conf: "UDP_MODE=\"udp\"\n", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
+		{name: "flags win over both", conf: "TCP_MODE=\"tcp\"\n", defaults: "UDP_MODE=\"udp\"\n", flags: []event.Mode{event.ModeUDP}, want: []event.Mode{event.ModeUDP}},
+		{name: "two modes for one protocol", flags: []event.Mode{event.ModeTCP, event.ModeATCP}, wantErr: errAny},
+		{name: "advanced mode not in this version", defaults: "TCP_MODE=\"atcp\"\n", wantErr: ErrUnsupportedMode},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			opts := Options{
+				ConfigPath: write(t, dir, "portsentry.conf", "TCP_PORTS=\"1,2\"\nUDP_PORTS=\"3\"\n"+tt.conf),
+				Modes:      tt.flags,
+			}
+			if tt.defaults != "" {
+				opts.DefaultsPath = write(t, dir, "default", tt.defaults)
+			}
+			s, err := Load(opts)
+			if tt.wantErr != nil {
+				var ce *ConfigError
+				if !errors.As(err, &ce) {
+					t.Fatalf("Load error = %v, want a *ConfigError", err)
+				}
+				if tt.wantErr != errAny && !errors.Is(err, tt.wantErr) {
+					t.Fatalf("Load error = %v, want %v", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			if diff := cmp.Diff(tt.want, s.Modes); diff != "" {
+				t.Errorf("modes (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+var errAny = errors.New("any error")
+
+func TestLoadIgnoreFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "ignore", "10.0.0.1\n")
+	write(t, dir, "ignore.static", "192.0.2.0/24\n")
+	conf := write(t, dir, "portsentry.conf", "IGNORE_FILE=\"ignore\"\nTCP_PORTS=\"1\"\n")
+	s, err := Load(Options{ConfigPath: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []string{"10.0.0.1", "192.0.2.77"} {
+		if !s.Ignore.Contains(mustAddr(t, a)) {
+			t.Errorf("%s not ignored: both IGNORE_FILE and its .static companion must be read", a)
+		}
+	}
+	if s.IgnoreMissing {
+		t.Error("IgnoreMissing set although the files exist")
+	}
+}
+
+func TestLoadWarnsAboutUselessBlock(t *testing.T) {
+	dir := t.TempDir()
+	conf := write(t, dir, "portsentry.conf", "TCP_PORTS=\"1\"\nBLOCK_TCP=\"1\"\nKILL_ROUTE=\"\"\nKILL_HOSTS_DENY=\"\"\n")
+	s, err := Load(Options{ConfigPath: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Warnings) == 0 {
+		t.Error("BLOCK_TCP=1 with nothing to block with gave no warning")
+	}
+}
+
+func mustAddr(t *testing.T, s string) netip.Addr {
+	t.Helper()
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}

@@ -1,0 +1,113 @@
+// Command netclient is the end-to-end tests' scanner: run inside a test
+// network namespace (ip netns exec NS netclient ...), it makes one TCP
+// connection or sends one UDP datagram and reports what came back as one
+// JSON object on stdout. It exits 0 whenever it could try; the test decides
+// what the outcome means.
+//
+//	netclient -proto tcp -addr 10.231.0.1:143
+//	netclient -proto udp -addr [fd00:231::1]:69 -wait 1s
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// result is what the test reads.
+type result struct {
+	Connected bool   `json:"connected"` // TCP: handshake done; UDP: datagram sent
+	Data      string `json:"data"`      // bytes received (banner or reply)
+	Error     string `json:"error,omitempty"`
+}
+
+func main() {
+	proto := flag.String("proto", "tcp", "tcp or udp")
+	addr := flag.String("addr", "", "host:port to reach (IPv6 as [addr]:port)")
+	wait := flag.Duration("wait", 2*time.Second, "how long to wait for data")
+	payload := flag.String("send", "pse2e probe\n", "UDP: datagram to send")
+	flag.Parse()
+	if *addr == "" || (*proto != "tcp" && *proto != "udp") {
+		fmt.Fprintln(os.Stderr, "usage: netclient -proto tcp|udp -addr HOST:PORT [-wait D] [-send S]")
+		os.Exit(2)
+	}
+	var r result
+	if *proto == "tcp" {
+		r = tcp(*addr, *wait)
+	} else {
+		r = udp(*addr, *payload, *wait)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
+		os.Exit(1)
+	}
+}
+
+// tcp connects and reads until EOF, until the wait runs out, or until the
+// peer has been quiet for a moment after sending something (a banner that is
+// not followed by a close must not cost the whole wait).
+func tcp(addr string, wait time.Duration) result {
+	var r result
+	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	defer c.Close()
+	r.Connected = true
+	deadline := time.Now().Add(wait)
+	buf := make([]byte, 4096)
+	var got []byte
+	for {
+		d := deadline
+		if len(got) > 0 {
+			if quiet := time.Now().Add(300 * time.Millisecond); quiet.Before(d) {
+				d = quiet
+			}
+		}
+		_ = c.SetReadDeadline(d)
+		n, err := c.Read(buf)
+		got = append(got, buf[:n]...)
+		if err != nil {
+			var ne net.Error
+			if !errors.Is(err, io.EOF) && (!errors.As(err, &ne) || !ne.Timeout()) {
+				r.Error = err.Error() // e.g. connection reset
+			}
+			break
+		}
+	}
+	r.Data = string(got)
+	return r
+}
+
+// udp sends one datagram and waits for one reply.
+func udp(addr, payload string, wait time.Duration) result {
+	var r result
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(payload)); err != nil {
+		r.Error = err.Error()
+		return r
+	}
+	r.Connected = true
+	_ = c.SetReadDeadline(time.Now().Add(wait))
+	buf := make([]byte, 65535)
+	n, err := c.Read(buf)
+	if err != nil {
+		var ne net.Error
+		if !errors.As(err, &ne) || !ne.Timeout() {
+			r.Error = err.Error() // e.g. ICMP port unreachable: nothing listens
+		}
+		return r
+	}
+	r.Data = string(buf[:n])
+	return r
+}
