@@ -2,6 +2,10 @@
 export PATH := /usr/local/go/bin:$(PATH)
 export CGO_ENABLED := 0
 
+# Debian's real portsentry.conf, fetched by scripts/test-deps, loaded
+# unchanged by internal/config's tests (which skip when it is absent).
+DEBIAN_CONF := $(CURDIR)/.cache/debian-portsentry/etc/portsentry/portsentry.conf
+
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 BIN     := bin/portsentry
 
@@ -22,7 +26,7 @@ test: deps
 	go vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	go build ./...
-	go test -count=1 ./...
+	PORTSENTRY_DEBIAN_CONF=$$(test -f $(DEBIAN_CONF) && echo $(DEBIAN_CONF)) go test -count=1 ./...
 
 # Installs the Debian packages the tests use (once; quick when present).
 deps:

@@ -41,9 +41,12 @@ const (
 	// Respond: the trigger is reached and BLOCK_* asks for a response. The
 	// caller runs it and must then call Done with the result.
 	Respond
+	// Service: a local socket owns the port (PortSentry's service check):
+	// the packet is traffic for a service, not a probe. Not counted.
+	Service
 )
 
-var actionNames = [...]string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond"}
+var actionNames = [...]string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service"}
 
 // String names the action for debug logs and tests.
 func (a Action) String() string {
@@ -73,6 +76,12 @@ type Options struct {
 	// MaxSources caps the table of sources being counted. When full, the
 	// source seen least recently is forgotten (its count starts again).
 	MaxSources int
+	// InUse, when set, is asked about passively captured probes (stealth and
+	// advanced modes) whose source is neither ignored nor blocked: true
+	// means a local socket owns the port right now, so the packet is not a
+	// probe. Connect-mode events never ask: their trap socket is the owner.
+	// Asking last keeps a flood from a blocked host free of lookups.
+	InUse func(proto event.Proto, port uint16) bool
 	// MaxBlocked caps how many blocked sources are remembered. When full,
 	// the oldest block is forgotten: the firewall keeps it, and a new probe
 	// from that source would only run the response again.
@@ -149,6 +158,10 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 	}
 	if _, ok := e.pending[src]; ok {
 		v.Action = AlreadyBlocked
+		return v
+	}
+	if e.opts.InUse != nil && ev.Kind != event.Connect && e.opts.InUse(ev.Proto, ev.Port) {
+		v.Action = Service
 		return v
 	}
 	s := e.touch(src)

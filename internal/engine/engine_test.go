@@ -445,9 +445,9 @@ func TestMarkBlockedAndUnblock(t *testing.T) {
 }
 
 func TestActionString(t *testing.T) {
-	want := []string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "action?"}
+	want := []string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service", "action?"}
 	var got []string
-	for a := Ignored; a <= Respond+1; a++ {
+	for a := Ignored; a <= Service+1; a++ {
 		got = append(got, a.String())
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -547,4 +547,42 @@ func FuzzEngine(f *testing.F) {
 			}
 		}
 	})
+}
+
+// The service check is asked only about passively captured probes from
+// sources that are neither ignored nor blocked, and a port in use is
+// never counted.
+func TestServiceCheck(t *testing.T) {
+	var asked []uint16
+	inUse := map[uint16]bool{22: true}
+	e := New(Options{
+		Trigger:  2,
+		Response: [2]Response{Block, Block},
+		Ignore:   func(a netip.Addr) bool { return a == netip.MustParseAddr("192.0.2.9") },
+		InUse: func(_ event.Proto, port uint16) bool {
+			asked = append(asked, port)
+			return inUse[port]
+		},
+	})
+	probe := func(src string, port uint16, kind event.Kind) Verdict {
+		return e.Observe(event.Event{Src: netip.MustParseAddr(src), Port: port, Proto: event.TCP, Kind: kind, Mode: event.ModeATCP})
+	}
+	if v := probe("192.0.2.1", 22, event.SYN); v.Action != Service {
+		t.Errorf("SYN to a port in use: %v, want service", v.Action)
+	}
+	if v := probe("192.0.2.1", 23, event.SYN); v.Action != Counted || v.Count != 1 {
+		t.Errorf("first SYN to a free port: %v count %d, want counted 1 (the port in use must not count)", v.Action, v.Count)
+	}
+	if v := probe("192.0.2.1", 24, event.SYN); v.Action != Respond {
+		t.Errorf("second SYN to a free port: %v, want respond", v.Action)
+	}
+	asked = nil
+	probe("192.0.2.1", 25, event.SYN) // pending: no lookup
+	probe("192.0.2.9", 26, event.SYN) // ignored: no lookup
+	if v := probe("192.0.2.2", 27, event.Connect); v.Action != Counted {
+		t.Errorf("connect event: %v, want counted", v.Action)
+	}
+	if len(asked) != 0 {
+		t.Errorf("service check asked about ports %v; want no lookups for pending, ignored or connect-mode events", asked)
+	}
 }

@@ -81,7 +81,7 @@ func appendAttr(b *strings.Builder, a slog.Attr) {
 		return
 	}
 	v := a.Value.Resolve().String()
-	if strings.ContainsAny(v, " \t\"") || v == "" {
+	if strings.ContainsAny(v, " \t\"\r\n") || v == "" {
 		v = fmt.Sprintf("%q", v)
 	}
 	b.WriteString(" " + a.Key + "=" + v)

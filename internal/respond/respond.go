@@ -10,6 +10,7 @@ package respond
 import (
 	"context"
 	"net/netip"
+	"strings"
 
 	"github.com/portsentry-go/portsentry/internal/block/command"
 	"github.com/portsentry-go/portsentry/internal/engine"
@@ -59,7 +60,7 @@ func (p Plan) Steps(resp engine.Response, t command.Target) []Step {
 			run(false)
 		}
 		if p.KillHostsDeny != "" {
-			steps = append(steps, Step{HostsDeny, command.Expand(p.KillHostsDeny, t), true})
+			steps = append(steps, Step{HostsDeny, command.Expand(wrappersTemplate(p.KillHostsDeny, t.Addr), t), true})
 		}
 		route := p.KillRoute
 		if t.Addr.Unmap().Is6() && p.KillRoute6 != "" {
@@ -73,6 +74,15 @@ func (p Plan) Steps(resp engine.Response, t command.Target) []Step {
 		}
 	}
 	return steps
+}
+
+// wrappersTemplate writes an IPv6 target as TCP wrappers want it in
+// hosts.deny, in brackets (hosts_access(5)); IPv4 is left alone.
+func wrappersTemplate(template string, addr netip.Addr) string {
+	if addr.Unmap().Is6() {
+		return strings.ReplaceAll(template, "$TARGET$", "[$TARGET$]")
+	}
+	return template
 }
 
 // Runner runs a shell command line (command.Shell in production).

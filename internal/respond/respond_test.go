@@ -53,7 +53,7 @@ func TestSteps(t *testing.T) {
 		{"log only, first: nothing", first, engine.LogOnly, target("10.99.0.1"), nil},
 		{"ipv6 uses KILL_ROUTE6", plan, engine.Block, target("2001:db8::1"),
 			[]Step{
-				{HostsDeny, "ALL: 2001:db8::1 : DENY", true},
+				{HostsDeny, "ALL: [2001:db8::1] : DENY", true}, // hosts_access(5): IPv6 in brackets
 				{Route, "/sbin/ip6tables -I INPUT -s 2001:db8::1 -j DROP", true},
 				{RunCmd, "/usr/local/bin/alert 2001:db8::1 143 atcp", false},
 			}},
@@ -61,7 +61,7 @@ func TestSteps(t *testing.T) {
 			[]Step{deny4, route4, alert4}},
 		{"ipv6 without KILL_ROUTE6 falls back to KILL_ROUTE", noV6, engine.Block, target("2001:db8::1"),
 			[]Step{
-				{HostsDeny, "ALL: 2001:db8::1 : DENY", true},
+				{HostsDeny, "ALL: [2001:db8::1] : DENY", true},
 				{Route, "/sbin/iptables -I INPUT -s 2001:db8::1 -j DROP", true},
 				{RunCmd, "/usr/local/bin/alert 2001:db8::1 143 atcp", false},
 			}},
@@ -205,12 +205,12 @@ func TestExecute(t *testing.T) {
 		{
 			name: "ipv6 route", plan: plan, resp: engine.Block, addr: "2001:db8::1",
 			wantCalls: []string{
-				"deny ALL: 2001:db8::1 : DENY",
+				"deny ALL: [2001:db8::1] : DENY",
 				"run /sbin/ip6tables -I INPUT -s 2001:db8::1 -j DROP",
 				"run /usr/local/bin/alert 2001:db8::1 143 atcp",
 			},
 			want: Result{Blocked: true, Lines: []string{
-				`attackalert: Host 2001:db8::1 has been blocked via wrappers with string: "ALL: 2001:db8::1 : DENY"`,
+				`attackalert: Host 2001:db8::1 has been blocked via wrappers with string: "ALL: [2001:db8::1] : DENY"`,
 				`attackalert: Host 2001:db8::1 has been blocked via dropped route using command: "/sbin/ip6tables -I INPUT -s 2001:db8::1 -j DROP"`,
 				`attackalert: External command run for host: 2001:db8::1 using command: "/usr/local/bin/alert 2001:db8::1 143 atcp"`,
 			}},

@@ -54,12 +54,13 @@ func alreadyLine(src netip.Addr) string {
 
 // denyForms are the hosts.deny lines accepted for src: the plain address,
 // and for IPv6 also TCP wrappers' bracketed form (hosts_access(5)).
+// denyForms is the hosts.deny line for src: TCP wrappers read an IPv6
+// address only in brackets (hosts_access(5)).
 func denyForms(src netip.Addr) []string {
-	forms := []string{fmt.Sprintf("ALL: %s : DENY", src)}
 	if src.Is6() {
-		forms = append(forms, fmt.Sprintf("ALL: [%s] : DENY", src))
+		return []string{fmt.Sprintf("ALL: [%s] : DENY", src)}
 	}
-	return forms
+	return []string{fmt.Sprintf("ALL: %s : DENY", src)}
 }
 
 func isDenyFor(line string, src netip.Addr) bool {

@@ -56,6 +56,7 @@ const (
 // Config is what the sensor watches. A nil-or-empty set means that protocol
 // is off.
 type Config struct {
+	// TCP and UDP are TCP_PORTS and UDP_PORTS.
 	TCP, UDP portset.Set
 
 	// Banner is PORT_BANNER: written to a TCP client before close, sent
@@ -134,7 +135,7 @@ func Open(cfg Config, log *slog.Logger) (*Sensor, error) {
 // never called after Run returns.
 //
 // Run may be called once; it returns an error wrapping net.ErrClosed if the
-// sensor was closed or has run already.
+// sensor was closed or has run already, and an error if emit is nil.
 func (s *Sensor) Run(ctx context.Context, emit func(event.Event)) error {
 	if emit == nil {
 		return errors.New("connect: Run needs an emit function")
