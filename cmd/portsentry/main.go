@@ -53,6 +53,8 @@ type cli struct {
 	allowLocal bool
 	modes      []event.Mode
 	style2x    bool
+	interfaces []string
+	noService  bool
 }
 
 func parse(args []string, stderr io.Writer) (*cli, error) {
@@ -73,9 +75,20 @@ func parse(args []string, stderr io.Writer) (*cli, error) {
 	fs.BoolVar(&c.allowLocal, "L", false, "act on probes whose source is this host (they are still never blocked)")
 	connectMode := fs.Bool("connect", false, "2.x connect mode: trap sockets on TCP_PORTS and UDP_PORTS")
 	stealthMode := fs.Bool("stealth", false, "2.x stealth mode: passive capture (not in this version)")
-	fs.String("i", "", "stealth mode: interface `IFACE`, ALL or ALL_NLO (accepted for 2.x compatibility)")
-	fs.String("m", "", "stealth mode: capture method pcap or raw (accepted for 2.x compatibility)")
-	fs.Bool("S", false, "stealth mode: no service check (accepted for 2.x compatibility)")
+	fs.Func("i", "stealth and advanced modes: capture on `IFACE` (repeatable), ALL (loopback included) or ALL_NLO (default: all but loopback)", func(v string) error {
+		if v == "" {
+			return errors.New("empty interface name")
+		}
+		c.interfaces = append(c.interfaces, v)
+		return nil
+	})
+	fs.Func("m", "capture method, pcap or raw (2.x; both mean the kernel packet socket here)", func(v string) error {
+		if v != "pcap" && v != "raw" {
+			return fmt.Errorf("%q: want pcap or raw", v)
+		}
+		return nil
+	})
+	fs.BoolVar(&c.noService, "S", false, "stealth and advanced modes: no service check (probes to ports a local service uses count too)")
 	var legacy [6]*bool
 	for m := event.ModeTCP; m <= event.ModeAUDP; m++ {
 		legacy[m] = fs.Bool(m.String(), false, "1.2 mode: "+describeMode(m))
@@ -124,6 +137,9 @@ func parse(args []string, stderr io.Writer) (*cli, error) {
 	if c.logTo != "" && c.logTo != "stdout" && c.logTo != "syslog" {
 		return nil, fmt.Errorf("-l %q: want stdout or syslog", c.logTo)
 	}
+	if c.background && c.logTo == "stdout" && !c.check {
+		return nil, errors.New("-D detaches from standard output, so -l stdout would lose every line: use -l syslog (the default with -D), or run in the foreground under a supervisor")
+	}
 	return c, nil
 }
 
@@ -152,11 +168,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitConfig
 	}
 	opts := daemon.Options{
-		ConfigPath:   c.config,
-		DefaultsPath: c.defaults,
-		Modes:        c.modes,
-		Style2x:      c.style2x,
-		AllowLocal:   c.allowLocal,
+		ConfigPath:     c.config,
+		DefaultsPath:   c.defaults,
+		Modes:          c.modes,
+		Style2x:        c.style2x,
+		AllowLocal:     c.allowLocal,
+		Interfaces:     c.interfaces,
+		NoServiceCheck: c.noService,
 	}
 	if c.check {
 		return check(opts, stdout, stderr)

@@ -18,9 +18,12 @@ import (
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/quiet"
 	"github.com/portsentry-go/portsentry/internal/resolve"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
+	"github.com/portsentry-go/portsentry/internal/sockets"
 	"github.com/portsentry-go/portsentry/internal/state"
 )
 
@@ -31,6 +34,9 @@ const (
 	reportQueue  = 4096
 	respondQueue = 256
 	responders   = 4
+	// quietEvery is how often a source that keeps probing after its block
+	// is logged again; the probes in between are counted, not logged.
+	quietEvery = 10 * time.Second
 	// localRefresh is how often this host's own addresses are re-read, so an
 	// address gained by DHCP is protected without a reload.
 	localRefresh = 30 * time.Second
@@ -56,6 +62,9 @@ type report struct {
 	// local-address guard refused: logged, but not recorded anywhere that
 	// fail2ban or a restart would act on.
 	refused bool
+	// suppressed counts the "already blocked" lines about this source that
+	// were held back since the last one logged.
+	suppressed int
 }
 
 type job struct {
@@ -75,6 +84,15 @@ type Daemon struct {
 	log    *slog.Logger
 	engine *engine.Engine
 	sensor *connect.Sensor
+	// capture is the packet sensor of stealth and advanced modes; nil until
+	// one of them is on. services answers its service check.
+	capture  *capture.Sensor
+	services *sockets.Checker
+	// serviceErr limits service-check error lines to one a minute.
+	serviceErr time.Time
+	// runCtx and wg let a reload start the packet sensor.
+	runCtx context.Context
+	wg     *sync.WaitGroup
 	rt     atomic.Pointer[runtime]
 	ignore atomic.Pointer[ignore.List]
 	local  atomic.Pointer[ignore.List]
@@ -84,6 +102,7 @@ type Daemon struct {
 	jobs    chan job
 	results chan result
 	dropped atomic.Int64 // events lost to a full queue since last reported
+	quiet   *quiet.Limiter
 }
 
 // Run starts the daemon and serves until ctx is done. Each value on hup
@@ -104,13 +123,21 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		reports: make(chan report, reportQueue),
 		jobs:    make(chan job, respondQueue),
 		results: make(chan result, respondQueue),
+		quiet:   quiet.New(quietEvery, 4096),
 	}
 	for _, w := range s.Warnings {
 		d.log.Warn("adminalert: WARNING: " + w)
 	}
 	d.refreshLocal()
 	d.ignore.Store(s.Ignore)
-	d.engine = engine.New(s.engineOptions(d.protected))
+	if !opts.NoServiceCheck {
+		// A checker that cannot open its netlink socket falls back to
+		// /proc/net inside; an error here is unexpected, not fatal.
+		if d.services, err = sockets.NewChecker(); err != nil {
+			d.log.Warn("adminalert: WARNING: service check unavailable: " + err.Error())
+		}
+	}
+	d.engine = engine.New(s.engineOptions(d.protected, d.inUseFunc()))
 	d.rt.Store(d.newRuntime(s))
 	d.restoreBlocked(s.Conf.BlockedFile)
 
@@ -118,13 +145,24 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	if s.needsCapture() {
+		if d.capture, err = capture.Open(s.captureConfig(opts.Interfaces), d.log); err != nil {
+			d.sensor.Close()
+			return fmt.Errorf("daemon: %w", err)
+		}
+	}
 	tcp, udp := d.sensor.Bound()
 	d.log.Info(fmt.Sprintf("adminalert: PortSentry starting: %s; bound %d TCP and %d UDP ports", s.Summary(), tcp.Len(), udp.Len()))
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
+	d.runCtx, d.wg = ctx, &wg
 	wg.Go(func() { _ = d.sensor.Run(ctx, d.emit) })
+	if d.capture != nil {
+		c := d.capture
+		wg.Go(func() { d.runCapture(ctx, c) })
+	}
 	wg.Go(func() { d.reporter(ctx) })
 	for range responders {
 		wg.Go(func() { d.responder(ctx) })
@@ -136,8 +174,37 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	d.loop(ctx, hup)
 	cancel()
 	wg.Wait()
+	if d.services != nil {
+		d.services.Close()
+	}
 	d.log.Info("adminalert: PortSentry is shutting down.")
 	return nil
+}
+
+func (d *Daemon) runCapture(ctx context.Context, c *capture.Sensor) {
+	if err := c.Run(ctx, d.emit); err != nil {
+		d.log.Error("adminalert: ERROR: packet sensor stopped: " + err.Error())
+	}
+}
+
+// inUseFunc is the engine's service check: nil when it is off (-S).
+func (d *Daemon) inUseFunc() func(event.Proto, uint16) bool {
+	if d.opts.NoServiceCheck || d.services == nil {
+		return nil
+	}
+	return func(proto event.Proto, port uint16) bool {
+		used, err := d.services.InUse(proto, port)
+		if err != nil {
+			// Unknown counts as in use: a broken check must not turn a
+			// service's clients into scanners. Said once a minute.
+			if now := time.Now(); now.Sub(d.serviceErr) > time.Minute {
+				d.serviceErr = now
+				d.log.Error("adminalert: ERROR: service check failed: " + err.Error())
+			}
+			return true
+		}
+		return used
+	}
 }
 
 // emit is the sensors' callback. It never blocks a sensor.
@@ -183,7 +250,15 @@ func (d *Daemon) protected(a netip.Addr) bool {
 func (d *Daemon) decide(ev event.Event) {
 	v := d.engine.Observe(ev)
 	rt := d.rt.Load()
-	if v.Action != engine.Respond {
+	switch v.Action {
+	case engine.Respond:
+	case engine.AlreadyBlocked:
+		ok, n := d.quiet.Allow(ev.Src, ev.Time)
+		if ok {
+			d.report(report{ev: ev, v: v, rt: rt, suppressed: n})
+		}
+		return
+	default:
 		d.report(report{ev: ev, v: v, rt: rt})
 		return
 	}
@@ -231,6 +306,9 @@ func (d *Daemon) logReport(ctx context.Context, r report) {
 	}
 	var o logline.Outcome
 	switch r.v.Action {
+	case engine.Service:
+		d.log.Debug(fmt.Sprintf("%s from %s to %s port %d: a local service uses the port, not a probe", ev.Describe(), ev.Src, ev.Proto, ev.Port))
+		return
 	case engine.Ignored:
 		o = logline.Outcome{Ignored: logline.True}
 		d.log.Info(logline.ScanFrom(ev, ev.Src.String(), o))
@@ -240,6 +318,9 @@ func (d *Daemon) logReport(ctx context.Context, r report) {
 	case engine.AlreadyBlocked:
 		o = logline.Outcome{Ignored: logline.False, Blocked: logline.True}
 		name := rt.resolver.Name(ctx, ev.Src)
+		if r.suppressed > 0 {
+			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s sent %d more probes while blocked (not logged one by one)", name, ev.Src, r.suppressed))
+		}
 		d.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
 		d.log.Info(logline.ScanFrom(ev, name, o))
 		return
@@ -393,6 +474,15 @@ func (d *Daemon) refreshLocal() {
 // running one stays; counts and blocks are kept either way.
 func (d *Daemon) reload() {
 	s, err := Load(d.opts)
+	if err == nil && s.needsCapture() && d.capture == nil {
+		var c *capture.Sensor
+		if c, err = capture.Open(s.captureConfig(d.opts.Interfaces), d.log); err == nil {
+			d.capture = c
+			d.wg.Go(func() { d.runCapture(d.runCtx, c) })
+		}
+	} else if err == nil && d.capture != nil {
+		err = d.capture.Reconfigure(s.captureConfig(d.opts.Interfaces))
+	}
 	if err == nil {
 		err = d.sensor.Reconfigure(s.sensorConfig())
 	}
@@ -404,7 +494,7 @@ func (d *Daemon) reload() {
 		d.log.Warn("adminalert: WARNING: " + w)
 	}
 	d.ignore.Store(s.Ignore)
-	d.engine.Reconfigure(s.engineOptions(d.protected))
+	d.engine.Reconfigure(s.engineOptions(d.protected, d.inUseFunc()))
 	d.rt.Store(d.newRuntime(s))
 	d.refreshLocal()
 	tcp, udp := d.sensor.Bound()

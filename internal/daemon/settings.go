@@ -3,7 +3,6 @@
 package daemon
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -15,6 +14,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/portset"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
 )
 
@@ -25,14 +25,16 @@ type Options struct {
 	Modes        []event.Mode // from flags; empty: from the configuration
 	Style2x      bool         // $MODE$ expands to connect/stealth (2.x flags were used)
 	AllowLocal   bool         // -L: act on probes from this host's own addresses
-	Log          *slog.Logger
+	// Interfaces are the capture interfaces (2.x -i): empty or ALL_NLO for
+	// all but loopback, ALL for all, else names.
+	Interfaces []string
+	// NoServiceCheck (-S) counts probes to ports a local service uses.
+	NoServiceCheck bool
+	Log            *slog.Logger
 	// Ready is called once every sensor is bound, after the "now active and
 	// listening" line (systemd's READY=1 hooks in here).
 	Ready func()
 }
-
-// ErrUnsupportedMode is wrapped when a mode needs a sensor this build lacks.
-var ErrUnsupportedMode = errors.New("mode not supported yet")
 
 // Settings is a loaded, validated configuration: everything a (re)start
 // needs, built before anything is touched so that a bad file changes nothing.
@@ -109,8 +111,8 @@ func load(opts Options) (*Settings, error) {
 		}
 	}
 	for _, m := range s.Modes {
-		if ports := s.connectPorts(m.Proto()); m.Style2x() == "connect" && ports.Len() == 0 {
-			s.Warnings = append(s.Warnings, fmt.Sprintf("mode %s: %s_PORTS is empty", m, m.Proto()))
+		if ports := s.watched(m); ports.Len() == 0 {
+			s.Warnings = append(s.Warnings, fmt.Sprintf("mode %s watches no port", m))
 		}
 	}
 	return s, nil
@@ -152,9 +154,6 @@ func resolveModes(flags []event.Mode, conf *config.Config) ([]event.Mode, error)
 			return nil, fmt.Errorf("modes %s and %s both watch %s: choose one", seen[p], m, p)
 		}
 		seen[p], have[p] = m, true
-		if m.Style2x() != "connect" {
-			return nil, fmt.Errorf("%w: %s (stealth and advanced modes need the packet sensor, which this version does not have; use tcp/udp connect mode)", ErrUnsupportedMode, m)
-		}
 	}
 	out := make([]event.Mode, 0, 2)
 	for p := range have {
@@ -165,12 +164,53 @@ func resolveModes(flags []event.Mode, conf *config.Config) ([]event.Mode, error)
 	return out, nil
 }
 
-// connectPorts is the trap port set for proto when a connect mode is on.
-func (s *Settings) connectPorts(proto event.Proto) portset.Set {
-	if proto == event.UDP {
-		return s.Conf.UDPPorts
+// watched is the set of ports mode m watches: TCP_PORTS/UDP_PORTS in
+// connect and stealth modes; in advanced mode every port below
+// ADVANCED_PORTS_* but the ADVANCED_EXCLUDE_* ones. (Ports a service uses
+// are left out at the moment a packet arrives, not here.)
+func (s *Settings) watched(m event.Mode) portset.Set {
+	c := s.Conf
+	switch m {
+	case event.ModeTCP, event.ModeSTCP:
+		return c.TCPPorts
+	case event.ModeUDP, event.ModeSUDP:
+		return c.UDPPorts
+	case event.ModeATCP:
+		set := portset.Below(c.AdvancedPortsTCP)
+		set.RemoveSet(&c.AdvancedExcludeTCP)
+		return set
+	case event.ModeAUDP:
+		set := portset.Below(c.AdvancedPortsUDP)
+		set.RemoveSet(&c.AdvancedExcludeUDP)
+		return set
 	}
-	return s.Conf.TCPPorts
+	return portset.Set{}
+}
+
+// needsCapture reports whether a stealth or advanced mode is on.
+func (s *Settings) needsCapture() bool {
+	for _, m := range s.Modes {
+		if m.Style2x() == "stealth" {
+			return true
+		}
+	}
+	return false
+}
+
+// captureConfig is what the packet sensor watches for these settings.
+func (s *Settings) captureConfig(interfaces []string) capture.Config {
+	c := capture.Config{Interfaces: interfaces}
+	for _, m := range s.Modes {
+		if m.Style2x() != "stealth" {
+			continue
+		}
+		if m.Proto() == event.UDP {
+			c.UDP, c.UDPMode = s.watched(m), m
+		} else {
+			c.TCP, c.TCPMode = s.watched(m), m
+		}
+	}
+	return c
 }
 
 // sensorConfig is what the connect sensor binds for these settings.
@@ -179,9 +219,9 @@ func (s *Settings) sensorConfig() connect.Config {
 	for _, m := range s.Modes {
 		switch m {
 		case event.ModeTCP:
-			c.TCP = s.Conf.TCPPorts
+			c.TCP = s.watched(m)
 		case event.ModeUDP:
-			c.UDP = s.Conf.UDPPorts
+			c.UDP = s.watched(m)
 		}
 	}
 	c.Banner = s.Conf.PortBanner
@@ -201,12 +241,13 @@ func (s *Settings) plan() respond.Plan {
 }
 
 // engineOptions builds the engine's options; protect says which sources are
-// never acted on.
-func (s *Settings) engineOptions(protect func(netip.Addr) bool) engine.Options {
+// never acted on, inUse (nil: no service check) which ports a service owns.
+func (s *Settings) engineOptions(protect func(netip.Addr) bool, inUse func(event.Proto, uint16) bool) engine.Options {
 	return engine.Options{
 		Trigger:    s.Conf.ScanTrigger,
 		Response:   [2]engine.Response{engine.Response(s.Conf.BlockTCP), engine.Response(s.Conf.BlockUDP)},
 		Ignore:     protect,
+		InUse:      inUse,
 		MaxSources: s.Conf.MaxSources,
 	}
 }
@@ -215,7 +256,7 @@ func (s *Settings) engineOptions(protect func(netip.Addr) bool) engine.Options {
 func (s *Settings) Summary() string {
 	var parts []string
 	for _, m := range s.Modes {
-		ports := s.connectPorts(m.Proto())
+		ports := s.watched(m)
 		parts = append(parts, fmt.Sprintf("%s on %d %s ports", m, ports.Len(), m.Proto()))
 	}
 	return fmt.Sprintf("modes: %s; BLOCK_TCP=%d BLOCK_UDP=%d SCAN_TRIGGER=%d; %d ignore entries",

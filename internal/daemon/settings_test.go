@@ -34,7 +34,7 @@ func TestLoadModes(t *testing.T) {
 		{name: "conf wins over start-up file", conf: "UDP_MODE=\"udp\"\n", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
 		{name: "flags win over both", conf: "TCP_MODE=\"tcp\"\n", defaults: "UDP_MODE=\"udp\"\n", flags: []event.Mode{event.ModeUDP}, want: []event.Mode{event.ModeUDP}},
 		{name: "two modes for one protocol", flags: []event.Mode{event.ModeTCP, event.ModeATCP}, wantErr: errAny},
-		{name: "advanced mode not in this version", defaults: "TCP_MODE=\"atcp\"\n", wantErr: ErrUnsupportedMode},
+		{name: "advanced mode from the start-up file", defaults: "TCP_MODE=\"atcp\"\nUDP_MODE=\"audp\"\n", want: []event.Mode{event.ModeATCP, event.ModeAUDP}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -160,7 +160,7 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		v.Action = AlreadyBlocked
 		return v
 	}
-	if e.opts.InUse != nil && ev.Kind != event.Connect && e.opts.InUse(ev.Proto, ev.Port) {
+	if e.opts.InUse != nil && ev.Mode.Style2x() == "stealth" && e.opts.InUse(ev.Proto, ev.Port) {
 		v.Action = Service
 		return v
 	}

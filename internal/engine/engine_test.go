@@ -579,8 +579,13 @@ func TestServiceCheck(t *testing.T) {
 	asked = nil
 	probe("192.0.2.1", 25, event.SYN) // pending: no lookup
 	probe("192.0.2.9", 26, event.SYN) // ignored: no lookup
-	if v := probe("192.0.2.2", 27, event.Connect); v.Action != Counted {
-		t.Errorf("connect event: %v, want counted", v.Action)
+	for _, ev := range []event.Event{
+		{Src: netip.MustParseAddr("192.0.2.2"), Port: 27, Proto: event.TCP, Kind: event.Connect, Mode: event.ModeTCP},
+		{Src: netip.MustParseAddr("192.0.2.3"), Port: 28, Proto: event.UDP, Kind: event.UDPProbe, Mode: event.ModeUDP},
+	} {
+		if v := e.Observe(ev); v.Action != Counted {
+			t.Errorf("connect-mode %v event: %v, want counted (its trap socket owns the port)", ev.Proto, v.Action)
+		}
 	}
 	if len(asked) != 0 {
 		t.Errorf("service check asked about ports %v; want no lookups for pending, ignored or connect-mode events", asked)

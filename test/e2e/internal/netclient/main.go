@@ -6,6 +6,14 @@
 //
 //	netclient -proto tcp -addr 10.231.0.1:143
 //	netclient -proto udp -addr [fd00:231::1]:69 -wait 1s
+//
+// With -listen it is a stand-in for a real service instead: it binds addr,
+// prints {"listening":true,...} once bound, and serves until killed. A TCP
+// client gets -reply and is closed; a UDP datagram is answered with -reply,
+// or dropped when -reply is empty (a server that never answers).
+//
+//	netclient -listen -proto tcp -addr :143 -reply 'SSH-2.0-OpenSSH_9.2'
+//	netclient -listen -proto udp -addr 127.0.0.1:53 -reply ''
 package main
 
 import (
@@ -31,9 +39,18 @@ func main() {
 	addr := flag.String("addr", "", "host:port to reach (IPv6 as [addr]:port)")
 	wait := flag.Duration("wait", 2*time.Second, "how long to wait for data")
 	payload := flag.String("send", "pse2e probe\n", "UDP: datagram to send")
+	listen := flag.Bool("listen", false, "serve on addr instead of reaching it")
+	reply := flag.String("reply", "", "-listen: what a client gets back")
 	flag.Parse()
+	if *listen && *addr != "" && (*proto == "tcp" || *proto == "udp") {
+		if err := serve(*proto, *addr, *reply); err != nil {
+			fmt.Fprintln(os.Stderr, "netclient:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *addr == "" || (*proto != "tcp" && *proto != "udp") {
-		fmt.Fprintln(os.Stderr, "usage: netclient -proto tcp|udp -addr HOST:PORT [-wait D] [-send S]")
+		fmt.Fprintln(os.Stderr, "usage: netclient -proto tcp|udp -addr HOST:PORT [-wait D] [-send S]\n       netclient -listen -proto tcp|udp -addr HOST:PORT [-reply S]")
 		os.Exit(2)
 	}
 	var r result
@@ -110,4 +127,51 @@ func udp(addr, payload string, wait time.Duration) result {
 	}
 	r.Data = string(buf[:n])
 	return r
+}
+
+// listening is what -listen prints once its socket is bound.
+type listening struct {
+	Listening bool   `json:"listening"`
+	Addr      string `json:"addr"`
+}
+
+// serve binds addr and serves until the process is killed.
+func serve(proto, addr, reply string) error {
+	if proto == "udp" {
+		pc, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return err
+		}
+		if err := json.NewEncoder(os.Stdout).Encode(listening{true, pc.LocalAddr().String()}); err != nil {
+			return err
+		}
+		buf := make([]byte, 65535)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				return err
+			}
+			if reply != "" {
+				_, _ = pc.WriteTo([]byte(reply), from)
+			}
+		}
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(listening{true, ln.Addr().String()}); err != nil {
+		return err
+	}
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			return err
+		}
+		go func() {
+			defer c.Close()
+			_ = c.SetWriteDeadline(time.Now().Add(2 * time.Second))
+			_, _ = io.WriteString(c, reply)
+		}()
+	}
 }
