@@ -151,6 +151,10 @@ type Config struct {
 	// engine's per-source table so a spoofed-source flood cannot exhaust
 	// memory.
 	MaxSources int
+
+	// Warnings are lines that loaded but probably do not say what was
+	// meant, each naming file, line and key.
+	Warnings []string
 }
 
 // Default returns the configuration used for every key the file does not
@@ -288,6 +292,10 @@ func Parse(r io.Reader, name string) (*Config, error) {
 		if err := k.set(c, ln.value, dir); err != nil {
 			return &Error{File: name, Line: ln.num, Key: ln.key, Err: err}
 		}
+		if ln.trailing != "" {
+			c.Warnings = append(c.Warnings, (&Error{File: name, Line: ln.num, Key: ln.key,
+				Err: fmt.Errorf("text after the closing quote is ignored: %q (the value is %q)", ln.trailing, ln.value)}).Error())
+		}
 		return nil
 	})
 	if err != nil {
@@ -347,6 +355,10 @@ type line struct {
 	num   int
 	key   string
 	value string
+	// trailing is what followed the closing quote, if it is not blank or a
+	// comment: ignored, as 1.2 and 2.x ignore it, but worth a warning
+	// (KILL_ROUTE="echo "x"" runs `echo `).
+	trailing string
 }
 
 // scan splits r into assignments and calls fn for each. shell allows
@@ -419,6 +431,9 @@ func parseLine(text string, shell bool) (ln line, ok bool, err error) {
 			return ln, false, fmt.Errorf("%w: missing closing %s", ErrSyntax, q)
 		}
 		ln.value = v[1 : 1+end]
+		if rest := strings.Trim(v[2+end:], blanks); rest != "" && rest[0] != '#' {
+			ln.trailing = rest
+		}
 	default:
 		// Unquoted: ends at a blank or "#". Text after the blank that is
 		// not a comment is refused rather than dropped: `KILL_ROUTE=/sbin/

@@ -239,7 +239,10 @@ func TestParseSyntax(t *testing.T) {
 		{"blanks around =", "  \tSCAN_TRIGGER \t=\t \"3\"\n", func(c *Config) { c.ScanTrigger = 3 }},
 		{"CRLF", "# c\r\nSCAN_TRIGGER=\"3\"\r\nBLOCK_TCP=1\r\n", func(c *Config) { c.ScanTrigger = 3; c.BlockTCP = Block }},
 		{"BOM", "\ufeffBLOCK_UDP=\"2\"\n", func(c *Config) { c.BlockUDP = RunCmdOnly }},
-		{"text after closing quote ignored", `BLOCK_TCP="1" this is ignored "too"` + "\n", func(c *Config) { c.BlockTCP = Block }},
+		{"text after closing quote ignored, with a warning", `BLOCK_TCP="1" this is ignored "too"` + "\n", func(c *Config) {
+			c.BlockTCP = Block
+			c.Warnings = []string{`/etc/portsentry/portsentry.conf:1: BLOCK_TCP: text after the closing quote is ignored: "this is ignored \"too\"" (the value is "1")`}
+		}},
 		{"hash inside quotes kept", `PORT_BANNER="# not a comment"` + "\n", func(c *Config) { c.PortBanner = "# not a comment" }},
 		{"equals inside quotes kept", `KILL_RUN_CMD="/bin/x a=b $TARGET$"` + "\n", func(c *Config) { c.KillRunCmd = "/bin/x a=b $TARGET$" }},
 		{"single quotes inside value", `KILL_ROUTE="/bin/echo 'block $TARGET$' | x"` + "\n", func(c *Config) { c.KillRoute = "/bin/echo 'block $TARGET$' | x" }},
@@ -491,4 +494,22 @@ func FuzzParse(f *testing.F) {
 			t.Fatalf("accepted config violates an invariant: %+v", c)
 		}
 	})
+}
+
+// Text after a closing quote is ignored, as PortSentry ignores it, but it
+// usually means a quote inside the value cut it short: warn, naming the
+// place.
+func TestTrailingTextWarns(t *testing.T) {
+	in := "TCP_PORTS=\"1\" # a comment is fine\nKILL_RUN_CMD=\"echo \"$TARGET$\" >> log\"\n"
+	c, err := Parse(strings.NewReader(in), "/etc/portsentry/portsentry.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.KillRunCmd != "echo " {
+		t.Errorf("KillRunCmd = %q, want the 1.2 reading %q", c.KillRunCmd, "echo ")
+	}
+	want := []string{`/etc/portsentry/portsentry.conf:2: KILL_RUN_CMD: text after the closing quote is ignored: "$TARGET$\" >> log\"" (the value is "echo ")`}
+	if diff := cmp.Diff(want, c.Warnings); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
 }

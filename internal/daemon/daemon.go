@@ -151,8 +151,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 			return fmt.Errorf("daemon: %w", err)
 		}
 	}
-	tcp, udp := d.sensor.Bound()
-	d.log.Info(fmt.Sprintf("adminalert: PortSentry starting: %s; bound %d TCP and %d UDP ports", s.Summary(), tcp.Len(), udp.Len()))
+	d.log.Info("adminalert: PortSentry starting: " + s.Summary() + d.boundSummary())
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -497,8 +496,17 @@ func (d *Daemon) reload() {
 	d.engine.Reconfigure(s.engineOptions(d.protected, d.inUseFunc()))
 	d.rt.Store(d.newRuntime(s))
 	d.refreshLocal()
+	d.log.Info("adminalert: configuration reloaded: " + s.Summary() + d.boundSummary())
+}
+
+// boundSummary tells how many trap sockets connect mode holds: fewer than
+// asked when services use some of the ports.
+func (d *Daemon) boundSummary() string {
 	tcp, udp := d.sensor.Bound()
-	d.log.Info(fmt.Sprintf("adminalert: configuration reloaded: %s; bound %d TCP and %d UDP ports", s.Summary(), tcp.Len(), udp.Len()))
+	if tcp.Len()+udp.Len() == 0 {
+		return ""
+	}
+	return fmt.Sprintf("; bound %d TCP and %d UDP trap sockets", tcp.Len(), udp.Len())
 }
 
 func fileExists(p string) bool {

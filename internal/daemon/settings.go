@@ -83,7 +83,7 @@ func load(opts Options) (*Settings, error) {
 			conf.UDPMode = d.UDPMode
 		}
 	}
-	s := &Settings{Conf: conf}
+	s := &Settings{Conf: conf, Warnings: conf.Warnings}
 	if s.Modes, err = resolveModes(opts.Modes, conf); err != nil {
 		return nil, err
 	}
