@@ -152,6 +152,29 @@ type Config struct {
 	// memory.
 	MaxSources int
 
+	// Blocker (BLOCKER) is how bans are applied: "command" (KILL_ROUTE and
+	// KILL_ROUTE6, PortSentry's way and the default), "nftables",
+	// "iptables", "route" (native, no subprocess for nftables and route),
+	// or "auto" (the first of nftables, iptables, route that works).
+	Blocker string
+	// KernelTrap (KERNEL_TRAP, default 1) lets the nftables blocker ban a
+	// scanner in the kernel's packet path on its first probe, in stealth
+	// and advanced modes when SCAN_TRIGGER is 0 or 1.
+	KernelTrap bool
+	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
+	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
+	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
+	BanTime, BanTimeMax time.Duration
+	// UnkillRoute (UNKILL_ROUTE, and UNKILL_ROUTE6 for IPv6) lifts a ban
+	// made by KILL_ROUTE when it expires or is removed by hand.
+	UnkillRoute, UnkillRoute6 string
+	// BanFile (BAN_FILE) keeps bans and their remaining time across
+	// restarts, crashes and reboots; "" keeps them in memory only.
+	BanFile string
+	// ControlSocket (CONTROL_SOCKET) is the local socket of the operator
+	// commands; "" turns it off.
+	ControlSocket string
+
 	// Warnings are lines that loaded but probably do not say what was
 	// meant, each naming file, line and key.
 	Warnings []string
@@ -167,6 +190,9 @@ func Default() *Config {
 		CommandTimeout:   30 * time.Second,
 		ResolveTimeout:   2 * time.Second,
 		MaxSources:       65536,
+		Blocker:          "command",
+		KernelTrap:       true,
+		ControlSocket:    DefaultControlSocket,
 	}
 	// These literals are known good; a failure here is a programming error
 	// caught by TestDefault, so the errors are deliberately dropped.

@@ -48,7 +48,25 @@ var keys = map[string]key{
 	"COMMAND_TIMEOUT": {"30", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.CommandTimeout })},
 	"RESOLVE_TIMEOUT": {"2", secondsKey(1, 60, func(c *Config) *time.Duration { return &c.ResolveTimeout })},
 	"MAX_SOURCES":     {"65536", intKey(1, 10000000, func(c *Config) *int { return &c.MaxSources })},
+
+	// Kernel enforcement and ban lifetime.
+	"BLOCKER":        {"command", modeKey([]string{"command", "nftables", "iptables", "route", "auto"}, func(c *Config) *string { return &c.Blocker })},
+	"KERNEL_TRAP":    {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},
+	"BAN_TIME":       {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
+	"BAN_TIME_MAX":   {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
+	"UNKILL_ROUTE":   {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},
+	"UNKILL_ROUTE6":  {"", targetKey(func(c *Config) *string { return &c.UnkillRoute6 })},
+	"BAN_FILE":       {"", pathKey(func(c *Config) *string { return &c.BanFile })},
+	"CONTROL_SOCKET": {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
 }
+
+// maxBanSeconds bounds BAN_TIME and BAN_TIME_MAX: ten years, which is
+// "permanent" in practice while keeping expiry arithmetic far from overflow.
+const maxBanSeconds = 10 * 365 * 24 * 3600
+
+// DefaultControlSocket is where the daemon listens for operator commands
+// (portsentry list, block, unblock, status) unless CONTROL_SOCKET says else.
+const DefaultControlSocket = "/run/portsentry/portsentry.sock"
 
 // Keys returns every key portsentry.conf accepts, sorted; for help texts and
 // documentation tests.
