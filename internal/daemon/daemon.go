@@ -34,9 +34,10 @@ const (
 	reportQueue  = 4096
 	respondQueue = 256
 	responders   = 4
-	// quietEvery is how often a source that keeps probing after its block
-	// is logged again; the probes in between are counted, not logged.
-	quietEvery = 10 * time.Second
+	// A source that keeps probing after its block is logged for quietBurst
+	// packets per quietWindow; the rest are counted, not logged one by one.
+	quietWindow = 10 * time.Second
+	quietBurst  = 20
 	// localRefresh is how often this host's own addresses are re-read, so an
 	// address gained by DHCP is protected without a reload.
 	localRefresh = 30 * time.Second
@@ -123,7 +124,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		reports: make(chan report, reportQueue),
 		jobs:    make(chan job, respondQueue),
 		results: make(chan result, respondQueue),
-		quiet:   quiet.New(quietEvery, 4096),
+		quiet:   quiet.New(quietWindow, quietBurst, 4096),
 	}
 	for _, w := range s.Warnings {
 		d.log.Warn("adminalert: WARNING: " + w)
@@ -251,11 +252,18 @@ func (d *Daemon) decide(ev event.Event) {
 	rt := d.rt.Load()
 	switch v.Action {
 	case engine.Respond:
-	case engine.AlreadyBlocked:
+	case engine.Pending, engine.AlreadyBlocked:
 		ok, n := d.quiet.Allow(ev.Src, ev.Time)
-		if ok {
-			d.report(report{ev: ev, v: v, rt: rt, suppressed: n})
+		if !ok {
+			return
 		}
+		// Only now, for a line about to be logged, is the service check
+		// worth its lookup: a blocked host's packets to a service are no
+		// probes either.
+		if inUse := d.inUseFunc(); inUse != nil && ev.Mode.Style2x() == "stealth" && inUse(ev.Proto, ev.Port) {
+			return
+		}
+		d.report(report{ev: ev, v: v, rt: rt, suppressed: n})
 		return
 	default:
 		d.report(report{ev: ev, v: v, rt: rt})
@@ -314,11 +322,18 @@ func (d *Daemon) logReport(ctx context.Context, r report) {
 		return
 	case engine.Counted:
 		o = logline.Outcome{Ignored: logline.False, Triggered: logline.False}
+	case engine.Pending:
+		// Arrived while the response runs: its outcome is not known yet,
+		// and the response's own lines will tell it.
+		o = logline.Outcome{Ignored: logline.False}
+		if r.suppressed > 0 {
+			d.log.Info(fmt.Sprintf("attackalert: Host: %s sent %d more packets (not logged one by one)", ev.Src, r.suppressed))
+		}
 	case engine.AlreadyBlocked:
 		o = logline.Outcome{Ignored: logline.False, Blocked: logline.True}
 		name := rt.resolver.Name(ctx, ev.Src)
 		if r.suppressed > 0 {
-			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s sent %d more probes while blocked (not logged one by one)", name, ev.Src, r.suppressed))
+			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s sent %d more packets while blocked (not logged one by one)", name, ev.Src, r.suppressed))
 		}
 		d.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
 		d.log.Info(logline.ScanFrom(ev, name, o))

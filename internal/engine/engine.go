@@ -30,8 +30,9 @@ const (
 	Ignored Action = iota
 	// Counted: below SCAN_TRIGGER; logged, nothing else.
 	Counted
-	// AlreadyBlocked: the source is blocked, or a response to it is under
-	// way; PortSentry logs "is already blocked Ignoring".
+	// AlreadyBlocked: the source is blocked; PortSentry logs "is already
+	// blocked Ignoring". The service check has not been asked (a flood from
+	// a blocked host must cost no lookups): ask it before logging.
 	AlreadyBlocked
 	// AlreadyReported: log-only mode, and this source was reported for this
 	// protocol before; logged, not reported again.
@@ -44,9 +45,12 @@ const (
 	// Service: a local socket owns the port (PortSentry's service check):
 	// the packet is traffic for a service, not a probe. Not counted.
 	Service
+	// Pending: a response to this source is under way; whether it will be
+	// blocked is not known yet.
+	Pending
 )
 
-var actionNames = [...]string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service"}
+var actionNames = [...]string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service", "pending"}
 
 // String names the action for debug logs and tests.
 func (a Action) String() string {
@@ -157,7 +161,7 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		return v
 	}
 	if _, ok := e.pending[src]; ok {
-		v.Action = AlreadyBlocked
+		v.Action = Pending
 		return v
 	}
 	if e.opts.InUse != nil && ev.Mode.Style2x() == "stealth" && e.opts.InUse(ev.Proto, ev.Port) {

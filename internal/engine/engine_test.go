@@ -46,11 +46,11 @@ func TestTrigger(t *testing.T) {
 		trigger int
 		actions []Action // for probes 1, 2, … from one source
 	}{
-		{0, []Action{Respond, AlreadyBlocked, AlreadyBlocked}},
-		{1, []Action{Respond, AlreadyBlocked, AlreadyBlocked}},
-		{2, []Action{Counted, Respond, AlreadyBlocked}},
-		{3, []Action{Counted, Counted, Respond, AlreadyBlocked}},
-		{5, []Action{Counted, Counted, Counted, Counted, Respond, AlreadyBlocked}},
+		{0, []Action{Respond, Pending, Pending}},
+		{1, []Action{Respond, Pending, Pending}},
+		{2, []Action{Counted, Respond, Pending}},
+		{3, []Action{Counted, Counted, Respond, Pending}},
+		{5, []Action{Counted, Counted, Counted, Counted, Respond, Pending}},
 	}
 	for _, tt := range tests {
 		t.Run(fmt.Sprintf("trigger=%d", tt.trigger), func(t *testing.T) {
@@ -134,8 +134,8 @@ func TestRespondPendingThenBlocked(t *testing.T) {
 
 	// While the response is under way, no second response starts.
 	for _, ev := range []event.Event{tcp(src.String()), udp(src.String()), tcp(src.String())} {
-		if got := e.Observe(ev); got.Action != AlreadyBlocked {
-			t.Fatalf("pending: %s probe = %v, want %v", ev.Proto, got.Action, AlreadyBlocked)
+		if got := e.Observe(ev); got.Action != Pending {
+			t.Fatalf("pending: %s probe = %v, want %v", ev.Proto, got.Action, Pending)
 		}
 	}
 	if e.IsBlocked(src) {
@@ -241,7 +241,7 @@ func TestMixedResponses(t *testing.T) {
 	run(t, e, []step{
 		{tcp("192.0.2.30"), Verdict{Action: Report, Count: 1, Response: LogOnly}},
 		{udp("192.0.2.30"), Verdict{Action: Respond, Count: 2, Response: RunOnly}},
-		{tcp("192.0.2.30"), Verdict{Action: AlreadyBlocked, Response: LogOnly}},
+		{tcp("192.0.2.30"), Verdict{Action: Pending, Response: LogOnly}},
 	})
 }
 
@@ -250,7 +250,7 @@ func TestRunOnlyResponds(t *testing.T) {
 	run(t, e, []step{
 		{udp("192.0.2.40"), Verdict{Action: Counted, Count: 1, Response: RunOnly}},
 		{udp("192.0.2.40"), Verdict{Action: Respond, Count: 2, Response: RunOnly}},
-		{udp("192.0.2.40"), Verdict{Action: AlreadyBlocked, Response: RunOnly}},
+		{udp("192.0.2.40"), Verdict{Action: Pending, Response: RunOnly}},
 	})
 }
 
@@ -445,9 +445,9 @@ func TestMarkBlockedAndUnblock(t *testing.T) {
 }
 
 func TestActionString(t *testing.T) {
-	want := []string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service", "action?"}
+	want := []string{"ignored", "counted", "already-blocked", "already-reported", "report", "respond", "service", "pending", "action?"}
 	var got []string
-	for a := Ignored; a <= Service+1; a++ {
+	for a := Ignored; a <= Pending+1; a++ {
 		got = append(got, a.String())
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -494,7 +494,7 @@ func FuzzEngine(f *testing.F) {
 				if (v.Action == Ignored) != (u == ignored) {
 					t.Fatalf("%v: action %v; ignored = %v", a, v.Action, u == ignored)
 				}
-				if pending[u] && v.Action != AlreadyBlocked {
+				if pending[u] && v.Action != Pending {
 					t.Fatalf("%v: pending, but action %v", a, v.Action)
 				}
 				switch v.Action {
@@ -509,7 +509,7 @@ func FuzzEngine(f *testing.F) {
 					if (v.Action == Respond) != (v.Response != LogOnly) {
 						t.Fatalf("%v: %v under response %v", a, v.Action, v.Response)
 					}
-				case Ignored, AlreadyBlocked:
+				case Ignored, AlreadyBlocked, Pending:
 					if v.Count != 0 {
 						t.Fatalf("%v: %v with count %d", a, v.Action, v.Count)
 					}

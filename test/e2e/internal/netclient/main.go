@@ -6,14 +6,21 @@
 //
 //	netclient -proto tcp -addr 10.231.0.1:143
 //	netclient -proto udp -addr [fd00:231::1]:69 -wait 1s
+//	netclient -proto udp -addr 10.231.0.130:53 -sport 600 -wait 200ms
+//
+// -sport makes the client send from a fixed local port (the host's own
+// outgoing traffic from a watched port); -dial bounds the TCP handshake.
 //
 // With -listen it is a stand-in for a real service instead: it binds addr,
 // prints {"listening":true,...} once bound, and serves until killed. A TCP
 // client gets -reply and is closed; a UDP datagram is answered with -reply,
-// or dropped when -reply is empty (a server that never answers).
+// or dropped when -reply is empty (a server that never answers). With
+// -delay a UDP reply is sent that long after the datagram came (a late
+// answer, after the client may have closed its socket).
 //
 //	netclient -listen -proto tcp -addr :143 -reply 'SSH-2.0-OpenSSH_9.2'
 //	netclient -listen -proto udp -addr 127.0.0.1:53 -reply ''
+//	netclient -listen -proto udp -addr :53 -reply 'answer' -delay 1s
 package main
 
 import (
@@ -41,23 +48,30 @@ func main() {
 	payload := flag.String("send", "pse2e probe\n", "UDP: datagram to send")
 	listen := flag.Bool("listen", false, "serve on addr instead of reaching it")
 	reply := flag.String("reply", "", "-listen: what a client gets back")
+	delay := flag.Duration("delay", 0, "-listen, UDP: send each reply this long after the datagram came")
+	sport := flag.Int("sport", 0, "send from this local port (0: any)")
+	dial := flag.Duration("dial", 3*time.Second, "TCP: how long the handshake may take")
 	flag.Parse()
+	if *sport < 0 || *sport > 65535 {
+		fmt.Fprintln(os.Stderr, "netclient: -sport out of range")
+		os.Exit(2)
+	}
 	if *listen && *addr != "" && (*proto == "tcp" || *proto == "udp") {
-		if err := serve(*proto, *addr, *reply); err != nil {
+		if err := serve(*proto, *addr, *reply, *delay); err != nil {
 			fmt.Fprintln(os.Stderr, "netclient:", err)
 			os.Exit(1)
 		}
 		return
 	}
 	if *addr == "" || (*proto != "tcp" && *proto != "udp") {
-		fmt.Fprintln(os.Stderr, "usage: netclient -proto tcp|udp -addr HOST:PORT [-wait D] [-send S]\n       netclient -listen -proto tcp|udp -addr HOST:PORT [-reply S]")
+		fmt.Fprintln(os.Stderr, "usage: netclient -proto tcp|udp -addr HOST:PORT [-wait D] [-send S] [-sport N] [-dial D]\n       netclient -listen -proto tcp|udp -addr HOST:PORT [-reply S] [-delay D]")
 		os.Exit(2)
 	}
 	var r result
 	if *proto == "tcp" {
-		r = tcp(*addr, *wait)
+		r = tcp(*addr, *sport, *dial, *wait)
 	} else {
-		r = udp(*addr, *payload, *wait)
+		r = udp(*addr, *sport, *payload, *wait)
 	}
 	if err := json.NewEncoder(os.Stdout).Encode(r); err != nil {
 		os.Exit(1)
@@ -67,9 +81,13 @@ func main() {
 // tcp connects and reads until EOF, until the wait runs out, or until the
 // peer has been quiet for a moment after sending something (a banner that is
 // not followed by a close must not cost the whole wait).
-func tcp(addr string, wait time.Duration) result {
+func tcp(addr string, sport int, dial, wait time.Duration) result {
 	var r result
-	c, err := net.DialTimeout("tcp", addr, 3*time.Second)
+	d := net.Dialer{Timeout: dial}
+	if sport != 0 {
+		d.LocalAddr = &net.TCPAddr{Port: sport}
+	}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -102,9 +120,13 @@ func tcp(addr string, wait time.Duration) result {
 }
 
 // udp sends one datagram and waits for one reply.
-func udp(addr, payload string, wait time.Duration) result {
+func udp(addr string, sport int, payload string, wait time.Duration) result {
 	var r result
-	c, err := net.Dial("udp", addr)
+	d := net.Dialer{}
+	if sport != 0 {
+		d.LocalAddr = &net.UDPAddr{Port: sport}
+	}
+	c, err := d.Dial("udp", addr)
 	if err != nil {
 		r.Error = err.Error()
 		return r
@@ -136,7 +158,7 @@ type listening struct {
 }
 
 // serve binds addr and serves until the process is killed.
-func serve(proto, addr, reply string) error {
+func serve(proto, addr, reply string, delay time.Duration) error {
 	if proto == "udp" {
 		pc, err := net.ListenPacket("udp", addr)
 		if err != nil {
@@ -151,7 +173,11 @@ func serve(proto, addr, reply string) error {
 			if err != nil {
 				return err
 			}
-			if reply != "" {
+			switch {
+			case reply == "":
+			case delay > 0:
+				time.AfterFunc(delay, func() { _, _ = pc.WriteTo([]byte(reply), from) })
+			default:
 				_, _ = pc.WriteTo([]byte(reply), from)
 			}
 		}

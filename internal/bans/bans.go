@@ -1,0 +1,662 @@
+// Package bans is the daemon's record of the hosts it has banned: each ban
+// with its reason and lifetime, repeat offenders banned for longer, kept on
+// disk so that a restart (or a crash, or a reboot) neither forgets a ban nor
+// lengthens one.
+//
+// The Store is the record, not the firewall: the daemon applies what the
+// Store decides to its blockers (and reconciles the two at start).
+//
+// # Lifetime
+//
+// A Policy gives the length of automatic bans. The n-th ban of an address
+// lasts Base·2^(n-1), capped at Max: with Base 1h and Max 24h, 1h, 2h, 4h …
+// 24h, 24h. Base 0 makes every automatic ban permanent. A manual ban
+// (BanFor) has the length the operator gave.
+//
+// An address whose ban expired is remembered for Options.Remember (30 days
+// by default) after the expiry, so that it is treated as a repeat offender
+// if it comes back; after that it starts again from the first ban. An
+// operator's Unban forgets that history too: an unban says the ban was a
+// mistake, and a mistake must not make the next ban longer.
+//
+// # Persistence
+//
+// The file is a journal of JSON lines (see file.go for the record format):
+// each change appends one line. Appends are buffered; Sync writes them and
+// fsyncs the file. So:
+//
+//   - the process killed (kill -9, OOM) loses only the changes still in the
+//     Store's buffer: those since the last Sync, up to 64 KiB of them;
+//   - a power loss or kernel crash loses the changes since the last Sync.
+//
+// The daemon calls Sync after each batch of bans (after the blockers'
+// Commit), so the window is one batch. A line cut short by a crash in the
+// middle of a write is dropped silently at the next load; a damaged complete
+// line is reported (*CorruptError) and the others are kept.
+//
+// When the journal has grown beyond the state it describes, Sync compacts
+// it: the current state is written to a temporary file in the same
+// directory, fsynced, and renamed over the journal (then the directory is
+// fsynced). A crash at any instant leaves either the old journal or the new
+// snapshot, both complete. Open compacts too when the file holds anything
+// redundant, damaged or cut short, so appends always follow a whole line.
+//
+// # Bounds
+//
+// At most Options.MaxBans bans are kept (1 000 000 by default, about 150
+// bytes of memory each). When a new address is banned and the record is
+// full, the ban that expires soonest is dropped from the record (permanent
+// bans last): it is the one that matters least, and the firewall still
+// holds it until its own timeout. The history of expired bans is bounded
+// by the same number; when full, the address whose ban expired longest ago
+// is forgotten first.
+package bans
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sync"
+	"time"
+)
+
+// Ban is one ban as the Store records it.
+type Ban struct {
+	// Addr is the banned address: IPv4 addresses are never IPv4-mapped, and
+	// zones are removed.
+	Addr netip.Addr
+	// Reason says why: the scan type ("TCP SYN/Normal scan") or "manual".
+	Reason string
+	// Port and Proto are the probe that triggered the ban ("TCP", "UDP");
+	// 0 and "" for a manual ban.
+	Port  uint16
+	Proto string
+	// Since is when the ban began; extending a ban does not change it.
+	Since time.Time
+	// Expires is when the ban ends; the zero Time means never.
+	Expires time.Time
+	// Count is how many times the address has been banned, this ban
+	// included, within the memory of the Store (Options.Remember).
+	Count int
+}
+
+// Permanent reports whether the ban never expires.
+func (b Ban) Permanent() bool { return b.Expires.IsZero() }
+
+// Remaining is the time left at now: 0 for a permanent ban (as block.Entry
+// counts it), and at least 1ns for a ban not yet expired, so that a caller
+// never mistakes a ban about to end for a permanent one.
+func (b Ban) Remaining(now time.Time) time.Duration {
+	if b.Permanent() {
+		return 0
+	}
+	return max(b.Expires.Sub(now), time.Nanosecond)
+}
+
+// Policy gives the length of automatic bans.
+type Policy struct {
+	// Base is the length of an address's first ban; 0 makes bans permanent.
+	Base time.Duration
+	// Max caps the doubling of repeat offenders' bans. 0 means no cap of
+	// its own, but no ban is longer than MaxDuration.
+	Max time.Duration
+}
+
+// MaxDuration is the longest ban the Store computes or accepts, however
+// large the Policy or the operator's request: a year is long enough to be
+// "until further notice" and keeps every expiry time far from overflow.
+// Ask for a permanent ban for longer.
+const MaxDuration = 365 * 24 * time.Hour
+
+// Duration is the length of the n-th ban (n ≥ 1) of an address: 0 for a
+// permanent one.
+func (p Policy) Duration(n int) time.Duration {
+	if p.Base <= 0 {
+		return 0
+	}
+	limit := MaxDuration
+	if p.Max > 0 && p.Max < limit {
+		limit = p.Max
+	}
+	d := p.Base
+	for i := 1; i < n && d < limit; i++ {
+		d *= 2 // cannot overflow: d < limit ≤ a year before doubling
+	}
+	return min(d, limit)
+}
+
+// Options configure a Store beyond its Policy. The zero value of each
+// field picks the default.
+type Options struct {
+	Policy Policy
+	// Now is the clock; time.Now by default.
+	Now func() time.Time
+	// MaxBans caps the bans kept, and separately the expired bans
+	// remembered (default 1 000 000).
+	MaxBans int
+	// Remember is how long after its ban expired an address still counts as
+	// a repeat offender (default 30 days; negative: not at all).
+	Remember time.Duration
+	// CompactAfter is how many records may be appended to the journal
+	// before Sync considers compacting it (default 4096). Sync compacts
+	// when more records were appended than the state holds, so the file
+	// stays within about twice the size of its snapshot.
+	CompactAfter int
+}
+
+// Defaults for Options.
+const (
+	DefaultMaxBans      = 1_000_000
+	DefaultRemember     = 30 * 24 * time.Hour
+	DefaultCompactAfter = 4096
+)
+
+// Errors the Store wraps.
+var (
+	// ErrLocked is returned by Open when another Store (another daemon)
+	// has the file open.
+	ErrLocked = errors.New("bans: file in use by another process")
+	// ErrFormat is returned by Open for a file written by a newer version
+	// (left untouched).
+	ErrFormat = errors.New("bans: unsupported file format")
+	// ErrClosed is returned by Sync and Compact after Close.
+	ErrClosed = errors.New("bans: store closed")
+)
+
+// entry is one address the Store knows: banned (active) or remembered
+// after its ban expired (past). Times are Unix nanoseconds, smaller than
+// time.Time, which matters at a million entries.
+type entry struct {
+	addr   netip.Addr
+	reason string
+	proto  string
+	port   uint16
+	active bool
+	count  int32
+	since  int64
+	// expires is, for an active ban, when it ends (0: never); for a past
+	// one, when it ended.
+	expires int64
+	idx     int // position in the active or past heap
+}
+
+func (e *entry) ban() Ban {
+	b := Ban{
+		Addr:   e.addr,
+		Reason: e.reason,
+		Port:   e.port,
+		Proto:  e.proto,
+		Since:  time.Unix(0, e.since),
+		Count:  int(e.count),
+	}
+	if e.expires != 0 {
+		b.Expires = time.Unix(0, e.expires)
+	}
+	return b
+}
+
+// Store is the record of bans. It is safe for concurrent use.
+type Store struct {
+	mu      sync.Mutex
+	opts    Options
+	byAddr  map[netip.Addr]*entry
+	active  entryHeap // soonest expiry first; permanent last
+	past    entryHeap // longest expired first
+	evicted uint64
+	j       *journal // nil: in memory only
+}
+
+// Open loads the ban file at path and returns the Store, with bans ending
+// at p's lengths and time read from now (nil: time.Now). A path of ""
+// keeps the bans in memory only. A missing file is an empty record; its
+// directory is created (0750) when missing.
+//
+// Bans already expired at load are dropped (their count kept as history).
+//
+// When some lines of the file could not be read, Open returns the usable
+// Store together with a *CorruptError naming each file:line; the damaged
+// file is kept beside the new one as path+".corrupt". Any other error
+// comes with a nil Store.
+func Open(path string, p Policy, now func() time.Time) (*Store, error) {
+	return OpenOptions(path, Options{Policy: p, Now: now})
+}
+
+// OpenOptions is Open with every option.
+func OpenOptions(path string, o Options) (*Store, error) {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.MaxBans <= 0 {
+		o.MaxBans = DefaultMaxBans
+	}
+	if o.Remember == 0 {
+		o.Remember = DefaultRemember
+	}
+	if o.CompactAfter <= 0 {
+		o.CompactAfter = DefaultCompactAfter
+	}
+	s := &Store{opts: o, byAddr: make(map[netip.Addr]*entry)}
+	s.active.less = activeLess
+	s.past.less = pastLess
+	if path == "" {
+		return s, nil
+	}
+	j, corrupt, err := openJournal(path, s)
+	if err != nil {
+		return nil, err
+	}
+	s.j = j
+	if corrupt != nil {
+		return s, corrupt
+	}
+	return s, nil
+}
+
+func activeLess(a, b *entry) bool {
+	// Permanent bans (expires 0) sort after every timed one.
+	switch {
+	case a.expires == 0:
+		return false
+	case b.expires == 0:
+		return true
+	}
+	return a.expires < b.expires
+}
+
+func pastLess(a, b *entry) bool { return a.expires < b.expires }
+
+func (s *Store) now() int64 { return s.opts.Now().UnixNano() }
+
+func normalize(a netip.Addr) netip.Addr { return a.Unmap().WithZone("") }
+
+// Ban records a ban of addr for the probe described, with the length the
+// Policy gives this address's next ban. An address already banned keeps
+// its ban (reason, start, count), extended if the Policy now gives a
+// later end: the same episode is not counted twice. The ban is returned.
+func (s *Store) Ban(addr netip.Addr, reason string, port uint16, proto string) Ban {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr = normalize(addr)
+	now := s.now()
+	if e := s.byAddr[addr]; e != nil && e.active {
+		if e.expires != 0 {
+			d := s.opts.Policy.Duration(int(e.count))
+			if end := expiry(now, d); end == 0 || end > e.expires {
+				e.expires = end
+				s.active.fix(e.idx)
+				s.journalBan(e)
+			}
+		}
+		return e.ban()
+	}
+	e := s.start(addr, now)
+	e.reason, e.port, e.proto = reason, port, proto
+	e.expires = expiry(now, s.opts.Policy.Duration(int(e.count)))
+	s.activate(e)
+	return e.ban()
+}
+
+// BanFor records a manual ban of addr for d (0: permanent; longer than
+// MaxDuration: MaxDuration). An address already banned gets this ban
+// instead, ending exactly d from now, shorter or longer: the operator's
+// word wins. Negative durations count as 0.
+func (s *Store) BanFor(addr netip.Addr, d time.Duration, reason string) Ban {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr = normalize(addr)
+	now := s.now()
+	d = min(max(d, 0), MaxDuration)
+	e := s.byAddr[addr]
+	if e != nil && e.active {
+		e.reason, e.port, e.proto = reason, 0, ""
+		e.expires = expiry(now, d)
+		s.active.fix(e.idx)
+		s.journalBan(e)
+		return e.ban()
+	}
+	e = s.start(addr, now)
+	e.reason, e.port, e.proto = reason, 0, ""
+	e.expires = expiry(now, d)
+	s.activate(e)
+	return e.ban()
+}
+
+func expiry(now int64, d time.Duration) int64 {
+	if d <= 0 {
+		return 0
+	}
+	return now + int64(d)
+}
+
+// start returns a new active entry for addr, counting its past bans; the
+// caller fills it and calls activate.
+func (s *Store) start(addr netip.Addr, now int64) *entry {
+	var count int32 = 1
+	if old := s.byAddr[addr]; old != nil { // past
+		s.past.remove(old.idx)
+		delete(s.byAddr, addr)
+		if old.count < 1<<30 {
+			count = old.count + 1
+		} else {
+			count = old.count
+		}
+	}
+	return &entry{addr: addr, active: true, count: count, since: now}
+}
+
+// activate adds e to the active bans, dropping the one that expires
+// soonest if the record is full, and journals it.
+func (s *Store) activate(e *entry) {
+	if s.active.len() >= s.opts.MaxBans {
+		old := s.active.pop()
+		s.evicted++
+		end := old.expires
+		if end == 0 || end > e.since {
+			end = e.since // a dropped ban ends now, as far as the record knows
+		}
+		s.retire(old, end)
+		if s.byAddr[old.addr] == old {
+			s.journalPast(old)
+		} else {
+			s.journalUnban(netip.PrefixFrom(old.addr, old.addr.BitLen()))
+		}
+	}
+	s.byAddr[e.addr] = e
+	s.active.push(e)
+	s.journalBan(e)
+}
+
+// retire turns e, already out of the active heap, into a past entry that
+// ended at end, or forgets it when addresses are not remembered.
+func (s *Store) retire(e *entry, end int64) {
+	if s.opts.Remember < 0 {
+		delete(s.byAddr, e.addr)
+		return
+	}
+	e.active = false
+	e.expires = end
+	e.reason, e.proto, e.port, e.since = "", "", 0, 0
+	if s.past.len() >= s.opts.MaxBans {
+		old := s.past.pop()
+		delete(s.byAddr, old.addr)
+	}
+	s.past.push(e)
+}
+
+// Unban removes every ban inside prefix (a single address is a /32 or a
+// /128; an IPv4-mapped prefix counts as the IPv4 one) and forgets those
+// addresses' history. It returns the bans removed, sorted by Since.
+func (s *Store) Unban(prefix netip.Prefix) []Ban {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	prefix = normalizePrefix(prefix)
+	if !prefix.IsValid() {
+		return nil
+	}
+	removed := s.unban(prefix)
+	s.journalUnban(prefix)
+	sortBans(removed)
+	return removed
+}
+
+func normalizePrefix(p netip.Prefix) netip.Prefix {
+	a := p.Addr()
+	if a.Is4In6() && p.Bits() >= 96 {
+		return netip.PrefixFrom(a.Unmap(), p.Bits()-96).Masked()
+	}
+	return netip.PrefixFrom(a.WithZone(""), p.Bits()).Masked()
+}
+
+func (s *Store) unban(prefix netip.Prefix) []Ban {
+	var removed []Ban
+	drop := func(e *entry) {
+		if e.active {
+			removed = append(removed, e.ban())
+			s.active.remove(e.idx)
+		} else {
+			s.past.remove(e.idx)
+		}
+		delete(s.byAddr, e.addr)
+	}
+	if prefix.IsSingleIP() {
+		if e := s.byAddr[prefix.Addr()]; e != nil {
+			drop(e)
+		}
+		return removed
+	}
+	for a, e := range s.byAddr {
+		if prefix.Contains(a) {
+			drop(e)
+		}
+	}
+	return removed
+}
+
+// Get returns addr's ban, if it is banned. A ban past its expiry but not
+// yet collected by Expire is still returned.
+func (s *Store) Get(addr netip.Addr) (Ban, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.byAddr[normalize(addr)]
+	if e == nil || !e.active {
+		return Ban{}, false
+	}
+	return e.ban(), true
+}
+
+// Active returns the bans not yet expired, sorted by Since (then address).
+func (s *Store) Active() []Ban {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	out := make([]Ban, 0, s.active.len())
+	for _, e := range s.active.items {
+		if e.expires == 0 || e.expires > now {
+			out = append(out, e.ban())
+		}
+	}
+	sortBans(out)
+	return out
+}
+
+func sortBans(bs []Ban) {
+	slices.SortFunc(bs, func(a, b Ban) int {
+		if c := a.Since.Compare(b.Since); c != 0 {
+			return c
+		}
+		return a.Addr.Compare(b.Addr)
+	})
+}
+
+// Expire removes and returns the bans whose time has come, soonest first.
+// The daemon calls it on a timer (see NextExpiry) and lifts these bans
+// from blockers whose kernel does not expire them itself. It also forgets
+// the history of addresses past Options.Remember. Expiry is not journaled:
+// loading drops expired bans by their time.
+func (s *Store) Expire() []Ban {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	now := s.now()
+	var out []Ban
+	for s.active.len() > 0 {
+		e := s.active.items[0]
+		if e.expires == 0 || e.expires > now {
+			break
+		}
+		s.active.pop()
+		out = append(out, e.ban())
+		s.retire(e, e.expires)
+	}
+	s.forget(now)
+	return out
+}
+
+// forget drops the history of addresses whose ban ended more than
+// Remember ago.
+func (s *Store) forget(now int64) {
+	for s.past.len() > 0 {
+		e := s.past.items[0]
+		if e.expires+int64(s.opts.Remember) > now {
+			break
+		}
+		s.past.pop()
+		delete(s.byAddr, e.addr)
+	}
+}
+
+// NextExpiry returns when the next ban expires; false when none will.
+func (s *Store) NextExpiry() (time.Time, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.active.len() == 0 || s.active.items[0].expires == 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(0, s.active.items[0].expires), true
+}
+
+// Len returns the number of bans recorded (including any past their
+// expiry that Expire has not collected yet).
+func (s *Store) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.active.len()
+}
+
+// Stats describes the Store for the daemon's status.
+type Stats struct {
+	Bans       int    // bans recorded
+	Remembered int    // addresses remembered after their ban expired
+	Evicted    uint64 // bans dropped because the record was full, since Open
+}
+
+// Stats returns the Store's counts.
+func (s *Store) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return Stats{Bans: s.active.len(), Remembered: s.past.len(), Evicted: s.evicted}
+}
+
+// Sync writes the changes made since the last Sync to the file and fsyncs
+// it; then, if the journal has grown beyond the state, compacts it. It
+// returns the first error met writing since the last Sync (the journal is
+// then rewritten whole at the next Sync, so one failed write loses nothing
+// once the disk recovers). A Store in memory has nothing to do.
+func (s *Store) Sync() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j == nil {
+		return nil
+	}
+	return s.j.sync(s)
+}
+
+// Compact rewrites the file as a snapshot of the state now, whatever its
+// size. Sync does it when needed; the daemon may also call it at shutdown.
+func (s *Store) Compact() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j == nil {
+		return nil
+	}
+	return s.j.compact(s)
+}
+
+// Close syncs the file and releases it. The Store keeps answering from
+// memory afterwards, but records nothing more on disk.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j == nil {
+		return nil
+	}
+	err := s.j.close(s)
+	s.j = nil
+	return err
+}
+
+func (s *Store) journalBan(e *entry) {
+	if s.j != nil {
+		s.j.append(encodeBan(s.j.buf[:0], e))
+	}
+}
+
+func (s *Store) journalPast(e *entry) {
+	if s.j != nil {
+		s.j.append(encodePast(s.j.buf[:0], e))
+	}
+}
+
+func (s *Store) journalUnban(p netip.Prefix) {
+	if s.j != nil {
+		s.j.append(encodeUnban(s.j.buf[:0], p))
+	}
+}
+
+// entries returns every entry, active ones first, each group in a stable
+// order (start, then address), for a snapshot.
+func (s *Store) entries() []*entry {
+	out := make([]*entry, 0, len(s.byAddr))
+	out = append(out, s.active.items...)
+	out = append(out, s.past.items...)
+	slices.SortFunc(out, func(a, b *entry) int {
+		if a.active != b.active {
+			if a.active {
+				return -1
+			}
+			return 1
+		}
+		if c := cmp.Compare(a.since, b.since); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.expires, b.expires); c != 0 {
+			return c
+		}
+		return a.addr.Compare(b.addr)
+	})
+	return out
+}
+
+// LineError names a line of the ban file that could not be read.
+type LineError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+func (e *LineError) Unwrap() error { return e.Err }
+
+// CorruptError is returned by Open, beside a usable Store, when lines of
+// the file could not be read. The lines read were loaded; the damaged file
+// was kept as Kept (empty if it could not be).
+type CorruptError struct {
+	Lines []*LineError
+	Kept  string
+}
+
+func (e *CorruptError) Error() string {
+	const show = 3
+	msg := fmt.Sprintf("bans: %d unreadable lines", len(e.Lines))
+	for i, l := range e.Lines {
+		if i == show {
+			msg += fmt.Sprintf("; and %d more", len(e.Lines)-show)
+			break
+		}
+		msg += "; " + l.Error()
+	}
+	if e.Kept != "" {
+		msg += " (damaged file kept as " + e.Kept + ")"
+	}
+	return msg
+}
+
+// Unwrap returns the line errors, for errors.As.
+func (e *CorruptError) Unwrap() []error {
+	out := make([]error, len(e.Lines))
+	for i, l := range e.Lines {
+		out[i] = l
+	}
+	return out
+}

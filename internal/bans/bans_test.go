@@ -1,0 +1,636 @@
+package bans
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+)
+
+// addrEq lets cmp compare netip.Addr values (and so Bans) with ==.
+var addrEq = cmpopts.EquateComparable(netip.Addr{})
+
+var t0 = time.Date(2026, 11, 22, 1, 40, 36, 0, time.UTC)
+
+// clock is the injected time; tests move it by hand.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newClock() *clock { return &clock{t: t0} }
+
+func (c *clock) now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func addr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+func prefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+
+var hour = Policy{Base: time.Hour, Max: 24 * time.Hour}
+
+func open(t testing.TB, path string, c *clock, o Options) *Store {
+	t.Helper()
+	o.Now = c.now
+	s, err := OpenOptions(path, o)
+	if err != nil {
+		t.Fatalf("Open(%q): %v", path, err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func mustClose(t testing.TB, s *Store) {
+	t.Helper()
+	if err := s.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+func TestPolicyDuration(t *testing.T) {
+	tests := []struct {
+		p    Policy
+		n    int
+		want time.Duration
+	}{
+		{Policy{}, 1, 0},
+		{Policy{Max: time.Hour}, 5, 0},
+		{hour, 1, time.Hour},
+		{hour, 2, 2 * time.Hour},
+		{hour, 3, 4 * time.Hour},
+		{hour, 5, 16 * time.Hour},
+		{hour, 6, 24 * time.Hour},
+		{hour, 1000, 24 * time.Hour},
+		{Policy{Base: time.Hour}, 100, MaxDuration},
+		{Policy{Base: time.Hour, Max: 100 * MaxDuration}, 1 << 30, MaxDuration},
+		{Policy{Base: 1<<62 - 1}, 3, MaxDuration},
+		{Policy{Base: 2 * time.Hour, Max: time.Hour}, 1, time.Hour},
+		{Policy{Base: time.Minute}, 0, time.Minute},
+	}
+	for _, tt := range tests {
+		if got := tt.p.Duration(tt.n); got != tt.want {
+			t.Errorf("%+v.Duration(%d) = %v, want %v", tt.p, tt.n, got, tt.want)
+		}
+	}
+}
+
+func TestBan(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	got := s.Ban(addr("::ffff:192.0.2.7"), "TCP SYN/Normal scan", 143, "TCP")
+	want := Ban{
+		Addr: addr("192.0.2.7"), Reason: "TCP SYN/Normal scan", Port: 143, Proto: "TCP",
+		Since: t0, Expires: t0.Add(time.Hour), Count: 1,
+	}
+	if diff := cmp.Diff(want, got, addrEq); diff != "" {
+		t.Errorf("Ban (-want +got):\n%s", diff)
+	}
+	if b, ok := s.Get(addr("192.0.2.7")); !ok || !cmp.Equal(b, want, addrEq) {
+		t.Errorf("Get = %+v, %v; want %+v", b, ok, want)
+	}
+	if _, ok := s.Get(addr("192.0.2.8")); ok {
+		t.Error("Get of an address never banned succeeded")
+	}
+	if got := s.Ban(addr("fe80::1%eth0"), "UDP", 53, "UDP"); got.Addr != addr("fe80::1") {
+		t.Errorf("zone kept: %v", got.Addr)
+	}
+	if s.Len() != 2 {
+		t.Errorf("Len = %d, want 2", s.Len())
+	}
+}
+
+func TestBanPermanentPolicy(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{})
+	b := s.Ban(addr("192.0.2.7"), "TCP FIN scan", 1, "TCP")
+	if !b.Permanent() || b.Remaining(c.now()) != 0 {
+		t.Errorf("Base 0 gave %+v, want permanent", b)
+	}
+	c.advance(10 * MaxDuration)
+	if got := s.Expire(); len(got) != 0 {
+		t.Errorf("a permanent ban expired: %+v", got)
+	}
+	if _, ok := s.NextExpiry(); ok {
+		t.Error("NextExpiry reported an expiry with only permanent bans")
+	}
+}
+
+// A second Ban while banned is the same episode: not counted again, only
+// extended if the policy now ends it later.
+func TestBanWhileBannedExtends(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	first := s.Ban(addr("192.0.2.7"), "TCP SYN/Normal scan", 143, "TCP")
+	c.advance(30 * time.Minute)
+	got := s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP")
+	want := first
+	want.Expires = t0.Add(90 * time.Minute)
+	if diff := cmp.Diff(want, got, addrEq); diff != "" {
+		t.Errorf("second Ban (-want +got):\n%s", diff)
+	}
+}
+
+func TestRepeatOffender(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour, Remember: 7 * 24 * time.Hour})
+	a := addr("2001:db8::7")
+	for i, want := range []time.Duration{time.Hour, 2 * time.Hour, 4 * time.Hour, 8 * time.Hour, 16 * time.Hour, 24 * time.Hour, 24 * time.Hour} {
+		b := s.Ban(a, "TCP SYN/Normal scan", 22, "TCP")
+		if b.Count != i+1 || b.Expires.Sub(b.Since) != want {
+			t.Fatalf("ban %d: count %d lasting %v; want %d lasting %v", i+1, b.Count, b.Expires.Sub(b.Since), i+1, want)
+		}
+		c.advance(want)
+		if got := s.Expire(); len(got) != 1 || got[0].Addr != a {
+			t.Fatalf("ban %d: Expire = %+v", i+1, got)
+		}
+		c.advance(time.Hour) // well behaved for a while
+	}
+	if st := s.Stats(); st.Bans != 0 || st.Remembered != 1 {
+		t.Errorf("Stats = %+v, want 0 bans, 1 remembered", st)
+	}
+	// After Remember without a ban, the slate is clean.
+	c.advance(7 * 24 * time.Hour)
+	s.Expire()
+	if st := s.Stats(); st.Remembered != 0 {
+		t.Errorf("history kept past Remember: %+v", st)
+	}
+	if b := s.Ban(a, "TCP SYN/Normal scan", 22, "TCP"); b.Count != 1 || b.Expires.Sub(b.Since) != time.Hour {
+		t.Errorf("ban after Remember: %+v, want a first ban", b)
+	}
+}
+
+func TestRememberNegativeForgetsAtExpiry(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour, Remember: -1})
+	s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP")
+	c.advance(time.Hour)
+	s.Expire()
+	if b := s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP"); b.Count != 1 {
+		t.Errorf("count %d, want 1 when nothing is remembered", b.Count)
+	}
+}
+
+func TestBanFor(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	a := addr("192.0.2.7")
+	tests := []struct {
+		name string
+		d    time.Duration
+		want Ban
+	}{
+		{"new", 10 * time.Minute, Ban{Addr: a, Reason: "manual", Since: t0, Expires: t0.Add(10 * time.Minute), Count: 1}},
+		// The operator's word replaces the ban, even shortening it.
+		{"shorter", time.Minute, Ban{Addr: a, Reason: "manual", Since: t0, Expires: t0.Add(time.Minute), Count: 1}},
+		{"permanent", 0, Ban{Addr: a, Reason: "manual", Since: t0, Count: 1}},
+		{"negative is permanent", -time.Hour, Ban{Addr: a, Reason: "manual", Since: t0, Count: 1}},
+		{"capped", 100 * MaxDuration, Ban{Addr: a, Reason: "manual", Since: t0, Expires: t0.Add(MaxDuration), Count: 1}},
+	}
+	for _, tt := range tests {
+		got := s.BanFor(a, tt.d, "manual")
+		if diff := cmp.Diff(tt.want, got, addrEq); diff != "" {
+			t.Errorf("%s: BanFor(%v) (-want +got):\n%s", tt.name, tt.d, diff)
+		}
+	}
+	// A manual ban replaces an automatic one's probe details.
+	s.Ban(addr("192.0.2.8"), "TCP SYN/Normal scan", 143, "TCP")
+	got := s.BanFor(addr("192.0.2.8"), time.Hour, "operator")
+	if got.Port != 0 || got.Proto != "" || got.Reason != "operator" {
+		t.Errorf("BanFor over an automatic ban = %+v", got)
+	}
+}
+
+func TestUnban(t *testing.T) {
+	seed := []string{"192.0.2.1", "192.0.2.200", "198.51.100.1", "10.1.2.3", "2001:db8::1", "2001:db8::ffff", "2001:db8:1::1", "fe80::1"}
+	tests := []struct {
+		prefix string
+		want   []string
+	}{
+		{"192.0.2.1/32", []string{"192.0.2.1"}},
+		{"192.0.2.0/24", []string{"192.0.2.1", "192.0.2.200"}},
+		{"192.0.2.128/25", []string{"192.0.2.200"}},
+		{"192.0.2.77/24", []string{"192.0.2.1", "192.0.2.200"}}, // host bits masked
+		{"::ffff:192.0.2.0/120", []string{"192.0.2.1", "192.0.2.200"}},
+		{"0.0.0.0/0", []string{"192.0.2.1", "192.0.2.200", "198.51.100.1", "10.1.2.3"}},
+		{"2001:db8::1/128", []string{"2001:db8::1"}},
+		{"2001:db8::/64", []string{"2001:db8::1", "2001:db8::ffff"}},
+		{"2001:db8::/32", []string{"2001:db8::1", "2001:db8::ffff", "2001:db8:1::1"}},
+		{"::/0", []string{"2001:db8::1", "2001:db8::ffff", "2001:db8:1::1", "fe80::1"}},
+		{"203.0.113.0/24", nil},
+		{"192.0.2.2/32", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.prefix, func(t *testing.T) {
+			c := newClock()
+			s := open(t, "", c, Options{Policy: hour})
+			for _, a := range seed {
+				s.Ban(addr(a), "TCP SYN/Normal scan", 1, "TCP")
+				c.advance(time.Second) // Since orders the result
+			}
+			var got []string
+			for _, b := range s.Unban(prefix(tt.prefix)) {
+				got = append(got, b.Addr.String())
+			}
+			if diff := cmp.Diff(tt.want, got, addrEq); diff != "" {
+				t.Errorf("removed (-want +got):\n%s", diff)
+			}
+			if s.Len() != len(seed)-len(tt.want) {
+				t.Errorf("Len = %d, want %d", s.Len(), len(seed)-len(tt.want))
+			}
+			for _, a := range tt.want {
+				if _, ok := s.Get(addr(a)); ok {
+					t.Errorf("%s still banned", a)
+				}
+			}
+		})
+	}
+}
+
+// Unban is a pardon: the address's history goes too.
+func TestUnbanForgetsHistory(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	a := addr("192.0.2.7")
+	s.Ban(a, "UDP", 53, "UDP")
+	c.advance(time.Hour)
+	s.Expire()
+	s.Ban(a, "UDP", 53, "UDP")
+	s.Unban(prefix("192.0.2.7/32"))
+	if b := s.Ban(a, "UDP", 53, "UDP"); b.Count != 1 {
+		t.Errorf("count after Unban = %d, want 1", b.Count)
+	}
+	c.advance(time.Hour)
+	s.Expire()
+	s.Unban(prefix("192.0.2.0/24")) // a past entry only, by a wide prefix
+	if st := s.Stats(); st.Remembered != 0 {
+		t.Errorf("Stats after Unban of history = %+v", st)
+	}
+}
+
+func TestExpireAndNextExpiry(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	s.BanFor(addr("192.0.2.3"), 3*time.Minute, "manual")
+	s.BanFor(addr("192.0.2.1"), time.Minute, "manual")
+	s.BanFor(addr("192.0.2.2"), 2*time.Minute, "manual")
+	s.BanFor(addr("192.0.2.9"), 0, "manual")
+	if next, ok := s.NextExpiry(); !ok || !next.Equal(t0.Add(time.Minute)) {
+		t.Errorf("NextExpiry = %v, %v", next, ok)
+	}
+	if got := s.Expire(); len(got) != 0 {
+		t.Errorf("Expire before time = %+v", got)
+	}
+	c.advance(2 * time.Minute)
+	if got := len(s.Active()); got != 2 {
+		t.Errorf("Active lists %d bans, want 2 (expired ones hidden before Expire)", got)
+	}
+	if got := s.Len(); got != 4 {
+		t.Errorf("Len = %d before Expire, want 4", got)
+	}
+	var got []string
+	for _, b := range s.Expire() {
+		got = append(got, b.Addr.String())
+	}
+	if diff := cmp.Diff([]string{"192.0.2.1", "192.0.2.2"}, got, addrEq); diff != "" {
+		t.Errorf("Expire (-want +got):\n%s", diff)
+	}
+	if next, ok := s.NextExpiry(); !ok || !next.Equal(t0.Add(3*time.Minute)) {
+		t.Errorf("NextExpiry = %v, %v", next, ok)
+	}
+}
+
+func TestActiveSortedBySince(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	for _, a := range []string{"192.0.2.9", "2001:db8::1", "192.0.2.1"} {
+		s.Ban(addr(a), "UDP", 1, "UDP")
+		c.advance(time.Second)
+	}
+	s.BanFor(addr("10.0.0.1"), 0, "manual") // the latest, though the lowest address
+	var got []string
+	for _, b := range s.Active() {
+		got = append(got, b.Addr.String())
+	}
+	if diff := cmp.Diff([]string{"192.0.2.9", "2001:db8::1", "192.0.2.1", "10.0.0.1"}, got, addrEq); diff != "" {
+		t.Errorf("Active (-want +got):\n%s", diff)
+	}
+}
+
+func TestMaxBansDropsSoonestExpiring(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour, MaxBans: 3})
+	s.BanFor(addr("192.0.2.1"), 0, "manual")
+	s.BanFor(addr("192.0.2.2"), 2*time.Hour, "manual")
+	s.BanFor(addr("192.0.2.3"), time.Hour, "manual")
+	s.BanFor(addr("192.0.2.4"), 3*time.Hour, "manual")
+	want := []string{"192.0.2.1", "192.0.2.2", "192.0.2.4"}
+	check := func(s *Store) {
+		t.Helper()
+		var got []string
+		for _, b := range s.Active() {
+			got = append(got, b.Addr.String())
+		}
+		if diff := cmp.Diff(want, got, addrEq); diff != "" {
+			t.Errorf("Active (-want +got):\n%s", diff)
+		}
+	}
+	check(s)
+	if st := s.Stats(); st.Evicted != 1 || st.Remembered != 1 {
+		t.Errorf("Stats = %+v, want 1 evicted and remembered", st)
+	}
+	// The dropped ban counts for escalation, and the drop survives a restart.
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour, MaxBans: 3})
+	check(s)
+	s.Unban(prefix("192.0.2.4/32"))
+	if b := s.Ban(addr("192.0.2.3"), "UDP", 1, "UDP"); b.Count != 2 {
+		t.Errorf("count of a dropped ban's address = %d, want 2", b.Count)
+	}
+}
+
+func TestPersistRoundTrip(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "sub", "bans.jsonl") // directory created
+	s := open(t, path, c, Options{Policy: hour})
+	s.Ban(addr("192.0.2.7"), "TCP SYN/Normal scan", 143, "TCP")
+	s.Ban(addr("2001:db8::7"), `odd "reason"`+"\n\x00\xff é", 53, "UDP")
+	s.BanFor(addr("198.51.100.1"), 0, "manual")
+	s.BanFor(addr("198.51.100.2"), time.Minute, "manual")
+	s.BanFor(addr("10.0.0.1"), time.Minute, "manual")
+	s.Unban(prefix("10.0.0.0/8"))
+	c.advance(time.Minute)
+	s.Expire() // 198.51.100.2 becomes history
+	c.advance(time.Nanosecond)
+	want := s.Active()
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	// No Close: the process dies here.
+	s.j.f.Close()
+	s.j.lock.Close()
+	s.j = nil
+
+	s2 := open(t, path, c, Options{Policy: hour})
+	got := s2.Active()
+	// Invalid UTF-8 is stored as U+FFFD.
+	want[2].Reason = `odd "reason"` + "\n\x00\ufffd é"
+	if diff := cmp.Diff(want, got, addrEq); diff != "" {
+		t.Errorf("after restart (-want +got):\n%s", diff)
+	}
+	if st := s2.Stats(); st.Remembered != 1 {
+		t.Errorf("history lost: %+v", st)
+	}
+	if b := s2.Ban(addr("198.51.100.2"), "UDP", 1, "UDP"); b.Count != 2 {
+		t.Errorf("repeat offender after restart: count %d, want 2", b.Count)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("file mode %v, want 0600", fi.Mode().Perm())
+	}
+}
+
+// A restart restores what remains of each ban, not its full length; bans
+// that ended while the daemon was down are gone, their count kept.
+func TestRestartRestoresRemainingTime(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	s.Ban(addr("192.0.2.1"), "TCP SYN/Normal scan", 1, "TCP") // ends t0+1h
+	s.BanFor(addr("192.0.2.2"), 3*time.Hour, "manual")        // ends t0+3h
+	s.BanFor(addr("192.0.2.3"), 0, "manual")
+	mustClose(t, s)
+
+	c.advance(20 * time.Minute)
+	s = open(t, path, c, Options{Policy: hour})
+	now := c.now()
+	rem := map[string]time.Duration{}
+	for _, b := range s.Active() {
+		rem[b.Addr.String()] = b.Remaining(now)
+	}
+	want := map[string]time.Duration{"192.0.2.1": 40 * time.Minute, "192.0.2.2": 160 * time.Minute, "192.0.2.3": 0}
+	if diff := cmp.Diff(want, rem, addrEq); diff != "" {
+		t.Errorf("remaining after 20m down (-want +got):\n%s", diff)
+	}
+	mustClose(t, s)
+
+	c.advance(2 * time.Hour) // t0+2h20m: the first ban ended while down
+	s = open(t, path, c, Options{Policy: hour})
+	if _, ok := s.Get(addr("192.0.2.1")); ok {
+		t.Error("a ban that ended while down was restored")
+	}
+	if next, ok := s.NextExpiry(); !ok || !next.Equal(t0.Add(3*time.Hour)) {
+		t.Errorf("NextExpiry = %v, %v; want %v", next, ok, t0.Add(3*time.Hour))
+	}
+	if b := s.Ban(addr("192.0.2.1"), "TCP SYN/Normal scan", 1, "TCP"); b.Count != 2 || b.Expires.Sub(b.Since) != 2*time.Hour {
+		t.Errorf("repeat offender after restart: %+v", b)
+	}
+}
+
+func TestLoadDropsHistoryPastRemember(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour, Remember: 24 * time.Hour})
+	s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+	mustClose(t, s)
+	c.advance(26 * time.Hour)
+	s = open(t, path, c, Options{Policy: hour, Remember: 24 * time.Hour})
+	if st := s.Stats(); st.Bans != 0 || st.Remembered != 0 {
+		t.Errorf("Stats = %+v, want nothing", st)
+	}
+}
+
+func TestSecondOpenLocked(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{})
+	if _, err := Open(path, Policy{}, c.now); !errors.Is(err, ErrLocked) {
+		t.Fatalf("second Open: %v, want ErrLocked", err)
+	}
+	mustClose(t, s)
+	s2, err := Open(path, Policy{}, c.now)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	s2.Close()
+}
+
+func TestCompaction(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour, CompactAfter: 100})
+	for i := range 10_000 {
+		a := netip.AddrFrom4([4]byte{10, 0, byte(i >> 8 & 7), byte(i)})
+		s.Ban(a, "UDP", 1, "UDP")
+		if i%2 == 0 {
+			s.Unban(netip.PrefixFrom(a, 32))
+		}
+		if i%50 == 0 {
+			if err := s.Sync(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want := s.Active()
+	lines := countLines(t, path)
+	// 2048 addresses live at most: the journal stays within twice that,
+	// plus one batch of appends.
+	if lines > 2*2048+200 {
+		t.Errorf("journal has %d lines for %d bans", lines, len(want))
+	}
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour})
+	if diff := cmp.Diff(want, s.Active(), addrEq); diff != "" {
+		t.Errorf("after reload (-want +got):\n%s", diff)
+	}
+}
+
+func countLines(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range b {
+		if c == '\n' {
+			n++
+		}
+	}
+	return n
+}
+
+// A write that fails (a full disk) is reported by Sync, and the next Sync
+// rewrites the file whole, so nothing is lost once the disk recovers.
+func TestSyncRecoversFromWriteError(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+	good := s.j.f
+	bad, err := os.Open(os.DevNull) // read-only: every write fails
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.j.f = bad
+	s.j.w.Reset(bad)
+	s.Ban(addr("192.0.2.2"), "UDP", 1, "UDP")
+	// The compaction that follows the failed write succeeds, so Sync
+	// reports success only if everything is on disk.
+	if err := s.Sync(); err != nil {
+		t.Fatalf("Sync after recovery: %v", err)
+	}
+	good.Close()
+	s.Ban(addr("192.0.2.3"), "UDP", 1, "UDP")
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour})
+	if s.Len() != 3 {
+		t.Errorf("Len after recovery = %d, want 3", s.Len())
+	}
+}
+
+func TestStaleTempFilesRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bans.jsonl")
+	stale := path + ".tmp-123"
+	if err := os.WriteFile(stale, []byte(`{"op":"format","v":1}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	open(t, path, newClock(), Options{})
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale temporary file kept: %v", err)
+	}
+}
+
+func TestInMemory(t *testing.T) {
+	s := open(t, "", newClock(), Options{Policy: hour})
+	s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+	for name, f := range map[string]func() error{"Sync": s.Sync, "Compact": s.Compact, "Close": s.Close} {
+		if err := f(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
+func TestClosedStoreKeepsAnswering(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	mustClose(t, s)
+	s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+	if s.Len() != 1 {
+		t.Error("closed store lost a ban in memory")
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestConcurrentUse(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour, CompactAfter: 64, MaxBans: 500})
+	var wg sync.WaitGroup
+	for g := range 8 {
+		wg.Go(func() {
+			for i := range 500 {
+				a := netip.AddrFrom4([4]byte{10, byte(g), byte(i >> 8), byte(i)})
+				switch i % 5 {
+				case 0:
+					s.Unban(netip.PrefixFrom(a, 24).Masked())
+				case 1:
+					s.Active()
+					s.Expire()
+				case 2:
+					if err := s.Sync(); err != nil {
+						t.Error(err)
+					}
+				default:
+					s.Ban(a, "UDP", uint16(i), "UDP")
+				}
+				c.advance(time.Second)
+			}
+		})
+	}
+	wg.Wait()
+	want := s.Active()
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour, MaxBans: 500})
+	if diff := cmp.Diff(want, s.Active(), addrEq); diff != "" {
+		t.Errorf("after reload (-want +got):\n%s", diff)
+	}
+}
+
+func ExampleStore() {
+	s, err := Open("", Policy{Base: time.Hour, Max: 24 * time.Hour}, nil)
+	if err != nil {
+		panic(err)
+	}
+	defer s.Close()
+	a := netip.MustParseAddr("192.0.2.7")
+	b := s.Ban(a, "TCP SYN/Normal scan", 143, "TCP")
+	fmt.Println(b.Addr, b.Count, b.Expires.Sub(b.Since))
+	// Output: 192.0.2.7 1 1h0m0s
+}

@@ -1,0 +1,131 @@
+// Package nft is the native nftables blocker: it talks netlink to the
+// kernel (github.com/google/nftables), never runs the nft program, and
+// implements block.Blocker.
+//
+// Everything lives in one table, inet portsentry by default, so the
+// blocker never touches anyone else's rules and works beside firewalld,
+// Docker or a hand-written ruleset. `nft list table inet portsentry` shows
+// (the counters and the trap rules depend on SetTrap):
+//
+//	table inet portsentry {
+//		set ban4 { type ipv4_addr; size 1048576; flags dynamic,timeout; }
+//		set ban6 { type ipv6_addr; size 1048576; flags dynamic,timeout; }
+//		set allow4 { type ipv4_addr; flags interval; }
+//		set allow6 { type ipv6_addr; flags interval; }
+//		set trap_tcp { type inet_service; flags interval; }
+//		set trap_udp { type inet_service; flags interval; }
+//		set trap_ifaces { type ifname; }
+//		chain input {
+//			type filter hook input priority filter - 10; policy accept;
+//			ip saddr @allow4 return
+//			ip6 saddr @allow6 return
+//			fib saddr type local return
+//			ip saddr @ban4 counter drop
+//			ip6 saddr @ban6 counter drop
+//			jump trap
+//		}
+//		chain trap {
+//			iifname "lo" return
+//			meta pkttype != host return
+//			ct state established,related return
+//			meta l4proto tcp socket transparent 0 return
+//			meta l4proto tcp socket transparent 1 return
+//			meta l4proto udp socket transparent 0 return
+//			meta l4proto udp socket transparent 1 return
+//			meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout 1h } counter drop
+//			meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout 1h } counter drop
+//			meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout 1h } counter drop
+//			meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout 1h } counter drop
+//		}
+//	}
+//
+// The trap is the point of this package: a probe of an unused trap port
+// bans its source and is dropped inside the packet path, so the scanner's
+// second probe already meets the ban and it learns nothing, where a
+// user-space blocker acts milliseconds too late. The kernel itself tells
+// service traffic from probes: the socket expression matches only when a
+// local socket owns the packet, so a service started after SetTrap is
+// reachable at once, with no race against a port list.
+//
+// Bans are elements of the timeout sets ban4 and ban6 and expire in the
+// kernel. Close keeps the table: bans outlive the daemon, so a restart does
+// not open the door.
+package nft
+
+import (
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/portset"
+)
+
+// Defaults for Options.
+const (
+	DefaultTable    = "portsentry"
+	DefaultPriority = -10
+	DefaultMaxBans  = 1 << 20
+)
+
+// Options configures New. The zero value is ready to use.
+type Options struct {
+	// Table is the name of the inet table the blocker owns; "" means
+	// DefaultTable. Everything the blocker does stays inside it.
+	Table string
+	// Priority is the input hook priority of the chain; 0 means
+	// DefaultPriority (-10): before the usual filter chains at 0, so a ban
+	// takes effect whatever firewalld, Docker or the admin's ruleset
+	// accepts later. Priority 0 itself cannot be chosen: it would tie with
+	// those chains, and the order of tied chains is not defined.
+	Priority int
+	// MaxBans caps each of ban4 and ban6 (the kernel's set size); 0 means
+	// DefaultMaxBans. The trap adds elements from the packet path, so
+	// without a cap a scanner rotating IPv6 source addresses could grow
+	// kernel memory without bound. At the cap the kernel trap stops
+	// banning (the probe goes on to the closed port, and the daemon's own
+	// sensor still sees it) and Commit fails for new bans. The size is fixed
+	// when the table is first created; a later New keeps the old one.
+	MaxBans int
+}
+
+func (o Options) withDefaults() Options {
+	if o.Table == "" {
+		o.Table = DefaultTable
+	}
+	if o.Priority == 0 {
+		o.Priority = DefaultPriority
+	}
+	if o.MaxBans <= 0 {
+		o.MaxBans = DefaultMaxBans
+	}
+	return o
+}
+
+// Trap is the in-kernel trap of stealth and advanced modes (SCAN_TRIGGER 0
+// or 1): a TCP probe (no ACK, no RST) or a UDP datagram to one of the
+// ports, from a source that is neither allowed nor local and to a port no
+// local socket owns, bans its source for TTL and is dropped.
+type Trap struct {
+	// TCP and UDP are the trap ports; an empty set means no trap for that
+	// protocol.
+	TCP, UDP portset.Set
+	// TTL is the ban the kernel gives a trapped source; 0 is permanent.
+	TTL time.Duration
+	// Interfaces limits the trap to packets arriving on these interfaces
+	// (exact names, as `ip link` prints them). Empty means every interface
+	// but loopback.
+	Interfaces []string
+}
+
+// Counter is a packet and byte count kept by the kernel.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Stats are the kernel's counts since New installed the rules (each New
+// starts them from zero).
+type Stats struct {
+	// Banned counts packets dropped because their source was banned.
+	Banned Counter
+	// Trapped counts probes that hit the trap: each one banned its source
+	// and was dropped, and the daemon's sensor may not have seen it.
+	Trapped Counter
+}
