@@ -21,7 +21,7 @@ func TestAllow(t *testing.T) {
 		{a, time.Second, true, 0},
 		{a, 2 * time.Second, false, 0}, // then lines are counted
 		{a, 3 * time.Second, false, 0},
-		{b, 3 * time.Second, true, 0}, // sources are independent
+		{b, 3 * time.Second, true, 0},  // sources are independent
 		{a, 10 * time.Second, true, 2}, // a new window reports what was held back
 		{a, 11 * time.Second, true, 0},
 		{a, 12 * time.Second, false, 0},
