@@ -31,3 +31,11 @@ test: deps
 # Installs the Debian packages the tests use (once; quick when present).
 deps:
 	@scripts/test-deps
+
+# The scan-lab benchmark (root; nmap, masscan, tcpdump, nftables): real
+# scanners against the daemon in network namespaces; prints a Markdown table
+# of what each scanner learned before the block. Flags: SCANLAB_FLAGS='-mode
+# tcp,udp -scans syn,fin -out FILE'.
+.PHONY: scanlab
+scanlab: build
+	go run ./test/scanlab $(SCANLAB_FLAGS)

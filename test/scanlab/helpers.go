@@ -1,0 +1,234 @@
+package main
+
+// The hidden subcommands: scanlab re-executes itself inside a namespace
+// (ip netns exec NS /path/to/scanlab _serve) to play the target's real
+// services and the innocent client. Each helper runs until its stdin
+// closes, which also happens when scanlab dies.
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+)
+
+const (
+	helperServe    = "_serve"
+	helperInnocent = "_innocent"
+
+	servicePortTCP = 80
+	servicePortUDP = 53
+	serviceReply   = "scanlab-ok\n"
+	readyMark      = "scanlab-ready"
+	resultMark     = "scanlab-result "
+)
+
+// helperMain runs a hidden subcommand; ok is false when args name none.
+func helperMain(args []string) (code int, ok bool) {
+	if len(args) == 0 {
+		return 0, false
+	}
+	var err error
+	switch args[0] {
+	case helperServe:
+		err = serve()
+	case helperInnocent:
+		err = innocent(args[1:])
+	default:
+		return 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "scanlab %s: %v\n", args[0], err)
+		return 1, true
+	}
+	return 0, true
+}
+
+// untilStdinCloses returns a channel closed when stdin reaches EOF.
+func untilStdinCloses() <-chan struct{} {
+	c := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(io.Discard, os.Stdin)
+		close(c)
+	}()
+	return c
+}
+
+// serve plays T's real services on every address: a TCP service on port 80
+// that greets each client and closes, and a UDP service on port 53 that
+// answers every datagram.
+func serve() error {
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", servicePortTCP))
+	if err != nil {
+		return err
+	}
+	pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", servicePortUDP))
+	if err != nil {
+		return err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			go func() {
+				defer c.Close()
+				_ = c.SetDeadline(time.Now().Add(2 * time.Second))
+				_, _ = io.WriteString(c, serviceReply)
+			}()
+		}
+	}()
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			_, from, err := pc.ReadFrom(buf)
+			if err != nil {
+				if errors.Is(err, net.ErrClosed) {
+					return
+				}
+				continue
+			}
+			_, _ = pc.WriteTo([]byte(serviceReply), from)
+		}
+	}()
+	fmt.Println(readyMark)
+	<-untilStdinCloses()
+	ln.Close()
+	pc.Close()
+	return nil
+}
+
+// innocentResult is what the innocent client reports when it stops.
+type innocentResult struct {
+	Requests int      `json:"requests"`
+	Failures int      `json:"failures"`
+	Errors   []string `json:"errors,omitempty"` // the first few
+}
+
+// innocent makes ordinary use of T's services, every -every: over IPv4 and
+// IPv6, a TCP connection to port 80 that must return the greeting, and a UDP
+// query to port 53 that must be answered. It prints readyMark after the
+// first round in which every request succeeded (failures before that are
+// set-up, not counted), and its result as one JSON line when stdin closes.
+func innocent(args []string) error {
+	fs := flag.NewFlagSet(helperInnocent, flag.ContinueOnError)
+	v4 := fs.String("v4", "", "T's IPv4 address")
+	v6 := fs.String("v6", "", "T's IPv6 address")
+	every := fs.Duration("every", 50*time.Millisecond, "interval between rounds")
+	timeout := fs.Duration("timeout", time.Second, "timeout of one request")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var targets []string
+	for _, a := range []string{*v4, *v6} {
+		if a != "" {
+			targets = append(targets, a)
+		}
+	}
+	if len(targets) == 0 {
+		return errors.New("need -v4 and/or -v6")
+	}
+	stop := untilStdinCloses()
+	var (
+		res   innocentResult
+		ready bool
+		start = time.Now()
+	)
+	tick := time.NewTicker(*every)
+	defer tick.Stop()
+	for {
+		var errs []string
+		for _, t := range targets {
+			if err := tcpRequest(t, *timeout); err != nil {
+				errs = append(errs, "tcp "+err.Error())
+			}
+			if err := udpRequest(t, *timeout); err != nil {
+				errs = append(errs, "udp "+err.Error())
+			}
+		}
+		if ready {
+			res.Requests += 2 * len(targets)
+			res.Failures += len(errs)
+			for _, e := range errs {
+				if len(res.Errors) < 5 {
+					res.Errors = append(res.Errors, fmt.Sprintf("+%.3fs %s", time.Since(start).Seconds(), e))
+				}
+			}
+		} else if len(errs) == 0 {
+			ready = true
+			fmt.Println(readyMark)
+		} else {
+			fmt.Fprintln(os.Stderr, "warm-up:", errs)
+		}
+		select {
+		case <-stop:
+			b, err := json.Marshal(res)
+			if err != nil {
+				return err
+			}
+			fmt.Printf("%s%s\n", resultMark, b)
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
+func tcpRequest(addr string, timeout time.Duration) error {
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(servicePortTCP)), timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	b, err := io.ReadAll(c)
+	if err != nil {
+		return err
+	}
+	if string(b) != serviceReply {
+		return fmt.Errorf("%s: got %q", addr, b)
+	}
+	return nil
+}
+
+func udpRequest(addr string, timeout time.Duration) error {
+	c, err := net.DialTimeout("udp", net.JoinHostPort(addr, fmt.Sprint(servicePortUDP)), timeout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	if _, err := c.Write([]byte("scanlab query\n")); err != nil {
+		return err
+	}
+	buf := make([]byte, 512)
+	n, err := c.Read(buf)
+	if err != nil {
+		return err
+	}
+	if !bytes.Equal(buf[:n], []byte(serviceReply)) {
+		return fmt.Errorf("%s: got %q", addr, buf[:n])
+	}
+	return nil
+}
+
+// parseInnocent finds the innocent client's result in its output.
+func parseInnocent(out string) (innocentResult, error) {
+	var r innocentResult
+	i := strings.LastIndex(out, resultMark)
+	if i < 0 {
+		return r, errors.New("the innocent client printed no result")
+	}
+	line, _, _ := strings.Cut(out[i+len(resultMark):], "\n")
+	err := json.Unmarshal([]byte(line), &r)
+	return r, err
+}

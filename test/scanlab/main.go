@@ -1,0 +1,481 @@
+// Command scanlab is the scan-lab benchmark: it measures what real scanners
+// learn from a host protected by portsentry before the block lands.
+//
+//	sudo go run ./test/scanlab [-mode atcp,audp] [-scans syn,fin,udp,syn6,masscan] [-out FILE] [-keep]
+//	make scanlab SCANLAB_FLAGS='-mode tcp,udp'
+//
+// It needs root, nmap, masscan, tcpdump and nftables (apt-get install nmap
+// masscan tcpdump nftables). It builds the daemon, then creates network
+// namespaces named pslab-PID-*: the target T (the daemon, a real TCP service
+// on port 80 and a real UDP service on port 53, an nftables ban set the
+// daemon's KILL_ROUTE fills), the scanner S and an innocent host I, on one
+// bridge in a hub namespace, 10.232.0.0/24 and fd00:232::/64. The
+// namespaces have no default route: every packet stays inside them. They are
+// deleted at the end, also on error and on Ctrl-C; leftovers of a killed run
+// are deleted at the next start.
+//
+// For each scan a fresh daemon and ban set are made, tcpdump records T's
+// interface, I keeps using T's services every 50 ms, and S runs the scanner.
+// The table it prints counts the probes S sent, the replies T sent back
+// (everything the scanner learned), the time from the first probe to the
+// moment the block command had added S to the ban set (tcpdump's timestamps
+// and the block script's `date +%s.%N` read the same clock), and whether
+// the innocent host noticed anything.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if code, ok := helperMain(os.Args[1:]); ok {
+		os.Exit(code)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options is the parsed command line.
+type options struct {
+	modes   []string // 1.2 mode names: tcp, udp, atcp, …
+	scans   []scanDef
+	out     string
+	keep    bool
+	timeout time.Duration
+}
+
+const (
+	defaultMode  = "atcp,audp"
+	defaultScans = "syn,fin,udp,syn6,masscan"
+	installHint  = "apt-get install nmap masscan tcpdump nftables"
+)
+
+var errInterrupted = errors.New("interrupted")
+
+func parseFlags(args []string, stderr io.Writer) (*options, error) {
+	fs := flag.NewFlagSet("scanlab", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mode := fs.String("mode", defaultMode, "daemon modes, comma-separated 1.2 names: `atcp,audp` (advanced), tcp,udp (connect), stcp,sudp (stealth)")
+	scans := fs.String("scans", defaultScans, "`list` of scans to run, from "+defaultScans)
+	o := &options{}
+	fs.StringVar(&o.out, "out", "", "also write the Markdown report to `FILE`")
+	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (captures, daemon logs, scanner output)")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up (and clean up) after this long")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: scanlab [flags]   (as root; needs %s)\n", installHint)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	seen := map[string]bool{}
+	for _, m := range splitList(*mode) {
+		switch m {
+		case "tcp", "udp", "stcp", "sudp", "atcp", "audp":
+		default:
+			return nil, fmt.Errorf("-mode: unknown mode %q (want tcp, udp, stcp, sudp, atcp, audp)", m)
+		}
+		proto := strings.TrimLeft(m, "sa")
+		if seen[proto] {
+			return nil, fmt.Errorf("-mode: two modes for %s", proto)
+		}
+		seen[proto] = true
+		o.modes = append(o.modes, m)
+	}
+	if len(o.modes) == 0 {
+		return nil, errors.New("-mode: empty")
+	}
+	for _, s := range splitList(*scans) {
+		d, ok := scanByName(s)
+		if !ok {
+			return nil, fmt.Errorf("-scans: unknown scan %q (want some of %s)", s, defaultScans)
+		}
+		o.scans = append(o.scans, d)
+	}
+	if len(o.scans) == 0 {
+		return nil, errors.New("-scans: empty")
+	}
+	return o, nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// command is the canonical command line that reproduces this run.
+func (o *options) command() string {
+	var names []string
+	for _, s := range o.scans {
+		names = append(names, s.name)
+	}
+	return fmt.Sprintf("go run ./test/scanlab -mode %s -scans %s", strings.Join(o.modes, ","), strings.Join(names, ","))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	o, err := parseFlags(args, stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(stderr, "scanlab:", err)
+		return 2
+	}
+	// The first Ctrl-C (or SIGTERM) cancels the run, which then cleans up
+	// in order; a second one kills every process and namespace at once.
+	sigCtx, interrupt := context.WithCancelCause(context.Background())
+	defer interrupt(nil)
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	go func() {
+		if _, ok := <-sigs; !ok {
+			return
+		}
+		fmt.Fprintln(stderr, "\nscanlab: interrupted: cleaning up (interrupt again to abort at once)")
+		interrupt(errInterrupted)
+		if _, ok := <-sigs; ok {
+			fmt.Fprintln(stderr, "scanlab: aborting: killing processes, deleting namespaces")
+			killAll()
+			removeOwnNamespaces()
+			os.Exit(130)
+		}
+	}()
+	ctx, cancel := context.WithTimeout(sigCtx, o.timeout)
+	defer cancel()
+
+	rep, err := benchmark(ctx, o, stderr)
+	if errors.Is(err, errModeUnsupported) {
+		rep = nil // nothing was measured
+	}
+	if rep != nil && len(rep.results) > 0 {
+		md := rep.markdown()
+		fmt.Fprint(stdout, md)
+		if o.out != "" {
+			if werr := os.WriteFile(o.out, []byte(md), 0o644); werr != nil {
+				fmt.Fprintln(stderr, "scanlab:", werr)
+				return 1
+			}
+		}
+	}
+	if err != nil {
+		if errors.Is(context.Cause(sigCtx), errInterrupted) {
+			err = errInterrupted
+		} else if ctx.Err() != nil {
+			err = fmt.Errorf("gave up after -timeout %v: %w", o.timeout, err)
+		}
+		fmt.Fprintln(stderr, "scanlab:", err)
+		return 1
+	}
+	if rep.failed() {
+		return 1
+	}
+	return 0
+}
+
+// preflight checks root and the tools the selected scans need.
+func preflight(o *options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("needs root to create network namespaces: sudo make scanlab (or sudo env PATH=$PATH go run ./test/scanlab)")
+	}
+	need := []string{"ip", "nft", "tcpdump"}
+	for _, s := range o.scans {
+		need = append(need, s.tool)
+	}
+	var missing []string
+	seen := map[string]bool{}
+	for _, t := range need {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		if _, err := exec.LookPath(t); err != nil {
+			missing = append(missing, t)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("missing %s: %s (and iproute2 for ip)", strings.Join(missing, ", "), installHint)
+	}
+	return nil
+}
+
+// benchmark runs the whole lab. The report holds the scans done so far,
+// also when it returns an error.
+func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, error) {
+	start := time.Now()
+	if err := preflight(o); err != nil {
+		return nil, err
+	}
+	progress := func(format string, a ...any) {
+		fmt.Fprintf(stderr, "scanlab: "+format+"\n", a...)
+	}
+	if removed := removeLeftovers(); len(removed) > 0 {
+		progress("removed leftover namespaces %s", strings.Join(removed, " "))
+	}
+	work, err := os.MkdirTemp("", "pslab-run-")
+	if err != nil {
+		return nil, err
+	}
+	if o.keep {
+		defer progress("kept the work directory %s", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	tools, err := lookTools()
+	if err != nil {
+		return nil, err
+	}
+
+	root, err := repoRoot()
+	if err != nil {
+		return nil, err
+	}
+	bin := filepath.Join(work, "portsentry")
+	progress("building the daemon: go build -o %s ./cmd/portsentry", bin)
+	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/portsentry")
+	build.Dir = root
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return nil, fmt.Errorf("go build ./cmd/portsentry: %v\n%s", err, out)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+
+	rep := &report{
+		date:     time.Now().UTC(),
+		kernel:   kernelRelease(),
+		versions: toolVersions(ctx, o),
+		revision: gitRevision(root),
+		opts:     o,
+	}
+	defer func() { rep.elapsed = time.Since(start) }()
+
+	progress("creating namespaces %s%d-{h,t,s,i}", nsPrefix, os.Getpid())
+	l, err := newLab(ctx)
+	if err != nil {
+		return rep, fmt.Errorf("building the lab: %w", err)
+	}
+	defer l.close()
+	defer killAll() // processes first, then the namespaces
+
+	services, err := startProc("services in T", true, nsExec(l.T.ns, self, helperServe)...)
+	if err != nil {
+		return rep, err
+	}
+	defer services.stop(0, 3*time.Second)
+	if err := services.waitOutput(ctx, readyMark, 10*time.Second); err != nil {
+		return rep, err
+	}
+
+	for i, s := range o.scans {
+		progress("[%d/%d] %s: %s", i+1, len(o.scans), s.name, s.title)
+		dir := filepath.Join(work, fmt.Sprintf("%d-%s", i+1, s.name))
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			return rep, err
+		}
+		r := runScan(ctx, l, o, s, tools, bin, self, dir)
+		rep.results = append(rep.results, r)
+		progress("[%d/%d] %s: %s", i+1, len(o.scans), s.name, r.summary())
+		if errors.Is(r.err, errModeUnsupported) {
+			return rep, r.err
+		}
+		if ctx.Err() != nil {
+			return rep, ctx.Err()
+		}
+	}
+	rep.elapsed = time.Since(start)
+	return rep, nil
+}
+
+// tools holds the absolute paths of the programs scanlab runs.
+type tools struct {
+	nft, tcpdump, nmap, masscan, date string
+}
+
+func lookTools() (tools, error) {
+	var t tools
+	var err error
+	for _, x := range []struct {
+		dst      *string
+		name     string
+		optional bool
+	}{
+		{&t.nft, "nft", false}, {&t.tcpdump, "tcpdump", false}, {&t.date, "date", false},
+		{&t.nmap, "nmap", true}, {&t.masscan, "masscan", true},
+	} {
+		if *x.dst, err = exec.LookPath(x.name); err != nil && !x.optional {
+			return t, fmt.Errorf("%s: %w (%s)", x.name, err, installHint)
+		}
+		if *x.dst != "" {
+			*x.dst, _ = filepath.Abs(*x.dst)
+		}
+	}
+	return t, nil
+}
+
+// repoRoot is the directory holding go.mod.
+func repoRoot() (string, error) {
+	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %w", err)
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside the portsentry module: run from the repository (go run ./test/scanlab)")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}
+
+func kernelRelease() string {
+	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func gitRevision(root string) string {
+	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
+	if err != nil {
+		return "unknown revision"
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// toolVersions returns the first line naming a version of each scanner and
+// of tcpdump.
+func toolVersions(ctx context.Context, o *options) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, t := range append([]string{"tcpdump"}, func() []string {
+		var s []string
+		for _, d := range o.scans {
+			s = append(s, d.tool)
+		}
+		return s
+	}()...) {
+		if seen[t] {
+			continue
+		}
+		seen[t] = true
+		txt, _ := runCmd(ctx, 10*time.Second, t, "--version")
+		v := t + " (version unknown)"
+		for _, line := range strings.Split(txt, "\n") {
+			if strings.Contains(strings.ToLower(line), "version") {
+				v = strings.TrimSpace(line)
+				break
+			}
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+// blockRecord is one line the block script wrote: which set, which address,
+// when the nft command had returned.
+type blockRecord struct {
+	set  string
+	addr netip.Addr
+	at   time.Time
+}
+
+func readBlocks(path string) ([]blockRecord, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var recs []blockRecord
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) == 0 {
+			continue
+		}
+		if len(f) != 3 {
+			return recs, fmt.Errorf("%s: bad line %q", path, line)
+		}
+		a, err := netip.ParseAddr(f[1])
+		if err != nil {
+			return recs, fmt.Errorf("%s: bad address in %q", path, line)
+		}
+		t, err := parseEpoch(f[2])
+		if err != nil {
+			return recs, fmt.Errorf("%s: bad time in %q: %v", path, line, err)
+		}
+		recs = append(recs, blockRecord{set: f[0], addr: a, at: t})
+	}
+	return recs, nil
+}
+
+// parseEpoch parses date +%s.%N.
+func parseEpoch(s string) (time.Time, error) {
+	secStr, fracStr, _ := strings.Cut(s, ".")
+	sec, err := strconv.ParseInt(secStr, 10, 64)
+	if err != nil {
+		return time.Time{}, err
+	}
+	var ns int64
+	if fracStr != "" {
+		if len(fracStr) > 9 {
+			fracStr = fracStr[:9]
+		}
+		fracStr += strings.Repeat("0", 9-len(fracStr))
+		if ns, err = strconv.ParseInt(fracStr, 10, 64); err != nil {
+			return time.Time{}, err
+		}
+	}
+	return time.Unix(sec, ns), nil
+}
+
+// mentions reports whether text contains the address a as a whole token.
+func mentions(text string, a netip.Addr) bool {
+	s := a.String()
+	for i := 0; i < len(text); {
+		j := strings.Index(text[i:], s)
+		if j < 0 {
+			return false
+		}
+		j += i
+		end := j + len(s)
+		if (j == 0 || !isAddrChar(text[j-1])) && (end == len(text) || !isAddrChar(text[end])) {
+			return true
+		}
+		i = j + 1
+	}
+	return false
+}
+
+func isAddrChar(c byte) bool {
+	return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' || c == '.' || c == ':'
+}

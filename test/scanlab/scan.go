@@ -1,0 +1,441 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// scanDef is one scan of the benchmark.
+type scanDef struct {
+	name    string
+	title   string
+	tool    string // nmap or masscan
+	v6      bool   // against T's IPv6 address
+	timeout time.Duration
+	argv    func(l *lab) []string // the scanner's command, run in S
+}
+
+var scanDefs = []scanDef{
+	{name: "syn", title: "nmap SYN scan, IPv4", tool: "nmap", timeout: 300 * time.Second,
+		argv: func(l *lab) []string {
+			return []string{"nmap", "-n", "-Pn", "-sS", "-T4", "-p1-1024", "--host-timeout", "240s", "-oX", "-", l.T.v4.String()}
+		}},
+	{name: "fin", title: "nmap FIN scan, IPv4", tool: "nmap", timeout: 300 * time.Second,
+		argv: func(l *lab) []string {
+			return []string{"nmap", "-n", "-Pn", "-sF", "-T4", "-p1-1024", "--host-timeout", "240s", "-oX", "-", l.T.v4.String()}
+		}},
+	{name: "udp", title: "nmap UDP scan of the top 200 ports, IPv4", tool: "nmap", timeout: 180 * time.Second,
+		argv: func(l *lab) []string {
+			return []string{"nmap", "-n", "-Pn", "-sU", "-T4", "--top-ports", "200", "--max-retries", "1", "--host-timeout", "120s", "-oX", "-", l.T.v4.String()}
+		}},
+	{name: "syn6", title: "nmap SYN scan, IPv6", tool: "nmap", v6: true, timeout: 300 * time.Second,
+		argv: func(l *lab) []string {
+			return []string{"nmap", "-6", "-n", "-Pn", "-sS", "-T4", "-p1-1024", "--host-timeout", "240s", "-oX", "-", l.T.v6.String()}
+		}},
+	{name: "masscan", title: "masscan of all 65 536 TCP ports at 100 000 packets/s, IPv4", tool: "masscan", timeout: 90 * time.Second,
+		argv: func(l *lab) []string {
+			return []string{"masscan", "-p0-65535", "--rate", "100000", "--wait", "2",
+				"--adapter", labIf, "--adapter-ip", l.S.v4.String(), "--router-mac", l.T.mac, l.T.v4.String()}
+		}},
+}
+
+func scanByName(name string) (scanDef, bool) {
+	for _, d := range scanDefs {
+		if d.name == name {
+			return d, true
+		}
+	}
+	return scanDef{}, false
+}
+
+// scanResult is the outcome of one scan.
+type scanResult struct {
+	def      scanDef
+	command  string // the scanner's command line, as run in S
+	err      error  // the scan could not be measured (or only in part)
+	stats    scanStats
+	blockAt  time.Time // when S (of the scan's family) was in the ban set; zero: never
+	blocks   []blockRecord
+	scanned  string        // the scanner's own summary of the ports
+	duration time.Duration // the scanner's run time
+	drops    int           // packets tcpdump's kernel buffer dropped
+
+	innocent       innocentResult
+	innocentBanned []string // where I showed up as blocked
+	innocentSeen   int      // daemon log lines naming I
+	innocentSample string   // the first of them
+	notes          []string
+}
+
+func (r *scanResult) innocentAffected() bool {
+	return r.innocent.Failures > 0 || len(r.innocentBanned) > 0
+}
+
+func (r *scanResult) blockDelay() (time.Duration, bool) {
+	if r.blockAt.IsZero() || r.stats.firstProbe.IsZero() {
+		return 0, false
+	}
+	return r.blockAt.Sub(r.stats.firstProbe), true
+}
+
+// summary is the one-line progress report.
+func (r *scanResult) summary() string {
+	if r.err != nil && r.stats.probes == 0 {
+		return "ERROR: " + firstLine(r.err.Error())
+	}
+	s := fmt.Sprintf("%d probes, %d replies, %d ports answered, %s, innocent affected: %s, %.1fs",
+		r.stats.probes, r.stats.replies, r.stats.answered, r.blockCell(), yesNo(r.innocentAffected()), r.duration.Seconds())
+	if r.err != nil {
+		s += " (ERROR: " + firstLine(r.err.Error()) + ")"
+	}
+	return s
+}
+
+func (r *scanResult) blockCell() string {
+	d, ok := r.blockDelay()
+	if !ok {
+		if !r.blockAt.IsZero() {
+			return "blocked (no probe captured)"
+		}
+		return "not blocked"
+	}
+	return fmt.Sprintf("%.1f ms (%d probes)", float64(d)/float64(time.Millisecond), r.stats.probesBefore)
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
+	}
+	return "no"
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
+
+// errModeUnsupported: the daemon refused the requested mode.
+var errModeUnsupported = errors.New("this portsentry build does not support")
+
+// nftRules is T's ban table. Creating and deleting it first makes loading
+// it replace any previous one in one transaction.
+const nftRules = `table inet lab
+delete table inet lab
+table inet lab {
+	set ban4 { type ipv4_addr; }
+	set ban6 { type ipv6_addr; }
+	chain input {
+		type filter hook input priority -10; policy accept;
+		ip saddr @ban4 drop
+		ip6 saddr @ban6 drop
+	}
+}
+`
+
+// blockScript adds an address to a ban set of T's table, then records when
+// the ban had landed. Arguments: the set (ban4 or ban6) and the address.
+const blockScript = `#!/bin/sh
+# scanlab's KILL_ROUTE / KILL_ROUTE6: ban "$2" in set "$1", then record when.
+case "$1" in ban4|ban6) ;; *) echo "scanlab block: bad set $1" >&2; exit 2 ;; esac
+%s add element inet lab "$1" "{ $2 }" || exit 1
+echo "$1 $2 $(%s +%%s.%%N)" >> %s
+`
+
+// writeDaemonFiles writes the daemon's configuration, ignore file and block
+// script into dir and returns the configuration's path.
+func writeDaemonFiles(dir string, t tools) (string, error) {
+	p := func(name string) string { return filepath.Join(dir, name) }
+	script := fmt.Sprintf(blockScript, t.nft, t.date, p("blocks.log"))
+	conf := strings.Join([]string{
+		"# scanlab: written for one scan",
+		`TCP_PORTS="1-1024"`,
+		`UDP_PORTS="1-1024"`,
+		`ADVANCED_PORTS_TCP="1024"`,
+		`ADVANCED_PORTS_UDP="1024"`,
+		`ADVANCED_EXCLUDE_TCP="113,139"`,
+		`ADVANCED_EXCLUDE_UDP="520,138,137,67"`,
+		`IGNORE_FILE="` + p("portsentry.ignore") + `"`,
+		`HISTORY_FILE="` + p("portsentry.history") + `"`,
+		`BLOCKED_FILE="` + p("portsentry.blocked") + `"`,
+		`HOSTS_DENY_FILE="` + p("hosts.deny") + `"`,
+		`RESOLVE_HOST="0"`,
+		`BLOCK_TCP="1"`,
+		`BLOCK_UDP="1"`,
+		`KILL_ROUTE="/bin/sh ` + p("block.sh") + ` ban4 $TARGET$"`,
+		`KILL_ROUTE6="/bin/sh ` + p("block.sh") + ` ban6 $TARGET$"`,
+		`SCAN_TRIGGER="0"`,
+		"",
+	}, "\n")
+	for name, content := range map[string]string{
+		"block.sh":          script,
+		"portsentry.conf":   conf,
+		"portsentry.ignore": "# scanlab: neither the scanner nor the innocent host\n127.0.0.1\n::1\n",
+		"hosts.deny":        "",
+		"nft.rules":         nftRules,
+	} {
+		if err := os.WriteFile(p(name), []byte(content), 0o644); err != nil {
+			return "", err
+		}
+	}
+	return p("portsentry.conf"), nil
+}
+
+var dropRE = regexp.MustCompile(`(\d+) packets? dropped by kernel`)
+
+// runScan runs one scan with a fresh ban table and daemon, and measures it.
+// Every process it starts is stopped before it returns.
+func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin, self, dir string) (r *scanResult) {
+	r = &scanResult{def: def}
+	argv := def.argv(l)
+	r.command = strings.Join(argv, " ")
+	fail := func(err error) *scanResult {
+		if r.err == nil {
+			r.err = err
+		}
+		return r
+	}
+	conf, err := writeDaemonFiles(dir, t)
+	if err != nil {
+		return fail(err)
+	}
+	if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "nft.rules"))...); err != nil {
+		return fail(fmt.Errorf("loading T's ban table: %w", err))
+	}
+
+	// The daemon, after the services, so that it sees them in use.
+	dargv := []string{bin, "-c", conf}
+	for _, m := range o.modes {
+		dargv = append(dargv, "-"+m)
+	}
+	daemon, err := startProc("portsentry", false, nsExec(l.T.ns, dargv...)...)
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := daemon.stop(syscall.SIGTERM, 5*time.Second); err != nil && r.err == nil && !isSignalExit(err) {
+			r.notes = append(r.notes, fmt.Sprintf("the daemon's exit: %v", err))
+		}
+		_ = os.WriteFile(filepath.Join(dir, "daemon.log"), []byte(daemon.out.String()), 0o644)
+	}()
+	if err := daemon.waitOutput(ctx, "active and listening", 15*time.Second); err != nil {
+		if out := daemon.out.String(); strings.Contains(out, "not supported") {
+			return fail(fmt.Errorf("%w -%s: %s\n(connect mode works today: -mode tcp,udp)",
+				errModeUnsupported, strings.Join(o.modes, " -"), strings.TrimSpace(tail(out, 1))))
+		}
+		return fail(fmt.Errorf("starting the daemon: %w", err))
+	}
+
+	// The capture: everything from and to S's addresses on T's interface.
+	pcap := filepath.Join(dir, "t.pcap")
+	filter := fmt.Sprintf("ip host %s or ip6 host %s", l.S.v4, l.S.v6)
+	dump, err := startProc("tcpdump", false, nsExec(l.T.ns, t.tcpdump, "-i", labIf, "-nn", "-tt", "-Z", "root",
+		"-s", "256", "-B", "32768", "--time-stamp-precision=nano", "-w", pcap, filter)...)
+	if err != nil {
+		return fail(err)
+	}
+	defer dump.kill()
+	if err := dump.waitOutput(ctx, "listening on", 10*time.Second); err != nil {
+		return fail(fmt.Errorf("starting tcpdump: %w", err))
+	}
+
+	// The innocent host, already using T's services when the scan starts.
+	inn, err := startProc("innocent client", true, nsExec(l.I.ns, self, helperInnocent,
+		"-v4", l.T.v4.String(), "-v6", l.T.v6.String(), "-every", "50ms")...)
+	if err != nil {
+		return fail(err)
+	}
+	defer inn.kill()
+	if err := inn.waitOutput(ctx, readyMark, 10*time.Second); err != nil {
+		return fail(fmt.Errorf("the innocent host cannot use T's services before the scan: %w", err))
+	}
+
+	// The scan.
+	path := t.nmap
+	if def.tool == "masscan" {
+		path = t.masscan
+	}
+	scanner, err := startProc(def.tool, false, nsExec(l.S.ns, append([]string{path}, argv[1:]...)...)...)
+	if err != nil {
+		return fail(err)
+	}
+	began := time.Now()
+	serr := scanner.wait(ctx, def.timeout)
+	r.duration = time.Since(began)
+	if ctx.Err() != nil {
+		return fail(context.Cause(ctx))
+	}
+	_ = os.WriteFile(filepath.Join(dir, "scanner.out"), []byte(scanner.out.String()), 0o644)
+	if serr != nil {
+		r.err = fmt.Errorf("%s: %v:\n%s", def.tool, serr, scanner.tail())
+	}
+	r.scanned = scannerView(def.tool, scanner.out.String())
+
+	// Let block commands in flight finish and late replies arrive.
+	select {
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	case <-time.After(time.Second):
+	}
+
+	_ = inn.stop(0, 8*time.Second)
+	if ir, err := parseInnocent(inn.out.String()); err != nil {
+		r.notes = append(r.notes, fmt.Sprintf("innocent client: %v: %s", err, inn.tail()))
+		r.innocent.Failures = -1
+	} else {
+		r.innocent = ir
+	}
+
+	if err := dump.stop(syscall.SIGINT, 10*time.Second); err != nil && !isSignalExit(err) {
+		r.notes = append(r.notes, fmt.Sprintf("tcpdump: %v", err))
+	}
+	if m := dropRE.FindStringSubmatch(dump.out.String()); m != nil {
+		r.drops, _ = strconv.Atoi(m[1])
+	}
+
+	// Who was banned, and when.
+	r.blocks, err = readBlocks(filepath.Join(dir, "blocks.log"))
+	if err != nil {
+		return fail(err)
+	}
+	scannerAddr := l.S.v4
+	if def.v6 {
+		scannerAddr = l.S.v6
+	}
+	for _, b := range r.blocks {
+		if b.addr == scannerAddr && (r.blockAt.IsZero() || b.at.Before(r.blockAt)) {
+			r.blockAt = b.at
+		}
+		if b.addr == l.I.v4 || b.addr == l.I.v6 {
+			r.innocentBanned = append(r.innocentBanned, "block command ran for "+b.addr.String())
+		}
+	}
+	table, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "table", "inet", "lab")...)
+	if err != nil {
+		return fail(err)
+	}
+	for _, a := range []netip.Addr{l.I.v4, l.I.v6} {
+		if mentions(table, a) {
+			r.innocentBanned = append(r.innocentBanned, a.String()+" in T's ban set")
+		}
+	}
+	if !r.blockAt.IsZero() && !mentions(table, scannerAddr) {
+		r.notes = append(r.notes, fmt.Sprintf("the block script recorded %s but it is not in the ban set", scannerAddr))
+	}
+	for _, line := range strings.Split(daemon.out.String(), "\n") {
+		if !mentions(line, l.I.v4) && !mentions(line, l.I.v6) {
+			continue
+		}
+		if r.innocentSeen++; r.innocentSeen == 1 {
+			r.innocentSample = strings.TrimSpace(line)
+		}
+		if strings.Contains(line, "has been blocked") || strings.Contains(line, "blocked: [true]") {
+			r.innocentBanned = append(r.innocentBanned, "daemon log: "+strings.TrimSpace(line))
+		}
+	}
+
+	// What the capture shows.
+	pkts, err := readPcap(pcap)
+	if err != nil {
+		return fail(fmt.Errorf("reading the capture: %w", err))
+	}
+	r.stats = analyze(pkts, []netip.Addr{l.S.v4, l.S.v6}, []netip.Addr{l.T.v4, l.T.v6}, r.blockAt)
+	if r.stats.probes == 0 {
+		return fail(errors.New("the capture holds no probe from S"))
+	}
+	for _, b := range r.blocks {
+		if b.addr != scannerAddr && b.addr != l.I.v4 && b.addr != l.I.v6 {
+			r.notes = append(r.notes, fmt.Sprintf("also banned: %s (%s)", b.addr, b.set))
+		}
+	}
+	if def.tool == "masscan" {
+		if n := strings.Count(scanner.out.String(), "Discovered open port"); n != r.stats.open {
+			r.notes = append(r.notes, fmt.Sprintf("masscan reported %d open ports; T answered %d ports with SYN/ACK", n, r.stats.open))
+		}
+	}
+	if r.drops > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("tcpdump's kernel buffer dropped %d packets: counts are low", r.drops))
+	}
+	if r.innocentSeen > 0 {
+		r.notes = append(r.notes, fmt.Sprintf("the daemon logged %d lines naming the innocent host, e.g. `%s`", r.innocentSeen, r.innocentSample))
+	}
+	return r
+}
+
+// isSignalExit reports an exit caused by the signal scanlab sent.
+func isSignalExit(err error) bool {
+	return err != nil && strings.HasPrefix(err.Error(), "signal:")
+}
+
+// scannerView summarises what the scanner itself reported: nmap's port
+// states (from its XML output, which unlike -oG keeps every ignored state)
+// or masscan's open ports.
+func scannerView(tool, out string) string {
+	if tool == "masscan" {
+		return fmt.Sprintf("%d open", strings.Count(out, "Discovered open port"))
+	}
+	i := strings.Index(out, "<?xml")
+	if i < 0 {
+		return "no nmap report"
+	}
+	var run nmapRun
+	if err := xml.Unmarshal([]byte(out[i:]), &run); err != nil {
+		return "unreadable nmap report"
+	}
+	counts := map[string]int{}
+	var order []string
+	add := func(state string, n int) {
+		if _, ok := counts[state]; !ok {
+			order = append(order, state)
+		}
+		counts[state] += n
+	}
+	timedOut := false
+	for _, h := range run.Hosts {
+		timedOut = timedOut || h.TimedOut == "true"
+		for _, p := range h.Ports {
+			add(p.State.State, 1)
+		}
+		for _, e := range h.Extra {
+			add(e.State, e.Count)
+		}
+	}
+	slices.SortStableFunc(order, func(a, b string) int { return counts[b] - counts[a] })
+	var parts []string
+	for _, s := range order {
+		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
+	}
+	if timedOut {
+		parts = append(parts, "host timed out")
+	}
+	if len(parts) == 0 {
+		return "—"
+	}
+	return strings.Join(parts, ", ")
+}
+
+// nmapRun is the part of nmap's XML report scanlab reads.
+type nmapRun struct {
+	Hosts []struct {
+		TimedOut string `xml:"timedout,attr"`
+		Ports    []struct {
+			State struct {
+				State string `xml:"state,attr"`
+			} `xml:"state"`
+		} `xml:"ports>port"`
+		Extra []struct {
+			State string `xml:"state,attr"`
+			Count int    `xml:"count,attr"`
+		} `xml:"ports>extraports"`
+	} `xml:"host"`
+}
