@@ -39,3 +39,10 @@ deps:
 .PHONY: scanlab
 scanlab: build
 	go run ./test/scanlab $(SCANLAB_FLAGS)
+
+# The Debian package: dist/portsentry_<version>_<arch>.deb, built with
+# dpkg-deb (static binary, systemd unit, conffiles, man pages); it upgrades
+# Debian's portsentry 1.2 in place. Checked by `go test ./test/pkg/` (root).
+.PHONY: deb
+deb:
+	scripts/build-deb

@@ -4,6 +4,8 @@
 //
 //	portsentry [flags]            run in the foreground (-D: in the background)
 //	portsentry check [flags]      validate the configuration and exit
+//	portsentry selftest           prove detection and blocking work here, in throwaway namespaces
+//	portsentry list|block|unblock|status   operate the running daemon
 package main
 
 import (
@@ -155,6 +157,13 @@ func describeMode(m event.Mode) string {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	daemon.Version = version
+	if len(args) > 0 && args[0] == "selftest" {
+		return selftestMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && isOp(args[0]) {
+		return opsMain(args[0], args[1:], stdout, stderr)
+	}
 	c, err := parse(args, stderr)
 	if errors.Is(err, errVersion) {
 		fmt.Fprintln(stdout, "portsentry", version)

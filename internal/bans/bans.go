@@ -21,8 +21,7 @@
 //
 // # Persistence
 //
-// The file is a journal of JSON lines (see file.go for the record format):
-// each change appends one line. Appends are buffered; Sync writes them and
+// The file is a journal of JSON lines: each change appends one line. Appends are buffered; Sync writes them and
 // fsyncs the file. So:
 //
 //   - the process killed (kill -9, OOM) loses only the changes still in the
@@ -40,11 +39,33 @@
 // fsynced). A crash at any instant leaves either the old journal or the new
 // snapshot, both complete. Open compacts too when the file holds anything
 // redundant, damaged or cut short, so appends always follow a whole line.
+// A file PATH.lock beside the journal is locked (flock) while a Store has it
+// open, so that two daemons never write one journal.
+//
+// # File format
+//
+// One JSON object per line, applied in order. A snapshot is the same
+// format: a format line, then one record per address known.
+//
+//	{"op":"format","v":1}
+//	{"op":"ban","addr":"192.0.2.7","reason":"TCP SYN/Normal scan","port":143,"proto":"TCP","since":"2026-11-22T01:40:36Z","expires":"2026-11-22T02:40:36Z","count":1}
+//	{"op":"ban","addr":"2001:db8::7","reason":"manual","since":"2026-11-22T01:41:00Z","count":1}
+//	{"op":"past","addr":"198.51.100.9","expires":"2026-11-20T10:00:00Z","count":3}
+//	{"op":"unban","prefix":"10.0.0.0/8"}
+//
+// "ban" sets the address's ban whole (no "expires": permanent); "past" says
+// the address is no longer banned but was, "count" times, the last ban
+// having ended at "expires" (kept for repeat offenders, and written when a
+// full record drops a ban); "unban" forgets every address inside the
+// prefix, bans and history. Times are RFC 3339 in UTC. Each record is whole
+// by itself, so a torn last line loses that one change and nothing else.
+// A "format" line with a version other than 1 makes Open refuse the file
+// and leave it alone: a newer portsentry wrote it.
 //
 // # Bounds
 //
-// At most Options.MaxBans bans are kept (1 000 000 by default, about 150
-// bytes of memory each). When a new address is banned and the record is
+// At most Options.MaxBans bans are kept (1 000 000 by default, about 200
+// bytes of memory each, so 200 MB at worst). When a new address is banned and the record is
 // full, the ban that expires soonest is dropped from the record (permanent
 // bans last): it is the one that matters least, and the firewall still
 // holds it until its own timeout. The history of expired bans is bounded
@@ -58,8 +79,10 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 )
 
 // Ban is one ban as the Store records it.
@@ -85,9 +108,9 @@ type Ban struct {
 // Permanent reports whether the ban never expires.
 func (b Ban) Permanent() bool { return b.Expires.IsZero() }
 
-// Remaining is the time left at now: 0 for a permanent ban (as block.Entry
-// counts it), and at least 1ns for a ban not yet expired, so that a caller
-// never mistakes a ban about to end for a permanent one.
+// Remaining is the time left at now as block.Entry counts it: 0 for a
+// permanent ban, and never less than 1ns for a timed one (even past its
+// end), so that a ban about to end is never mistaken for a permanent one.
 func (b Ban) Remaining(now time.Time) time.Duration {
 	if b.Permanent() {
 		return 0
@@ -205,7 +228,8 @@ type Store struct {
 	active  entryHeap // soonest expiry first; permanent last
 	past    entryHeap // longest expired first
 	evicted uint64
-	j       *journal // nil: in memory only
+	j       *journal // nil: in memory only, or closed
+	closed  bool     // Close has released the file
 }
 
 // Open loads the ban file at path and returns the Store, with bans ending
@@ -280,6 +304,7 @@ func (s *Store) Ban(addr netip.Addr, reason string, port uint16, proto string) B
 	defer s.mu.Unlock()
 	addr = normalize(addr)
 	now := s.now()
+	s.collect(addr, now)
 	if e := s.byAddr[addr]; e != nil && e.active {
 		if e.expires != 0 {
 			d := s.opts.Policy.Duration(int(e.count))
@@ -292,7 +317,7 @@ func (s *Store) Ban(addr netip.Addr, reason string, port uint16, proto string) B
 		return e.ban()
 	}
 	e := s.start(addr, now)
-	e.reason, e.port, e.proto = reason, port, proto
+	e.reason, e.port, e.proto = clean(reason, maxReason), port, clean(proto, maxProto)
 	e.expires = expiry(now, s.opts.Policy.Duration(int(e.count)))
 	s.activate(e)
 	return e.ban()
@@ -308,6 +333,8 @@ func (s *Store) BanFor(addr netip.Addr, d time.Duration, reason string) Ban {
 	addr = normalize(addr)
 	now := s.now()
 	d = min(max(d, 0), MaxDuration)
+	reason = clean(reason, maxReason)
+	s.collect(addr, now)
 	e := s.byAddr[addr]
 	if e != nil && e.active {
 		e.reason, e.port, e.proto = reason, 0, ""
@@ -323,11 +350,37 @@ func (s *Store) BanFor(addr netip.Addr, d time.Duration, reason string) Ban {
 	return e.ban()
 }
 
+// clean makes s what the file can hold: valid UTF-8 (each invalid byte
+// replaced by U+FFFD) of at most n bytes, cut at a character boundary, so
+// that a ban reads back from the file as it was recorded.
+func clean(s string, n int) string {
+	if utf8.ValidString(s) && len(s) <= n {
+		return s
+	}
+	var b strings.Builder
+	for _, r := range s { // yields U+FFFD for each invalid byte
+		if b.Len()+utf8.RuneLen(r) > n {
+			break
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func expiry(now int64, d time.Duration) int64 {
 	if d <= 0 {
 		return 0
 	}
 	return now + int64(d)
+}
+
+// collect retires addr's ban if it has expired but Expire has not
+// collected it yet: banning the address again is then a new ban, counted.
+func (s *Store) collect(addr netip.Addr, now int64) {
+	if e := s.byAddr[addr]; e != nil && e.active && e.expires != 0 && e.expires <= now {
+		s.active.remove(e.idx)
+		s.retire(e, e.expires)
+	}
 }
 
 // start returns a new active entry for addr, counting its past bans; the
@@ -395,8 +448,10 @@ func (s *Store) Unban(prefix netip.Prefix) []Ban {
 	if !prefix.IsValid() {
 		return nil
 	}
-	removed := s.unban(prefix)
-	s.journalUnban(prefix)
+	removed, n := s.unban(prefix)
+	if n > 0 {
+		s.journalUnban(prefix)
+	}
 	sortBans(removed)
 	return removed
 }
@@ -409,9 +464,13 @@ func normalizePrefix(p netip.Prefix) netip.Prefix {
 	return netip.PrefixFrom(a.WithZone(""), p.Bits()).Masked()
 }
 
-func (s *Store) unban(prefix netip.Prefix) []Ban {
+// unban drops every entry inside prefix; it returns the bans among them
+// and how many entries, bans and history, it dropped.
+func (s *Store) unban(prefix netip.Prefix) ([]Ban, int) {
 	var removed []Ban
+	n := 0
 	drop := func(e *entry) {
+		n++
 		if e.active {
 			removed = append(removed, e.ban())
 			s.active.remove(e.idx)
@@ -424,14 +483,14 @@ func (s *Store) unban(prefix netip.Prefix) []Ban {
 		if e := s.byAddr[prefix.Addr()]; e != nil {
 			drop(e)
 		}
-		return removed
+		return removed, n
 	}
 	for a, e := range s.byAddr {
 		if prefix.Contains(a) {
 			drop(e)
 		}
 	}
-	return removed
+	return removed, n
 }
 
 // Get returns addr's ban, if it is banned. A ban past its expiry but not
@@ -540,14 +599,15 @@ func (s *Store) Stats() Stats {
 
 // Sync writes the changes made since the last Sync to the file and fsyncs
 // it; then, if the journal has grown beyond the state, compacts it. It
-// returns the first error met writing since the last Sync (the journal is
-// then rewritten whole at the next Sync, so one failed write loses nothing
-// once the disk recovers). A Store in memory has nothing to do.
+// returns nil only when every change so far is on disk. After a failed
+// write (a full disk) it rewrites the file whole from memory, so nothing
+// is lost once the disk recovers; while that fails too, it returns the
+// first write error. A Store in memory has nothing to do.
 func (s *Store) Sync() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.j == nil {
-		return nil
+		return s.closedErr()
 	}
 	return s.j.sync(s)
 }
@@ -558,7 +618,7 @@ func (s *Store) Compact() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.j == nil {
-		return nil
+		return s.closedErr()
 	}
 	return s.j.compact(s)
 }
@@ -572,8 +632,15 @@ func (s *Store) Close() error {
 		return nil
 	}
 	err := s.j.close(s)
-	s.j = nil
+	s.j, s.closed = nil, true
 	return err
+}
+
+func (s *Store) closedErr() error {
+	if s.closed {
+		return ErrClosed
+	}
+	return nil
 }
 
 func (s *Store) journalBan(e *entry) {
@@ -625,7 +692,10 @@ type LineError struct {
 	Err  error
 }
 
+// Error gives the file, line and problem.
 func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
+
+// Unwrap returns the problem.
 func (e *LineError) Unwrap() error { return e.Err }
 
 // CorruptError is returned by Open, beside a usable Store, when lines of
@@ -636,6 +706,7 @@ type CorruptError struct {
 	Kept  string
 }
 
+// Error names the first few lines.
 func (e *CorruptError) Error() string {
 	const show = 3
 	msg := fmt.Sprintf("bans: %d unreadable lines", len(e.Lines))

@@ -175,6 +175,24 @@ func TestRepeatOffender(t *testing.T) {
 	}
 }
 
+// A ban past its end is over even before Expire collects it: banning the
+// address again starts a new ban, counted.
+func TestBanAfterExpiryBeforeExpire(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP")
+	c.advance(time.Hour)
+	b := s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP")
+	want := Ban{Addr: addr("192.0.2.7"), Reason: "UDP", Port: 53, Proto: "UDP", Since: c.now(), Expires: c.now().Add(2 * time.Hour), Count: 2}
+	if diff := cmp.Diff(want, b, addrEq); diff != "" {
+		t.Errorf("Ban (-want +got):\n%s", diff)
+	}
+	c.advance(2 * time.Hour)
+	if b := s.BanFor(addr("192.0.2.7"), time.Minute, "manual"); b.Count != 3 || !b.Since.Equal(c.now()) {
+		t.Errorf("BanFor after expiry = %+v, want a third ban starting now", b)
+	}
+}
+
 func TestRememberNegativeForgetsAtExpiry(t *testing.T) {
 	c := newClock()
 	s := open(t, "", c, Options{Policy: hour, Remember: -1})
@@ -389,8 +407,10 @@ func TestPersistRoundTrip(t *testing.T) {
 
 	s2 := open(t, path, c, Options{Policy: hour})
 	got := s2.Active()
-	// Invalid UTF-8 is stored as U+FFFD.
-	want[2].Reason = `odd "reason"` + "\n\x00\ufffd é"
+	// Invalid UTF-8 is recorded as U+FFFD.
+	if r := want[2].Reason; r != `odd "reason"`+"\n\x00\ufffd é" {
+		t.Errorf("reason recorded as %q", r)
+	}
 	if diff := cmp.Diff(want, got, addrEq); diff != "" {
 		t.Errorf("after restart (-want +got):\n%s", diff)
 	}
@@ -585,6 +605,9 @@ func TestClosedStoreKeepsAnswering(t *testing.T) {
 	}
 	if err := s.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+	if err := s.Sync(); !errors.Is(err, ErrClosed) {
+		t.Errorf("Sync after Close: %v, want ErrClosed", err)
 	}
 }
 

@@ -1,29 +1,9 @@
 package bans
 
-// The ban file is a journal of JSON lines, one record per line, applied in
-// order at load. A snapshot (what compaction writes) is the same format:
-// a format line, then one record per address known.
-//
-//	{"op":"format","v":1}
-//	{"op":"ban","addr":"192.0.2.7","reason":"TCP SYN/Normal scan","port":143,"proto":"TCP","since":"2026-11-22T01:40:36Z","expires":"2026-11-22T02:40:36Z","count":1}
-//	{"op":"ban","addr":"2001:db8::7","reason":"manual","since":"2026-11-22T01:41:00Z","count":1}
-//	{"op":"past","addr":"198.51.100.9","expires":"2026-11-20T10:00:00Z","count":3}
-//	{"op":"unban","prefix":"10.0.0.0/8"}
-//
-// "ban" sets the address's ban whole (no "expires": permanent); "past" says
-// the address is no longer banned but was, Count times, the last ban having
-// ended at "expires" (kept for repeat offenders); "unban" forgets every
-// address inside the prefix, bans and history. Times are RFC 3339 in UTC.
-// A "format" line with a version other than 1 makes Open refuse the file
-// (and leave it alone): it was written by a newer portsentry.
-//
-// Records are whole: applying a line never depends on how the previous
-// ones were applied beyond the address's own state, so a torn last line
-// loses that one change and nothing else.
+// The file format is described in the package documentation.
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -44,8 +25,10 @@ const (
 	// writeBuffer is what a crash of the process can lose (see package
 	// documentation): appends reach the kernel at least this often.
 	writeBuffer = 64 << 10
-	// maxReason bounds a reason read back from the file.
+	// maxReason and maxProto bound what a ban records (longer ones are
+	// cut), so that a line stays small.
 	maxReason = 1024
+	maxProto  = 16
 )
 
 type journal struct {
@@ -98,6 +81,13 @@ func openJournal(path string, s *Store) (*journal, *CorruptError, error) {
 	case err != nil:
 		return fail(fmt.Errorf("bans: %w", err))
 	default:
+		// Sized from the file (a record is about 150 bytes), the map and
+		// heap are not grown a hundred times over while loading.
+		if fi, err := f.Stat(); err == nil {
+			hint := int(min(fi.Size()/128, int64(s.opts.MaxBans)))
+			s.byAddr = make(map[netip.Addr]*entry, hint)
+			s.active.items = make([]*entry, 0, hint)
+		}
 		err = ld.load(f, path, s)
 		f.Close()
 		if err != nil {
@@ -273,7 +263,7 @@ func (ld *loader) load(r io.Reader, name string, s *Store) error {
 			// writing it. A record is one JSON object, of which no
 			// proper prefix parses, so it is used only if whole.
 			ld.clean = false
-			if rec, derr := decodeRecord(line); derr == nil {
+			if rec, derr := decodeRecord(line, ld.str); derr == nil {
 				if err := ld.apply(rec, n, now, s); err != nil {
 					return err
 				}
@@ -286,7 +276,7 @@ func (ld *loader) load(r io.Reader, name string, s *Store) error {
 			ld.clean = false // nothing we write; compact it away
 			continue
 		}
-		rec, derr := decodeRecord(line)
+		rec, derr := decodeRecord(line, ld.str)
 		if derr != nil {
 			ld.bad = append(ld.bad, &LineError{File: name, Line: n, Err: derr})
 			continue
@@ -320,8 +310,8 @@ func (ld *loader) apply(rec record, n int, now int64, s *Store) error {
 		}
 		e := &entry{
 			addr:    rec.addr,
-			reason:  ld.str(rec.reason),
-			proto:   ld.str(rec.proto),
+			reason:  rec.reason,
+			proto:   rec.proto,
 			port:    rec.port,
 			count:   rec.count,
 			since:   rec.since,
@@ -341,125 +331,19 @@ func (ld *loader) apply(rec record, n int, now int64, s *Store) error {
 }
 
 // str interns the few distinct reasons and protocols, so that a million
-// bans share a handful of strings.
-func (ld *loader) str(v string) string {
-	if v == "" {
+// bans share a handful of strings (and reading them allocates nothing).
+func (ld *loader) str(v []byte) string {
+	if len(v) == 0 {
 		return ""
 	}
-	if w, ok := ld.intern[v]; ok {
+	if w, ok := ld.intern[string(v)]; ok {
 		return w
 	}
+	w := string(v)
 	if len(ld.intern) < 4096 {
-		ld.intern[v] = v
+		ld.intern[w] = w
 	}
-	return v
-}
-
-const (
-	opFormat = "format"
-	opBan    = "ban"
-	opPast   = "past"
-	opUnban  = "unban"
-)
-
-// record is one line of the file, checked.
-type record struct {
-	op      string
-	v       int
-	addr    netip.Addr
-	prefix  netip.Prefix
-	reason  string
-	proto   string
-	port    uint16
-	since   int64
-	expires int64
-	count   int32
-}
-
-type wireRecord struct {
-	Op      string `json:"op"`
-	V       int    `json:"v"`
-	Addr    string `json:"addr"`
-	Prefix  string `json:"prefix"`
-	Reason  string `json:"reason"`
-	Port    uint16 `json:"port"`
-	Proto   string `json:"proto"`
-	Since   string `json:"since"`
-	Expires string `json:"expires"`
-	Count   int    `json:"count"`
-}
-
-// Times outside these years are damage (and would overflow Unix
-// nanoseconds).
-var (
-	minTime = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
-	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
-)
-
-func decodeRecord(line []byte) (record, error) {
-	var w wireRecord
-	if err := json.Unmarshal(line, &w); err != nil {
-		return record{}, err
-	}
-	r := record{op: w.Op, v: w.V, reason: w.Reason, proto: w.Proto, port: w.Port}
-	switch w.Op {
-	case opFormat:
-		return r, nil
-	case opUnban:
-		p, err := netip.ParsePrefix(w.Prefix)
-		if err != nil {
-			return r, fmt.Errorf("unban: %w", err)
-		}
-		r.prefix = normalizePrefix(p)
-		return r, nil
-	case opBan, opPast:
-	default:
-		return r, fmt.Errorf("unknown record %q", w.Op)
-	}
-	a, err := netip.ParseAddr(w.Addr)
-	if err != nil {
-		return r, fmt.Errorf("%s: %w", w.Op, err)
-	}
-	r.addr = normalize(a)
-	if w.Count < 1 || w.Count > 1<<30 {
-		return r, fmt.Errorf("%s: bad count %d", w.Op, w.Count)
-	}
-	r.count = int32(w.Count)
-	if w.Expires != "" {
-		if r.expires, err = parseTime(w.Expires); err != nil {
-			return r, fmt.Errorf("%s: expires: %w", w.Op, err)
-		}
-	}
-	if w.Op == opPast {
-		if w.Expires == "" {
-			return r, errors.New(`past: no "expires"`)
-		}
-		r.reason, r.proto, r.port = "", "", 0
-		return r, nil
-	}
-	if r.since, err = parseTime(w.Since); err != nil {
-		return r, fmt.Errorf("ban: since: %w", err)
-	}
-	switch w.Proto {
-	case "", "TCP", "UDP":
-	default:
-		return r, fmt.Errorf("ban: bad proto %q", w.Proto)
-	}
-	if len(w.Reason) > maxReason {
-		return r, errors.New("ban: reason too long")
-	}
-	return r, nil
-}
-
-func parseTime(s string) (int64, error) {
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return 0, err
-	}
-	if t.Before(minTime) || !t.Before(maxTime) {
-		return 0, fmt.Errorf("time %s out of range", s)
-	}
-	return t.UnixNano(), nil
+	return w
 }
 
 func encodeFormat(b []byte) []byte {
@@ -476,7 +360,7 @@ func encodeBan(b []byte, e *entry) []byte {
 	}
 	if e.port != 0 {
 		b = append(b, `,"port":`...)
-		b = fmt.Append(b, e.port)
+		b = strconv.AppendUint(b, uint64(e.port), 10)
 	}
 	if e.proto != "" {
 		b = append(b, `,"proto":`...)
@@ -489,7 +373,7 @@ func encodeBan(b []byte, e *entry) []byte {
 		b = appendTime(b, e.expires)
 	}
 	b = append(b, `","count":`...)
-	b = fmt.Append(b, e.count)
+	b = strconv.AppendInt(b, int64(e.count), 10)
 	return append(b, "}\n"...)
 }
 
@@ -499,7 +383,7 @@ func encodePast(b []byte, e *entry) []byte {
 	b = append(b, `","expires":"`...)
 	b = appendTime(b, e.expires)
 	b = append(b, `","count":`...)
-	b = fmt.Append(b, e.count)
+	b = strconv.AppendInt(b, int64(e.count), 10)
 	return append(b, "}\n"...)
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/quiet"
 	"github.com/portsentry-go/portsentry/internal/resolve"
 	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/sdnotify"
 	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
 	"github.com/portsentry-go/portsentry/internal/sockets"
@@ -102,8 +103,15 @@ type Daemon struct {
 	reports chan report
 	jobs    chan job
 	results chan result
-	dropped atomic.Int64 // events lost to a full queue since last reported
+	dropped atomic.Int64  // events lost to a full queue since last reported
+	seen    atomic.Uint64 // events the sensors produced
 	quiet   *quiet.Limiter
+
+	enf     *enforcer
+	denyMu  sync.Mutex
+	deny    *hostsdeny.File
+	ctl     chan func() // work the control socket needs done in the loop
+	started time.Time
 }
 
 // Run starts the daemon and serves until ctx is done. Each value on hup
@@ -125,6 +133,8 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		jobs:    make(chan job, respondQueue),
 		results: make(chan result, respondQueue),
 		quiet:   quiet.New(quietWindow, quietBurst, 4096),
+		ctl:     make(chan func()),
+		started: time.Now(),
 	}
 	for _, w := range s.Warnings {
 		d.log.Warn("adminalert: WARNING: " + w)
@@ -139,9 +149,18 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		}
 	}
 	d.engine = engine.New(s.engineOptions(d.protected, d.inUseFunc()))
+	if d.enf, err = openEnforcer(s, d.log); err != nil {
+		return err
+	}
+	defer d.enf.close()
 	d.rt.Store(d.newRuntime(s))
-	d.restoreBlocked(s.Conf.BlockedFile)
+	if err := d.restoreBans(s); err != nil {
+		return err
+	}
 
+	if err := d.applyKernel(s); err != nil {
+		return err
+	}
 	d.sensor, err = connect.Open(s.sensorConfig(), d.log)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
@@ -167,11 +186,19 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	for range responders {
 		wg.Go(func() { d.responder(ctx) })
 	}
+	if srv := d.listenControl(s); srv != nil {
+		wg.Go(func() { _ = srv.Serve(ctx) })
+	}
 	d.log.Info(logline.Active)
+	// systemd (Type=notify) learns here that the traps are set.
+	if err := sdnotify.Ready(); err != nil {
+		d.log.Warn("adminalert: WARNING: telling systemd we are ready: " + err.Error())
+	}
 	if opts.Ready != nil {
 		opts.Ready()
 	}
 	d.loop(ctx, hup)
+	_ = sdnotify.Stopping()
 	cancel()
 	wg.Wait()
 	if d.services != nil {
@@ -209,6 +236,7 @@ func (d *Daemon) inUseFunc() func(event.Proto, uint16) bool {
 
 // emit is the sensors' callback. It never blocks a sensor.
 func (d *Daemon) emit(ev event.Event) {
+	d.seen.Add(1)
 	select {
 	case d.events <- ev:
 	default:
@@ -219,10 +247,16 @@ func (d *Daemon) emit(ev event.Event) {
 func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 	tick := time.NewTicker(localRefresh)
 	defer tick.Stop()
+	expiry := time.NewTicker(time.Second)
+	defer expiry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case fn := <-d.ctl:
+			fn()
+		case <-expiry.C:
+			d.expire()
 		case ev := <-d.events:
 			d.decide(ev)
 		case r := <-d.results:
@@ -384,7 +418,14 @@ func (d *Daemon) respond(ctx context.Context, j job) bool {
 		mode = ev.Mode.Style2x()
 	}
 	steps := rt.plan.Steps(j.v.Response, command.Target{Addr: ev.Src, Port: ev.Port, Mode: mode})
-	res := rt.exec.Execute(ctx, ev.Src, steps)
+	x := rt.exec
+	x.Ban = func(a netip.Addr) (string, error) { return d.enf.ban(a, ev.Describe(), ev.Port, ev.Proto.String()) }
+	res := x.Execute(ctx, ev.Src, steps)
+	if res.Blocked && !d.enf.native() && j.v.Response != engine.LogOnly {
+		// KILL_ROUTE blocked it: the record gives the ban its lifetime
+		// (UNKILL_ROUTE lifts it) and lists it for the operator.
+		d.enf.store.Ban(ev.Src, ev.Describe(), ev.Port, ev.Proto.String())
+	}
 	name := <-names
 	d.log.Info(logline.Attack(ev, name))
 	for _, l := range res.Lines {
@@ -425,13 +466,30 @@ func (d *Daemon) record(rt *runtime, ev event.Event, name, scanFrom string, bloc
 	}
 }
 
+// denyFile returns the one hosts.deny writer for path: its lock must be
+// shared by every runtime a reload creates.
+func (d *Daemon) denyFile(path string) *hostsdeny.File {
+	d.denyMu.Lock()
+	defer d.denyMu.Unlock()
+	if d.deny == nil || d.deny.Path != path {
+		d.deny = &hostsdeny.File{Path: path}
+	}
+	return d.deny
+}
+
+func (rt *runtime) denyFile() *hostsdeny.File { return rt.exec.Deny.(*hostsdeny.File) }
+
 func (d *Daemon) newRuntime(s *Settings) *runtime {
+	plan := s.plan()
+	if d.enf.native() {
+		plan.Native = d.enf.kind
+	}
 	rt := &runtime{
 		settings: s,
-		plan:     s.plan(),
+		plan:     plan,
 		exec: respond.Executor{
 			Shell: command.Shell{Timeout: s.Conf.CommandTimeout},
-			Deny:  &hostsdeny.File{Path: s.Conf.HostsDenyFile},
+			Deny:  d.denyFile(s.Conf.HostsDenyFile),
 		},
 		style2x: d.opts.Style2x,
 	}
@@ -482,11 +540,20 @@ func (d *Daemon) refreshLocal() {
 		}
 	}
 	d.local.Store(ignore.New(prefixes...))
+	if d.enf != nil {
+		if err := d.enf.setAllowed(d.neverBan()); err != nil {
+			d.log.Error("adminalert: ERROR: updating the kernel's never-ban list: " + err.Error())
+		}
+	}
 }
 
 // reload applies a new configuration. A bad one is refused whole and the
 // running one stays; counts and blocks are kept either way.
 func (d *Daemon) reload() {
+	_ = sdnotify.Reloading()
+	// Ready again whatever the outcome: a refused reload keeps the
+	// running configuration, which is ready.
+	defer sdnotify.Ready()
 	s, err := Load(d.opts)
 	if err == nil && s.needsCapture() && d.capture == nil {
 		var c *capture.Sensor
@@ -507,7 +574,14 @@ func (d *Daemon) reload() {
 	for _, w := range s.Warnings {
 		d.log.Warn("adminalert: WARNING: " + w)
 	}
+	old := d.rt.Load().settings.Conf
+	if old.Blocker != s.Conf.Blocker || old.BanFile != s.Conf.BanFile || old.BanTime != s.Conf.BanTime || old.BanTimeMax != s.Conf.BanTimeMax {
+		d.log.Warn("adminalert: WARNING: BLOCKER, BAN_FILE, BAN_TIME and BAN_TIME_MAX changes take effect at the next start")
+	}
 	d.ignore.Store(s.Ignore)
+	if err := d.applyKernel(s); err != nil {
+		d.log.Error("adminalert: ERROR: " + err.Error())
+	}
 	d.engine.Reconfigure(s.engineOptions(d.protected, d.inUseFunc()))
 	d.rt.Store(d.newRuntime(s))
 	d.refreshLocal()

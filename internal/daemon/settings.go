@@ -103,7 +103,7 @@ func load(opts Options) (*Settings, error) {
 		name string
 		mode config.BlockMode
 	}{{"BLOCK_TCP", conf.BlockTCP}, {"BLOCK_UDP", conf.BlockUDP}} {
-		if p.mode == 1 && conf.KillRoute == "" && conf.KillHostsDeny == "" {
+		if p.mode == 1 && conf.Blocker == "command" && conf.KillRoute == "" && conf.KillHostsDeny == "" {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("%s=\"1\" but neither KILL_ROUTE nor KILL_HOSTS_DENY is set: nothing will be blocked", p.name))
 		}
 		if p.mode == 2 && conf.KillRunCmd == "" {
@@ -237,6 +237,8 @@ func (s *Settings) plan() respond.Plan {
 		KillHostsDeny:   c.KillHostsDeny,
 		KillRunCmd:      c.KillRunCmd,
 		KillRunCmdFirst: c.KillRunCmdFirst,
+		UnkillRoute:     c.UnkillRoute,
+		UnkillRoute6:    c.UnkillRoute6,
 	}
 }
 
@@ -259,6 +261,6 @@ func (s *Settings) Summary() string {
 		ports := s.watched(m)
 		parts = append(parts, fmt.Sprintf("%s on %d %s ports", m, ports.Len(), m.Proto()))
 	}
-	return fmt.Sprintf("modes: %s; BLOCK_TCP=%d BLOCK_UDP=%d SCAN_TRIGGER=%d; %d ignore entries",
-		strings.Join(parts, ", "), s.Conf.BlockTCP, s.Conf.BlockUDP, s.Conf.ScanTrigger, s.Ignore.Len())
+	return fmt.Sprintf("modes: %s; BLOCK_TCP=%d BLOCK_UDP=%d SCAN_TRIGGER=%d BLOCKER=%s; %d ignore entries",
+		strings.Join(parts, ", "), s.Conf.BlockTCP, s.Conf.BlockUDP, s.Conf.ScanTrigger, s.Conf.Blocker, s.Ignore.Len())
 }

@@ -81,6 +81,16 @@ func BlockedRoute(target, command string) string {
 	return fmt.Sprintf("attackalert: Host %s has been blocked via dropped route using command: %q", target, command)
 }
 
+// BlockedNative reports a block applied by a native blocker, in the words
+// of the route line: "…has been blocked via nftables for 1h0m0s".
+func BlockedNative(target, blocker, how string) string {
+	line := fmt.Sprintf("attackalert: Host %s has been blocked via %s", target, blocker)
+	if how != "" {
+		line += " " + how
+	}
+	return line
+}
+
 // RanCommand reports a KILL_RUN_CMD run successfully.
 func RanCommand(target, command string) string {
 	return fmt.Sprintf("attackalert: External command run for host: %s using command: %q", target, command)

@@ -9,6 +9,7 @@ package respond
 
 import (
 	"context"
+	"errors"
 	"net/netip"
 	"strings"
 
@@ -25,6 +26,7 @@ const (
 	RunCmd    StepKind = iota // KILL_RUN_CMD
 	HostsDeny                 // a KILL_HOSTS_DENY line appended to hosts.deny
 	Route                     // KILL_ROUTE (or KILL_ROUTE6 for an IPv6 target)
+	Native                    // the native blocker (BLOCKER=nftables, iptables, route)
 )
 
 // Step is one action with its template already expanded.
@@ -38,10 +40,37 @@ type Step struct {
 
 // Plan is the response configuration (the KILL_* keys).
 type Plan struct {
+	// Native names the native blocker ("nftables", "iptables", "route");
+	// when set it takes KILL_ROUTE's place in the order of actions.
+	Native                string
 	KillRoute, KillRoute6 string
 	KillHostsDeny         string
 	KillRunCmd            string
 	KillRunCmdFirst       bool
+	// UnkillRoute and UnkillRoute6 lift a KILL_ROUTE ban (UNKILL_ROUTE*).
+	UnkillRoute, UnkillRoute6 string
+}
+
+// HostsDenyLine is the hosts.deny line a block of addr wrote ("" when
+// KILL_HOSTS_DENY is unset), so that lifting the ban can remove it.
+func (p Plan) HostsDenyLine(addr netip.Addr) string {
+	if p.KillHostsDeny == "" {
+		return ""
+	}
+	return command.Expand(wrappersTemplate(p.KillHostsDeny, addr), command.Target{Addr: addr})
+}
+
+// UnblockCommand is the UNKILL_ROUTE (or UNKILL_ROUTE6) command lifting a
+// KILL_ROUTE ban of addr; "" when none is configured.
+func (p Plan) UnblockCommand(addr netip.Addr) string {
+	tmpl := p.UnkillRoute
+	if addr.Unmap().Is6() && p.UnkillRoute6 != "" {
+		tmpl = p.UnkillRoute6
+	}
+	if tmpl == "" {
+		return ""
+	}
+	return command.Expand(tmpl, command.Target{Addr: addr, Mode: "unblock"})
 }
 
 // Steps lists, in order, what responding with resp to t means.
@@ -66,7 +95,10 @@ func (p Plan) Steps(resp engine.Response, t command.Target) []Step {
 		if t.Addr.Unmap().Is6() && p.KillRoute6 != "" {
 			route = p.KillRoute6
 		}
-		if route != "" {
+		switch {
+		case p.Native != "":
+			steps = append(steps, Step{Native, p.Native, true})
+		case route != "":
 			steps = append(steps, Step{Route, command.Expand(route, t), true})
 		}
 		if !p.KillRunCmdFirst {
@@ -99,6 +131,9 @@ type DenyWriter interface {
 type Executor struct {
 	Shell Runner
 	Deny  DenyWriter
+	// Ban applies a native block to addr and describes it for the log
+	// ("for 1h0m0s", "permanently"); nil when there is no native blocker.
+	Ban func(addr netip.Addr) (string, error)
 }
 
 // Result is the outcome of running the steps for one host.
@@ -124,6 +159,14 @@ func (x Executor) Execute(ctx context.Context, addr netip.Addr, steps []Step) Re
 		case Route:
 			err = x.Shell.Run(ctx, s.Text)
 			line = logline.BlockedRoute(target, s.Text)
+		case Native:
+			var how string
+			if x.Ban == nil {
+				err = errors.New("no native blocker")
+			} else {
+				how, err = x.Ban(addr)
+			}
+			line = logline.BlockedNative(target, s.Text, how)
 		case RunCmd:
 			err = x.Shell.Run(ctx, s.Text)
 			line = logline.RanCommand(target, s.Text)
@@ -146,6 +189,8 @@ func (s Step) describe() string {
 		return "writing hosts.deny line " + quote(s.Text)
 	case Route:
 		return "KILL_ROUTE command " + quote(s.Text)
+	case Native:
+		return "blocking with " + s.Text
 	}
 	return "KILL_RUN_CMD command " + quote(s.Text)
 }

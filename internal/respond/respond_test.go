@@ -261,3 +261,52 @@ func TestExecutePassesContext(t *testing.T) {
 		t.Errorf("contexts seen (-want +got):\n%s", diff)
 	}
 }
+
+// A native blocker takes KILL_ROUTE's place in the order of actions, and
+// its failure leaves the host unblocked like a failing KILL_ROUTE.
+func TestNativeStep(t *testing.T) {
+	p := Plan{Native: "nftables", KillRoute: "/sbin/iptables -I INPUT -s $TARGET$ -j DROP",
+		KillHostsDeny: "ALL: $TARGET$ : DENY", KillRunCmd: "/usr/local/bin/alert $TARGET$"}
+	tgt := command.Target{Addr: netip.MustParseAddr("192.0.2.1"), Port: 23, Mode: "atcp"}
+	want := []Step{
+		{HostsDeny, "ALL: 192.0.2.1 : DENY", true},
+		{Native, "nftables", true},
+		{RunCmd, "/usr/local/bin/alert 192.0.2.1", false},
+	}
+	if diff := cmp.Diff(want, p.Steps(engine.Block, tgt)); diff != "" {
+		t.Fatalf("steps (-want +got):\n%s", diff)
+	}
+	for _, tt := range []struct {
+		name    string
+		err     error
+		blocked bool
+		line    string
+	}{
+		{"ok", nil, true, "attackalert: Host 192.0.2.1 has been blocked via nftables for 1h0m0s"},
+		{"fails", errors.New("netlink: operation not permitted"), false,
+			`attackalert: ERROR: blocking with nftables for host 192.0.2.1 failed: netlink: operation not permitted`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var banned []netip.Addr
+			x := Executor{Shell: okShell{}, Deny: okDeny{}, Ban: func(a netip.Addr) (string, error) {
+				banned = append(banned, a)
+				return "for 1h0m0s", tt.err
+			}}
+			res := x.Execute(context.Background(), tgt.Addr, want[1:2])
+			if res.Blocked != tt.blocked || len(res.Lines) != 1 || res.Lines[0] != tt.line {
+				t.Errorf("Execute = %+v; want blocked %v, line %q", res, tt.blocked, tt.line)
+			}
+			if len(banned) != 1 || banned[0] != tgt.Addr {
+				t.Errorf("Ban called with %v, want [%v]", banned, tgt.Addr)
+			}
+		})
+	}
+}
+
+type okShell struct{}
+
+func (okShell) Run(context.Context, string) error { return nil }
+
+type okDeny struct{}
+
+func (okDeny) Add(string) (bool, error) { return true, nil }

@@ -289,6 +289,8 @@ func newConfig(t *testing.T) *config {
 	c.set("HISTORY_FILE", c.path("portsentry.history"))
 	c.set("BLOCKED_FILE", c.path("portsentry.blocked"))
 	c.set("HOSTS_DENY_FILE", c.path("hosts.deny"))
+	// Each daemon its own operator socket: tests run side by side.
+	c.set("CONTROL_SOCKET", c.path("portsentry.sock"))
 	c.set("RESOLVE_HOST", "0")
 	c.set("BLOCK_TCP", "1")
 	c.set("BLOCK_UDP", "1")

@@ -184,7 +184,7 @@ func TestKernelTraffic(t *testing.T) {
 // the programs missing it reports block.ErrUnavailable. (New with working
 // programs would set up the host's own chain, so it is not run here.)
 func TestNewOnHost(t *testing.T) {
-	_, err := New(Options{IPv4: "/nonexistent/iptables"})
+	_, err := New(Options{IPv4: "/nonexistent/iptables", IPv6: "/nonexistent/ip6tables"})
 	if !errors.Is(err, block.ErrUnavailable) {
 		t.Errorf("New with a missing program = %v; want block.ErrUnavailable", err)
 	}

@@ -4,19 +4,21 @@
 //
 // Everything lives in one table, inet portsentry by default, so the
 // blocker never touches anyone else's rules and works beside firewalld,
-// Docker or a hand-written ruleset. `nft list table inet portsentry` shows
-// (the counters and the trap rules depend on SetTrap):
+// Docker or a hand-written ruleset. In nft's own syntax, after New,
+// SetAllowed and SetTrap (testdata/ruleset.nft; the tests check that the
+// kernel holds the same rules for it as for what the blocker sends):
 //
 //	table inet portsentry {
 //		set ban4 { type ipv4_addr; size 1048576; flags dynamic,timeout; }
 //		set ban6 { type ipv6_addr; size 1048576; flags dynamic,timeout; }
-//		set allow4 { type ipv4_addr; flags interval; }
+//		set allow4 { type ipv4_addr; flags interval; }   # SetAllowed
 //		set allow6 { type ipv6_addr; flags interval; }
-//		set trap_tcp { type inet_service; flags interval; }
+//		set trap_tcp { type inet_service; flags interval; }   # SetTrap
 //		set trap_udp { type inet_service; flags interval; }
 //		set trap_ifaces { type ifname; }
+//
 //		chain input {
-//			type filter hook input priority filter - 10; policy accept;
+//			type filter hook input priority -10; policy accept;
 //			ip saddr @allow4 return
 //			ip6 saddr @allow6 return
 //			fib saddr type local return
@@ -24,8 +26,9 @@
 //			ip6 saddr @ban6 counter drop
 //			jump trap
 //		}
-//		chain trap {
-//			iifname "lo" return
+//
+//		chain trap {   # empty until SetTrap
+//			iifname "lo" return   # or: iifname != @trap_ifaces return
 //			meta pkttype != host return
 //			ct state established,related return
 //			meta l4proto tcp socket transparent 0 return
@@ -39,17 +42,22 @@
 //		}
 //	}
 //
+// (`nft list` prints the trap rules without their "meta nfproto", which it
+// infers from the address, and "tcp flags ! rst,ack" for the flags test.)
+//
 // The trap is the point of this package: a probe of an unused trap port
 // bans its source and is dropped inside the packet path, so the scanner's
 // second probe already meets the ban and it learns nothing, where a
 // user-space blocker acts milliseconds too late. The kernel itself tells
 // service traffic from probes: the socket expression matches only when a
 // local socket owns the packet, so a service started after SetTrap is
-// reachable at once, with no race against a port list.
+// reachable at once, with no race against a port list. Packet capture
+// (AF_PACKET) still sees every probe: taps run before the input hook.
 //
 // Bans are elements of the timeout sets ban4 and ban6 and expire in the
 // kernel. Close keeps the table: bans outlive the daemon, so a restart does
-// not open the door.
+// not open the door. To remove everything by hand:
+// `nft delete table inet portsentry`.
 package nft
 
 import (
@@ -120,12 +128,13 @@ type Counter struct {
 	Packets, Bytes uint64
 }
 
-// Stats are the kernel's counts since New installed the rules (each New
-// starts them from zero).
+// Stats are counts kept by the kernel's rules, which start from zero when
+// the rules are installed.
 type Stats struct {
-	// Banned counts packets dropped because their source was banned.
+	// Banned counts packets dropped because their source was banned,
+	// since New.
 	Banned Counter
-	// Trapped counts probes that hit the trap: each one banned its source
-	// and was dropped, and the daemon's sensor may not have seen it.
+	// Trapped counts probes that hit the trap since the last SetTrap:
+	// each one banned its source and was dropped.
 	Trapped Counter
 }

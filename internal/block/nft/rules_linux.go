@@ -1,0 +1,280 @@
+package nft
+
+import (
+	"time"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+)
+
+// Object names inside the table. They are part of the on-kernel format: a
+// new version must keep them, or a restart would lose the bans.
+const (
+	setBan4      = "ban4"
+	setBan6      = "ban6"
+	setAllow4    = "allow4"
+	setAllow6    = "allow6"
+	setTrapTCP   = "trap_tcp"
+	setTrapUDP   = "trap_udp"
+	setTrapIface = "trap_ifaces"
+	chainInput   = "input"
+	chainTrap    = "trap"
+)
+
+// layout is the table and everything in it, as library objects.
+type layout struct {
+	table                     *nftables.Table
+	ban4, ban6                *nftables.Set
+	allow4, allow6            *nftables.Set
+	trapTCP, trapUDP, trapIfs *nftables.Set
+	input, trap               *nftables.Chain
+}
+
+// newLayout describes the table for o (with defaults applied).
+//
+// Set IDs are fixed rather than left to the library's process-wide counter:
+// they only need to be unique within one batch, and fixed values keep the
+// netlink bytes identical from run to run (the golden tests compare them).
+func newLayout(o Options) *layout {
+	t := &nftables.Table{Family: nftables.TableFamilyINet, Name: o.Table}
+	ban := func(id uint32, name string, key nftables.SetDatatype) *nftables.Set {
+		// dynamic (NFT_SET_EVAL): the trap's dynset adds elements from the
+		// packet path, which needs a set backend that supports updates.
+		// timeout: every element may carry its own.
+		return &nftables.Set{Table: t, ID: id, Name: name, KeyType: key,
+			HasTimeout: true, Dynamic: true, Size: uint32(o.MaxBans)}
+	}
+	interval := func(id uint32, name string, key nftables.SetDatatype) *nftables.Set {
+		return &nftables.Set{Table: t, ID: id, Name: name, KeyType: key, Interval: true}
+	}
+	policy := nftables.ChainPolicyAccept
+	return &layout{
+		table:   t,
+		ban4:    ban(1, setBan4, nftables.TypeIPAddr),
+		ban6:    ban(2, setBan6, nftables.TypeIP6Addr),
+		allow4:  interval(3, setAllow4, nftables.TypeIPAddr),
+		allow6:  interval(4, setAllow6, nftables.TypeIP6Addr),
+		trapTCP: interval(5, setTrapTCP, nftables.TypeInetService),
+		trapUDP: interval(6, setTrapUDP, nftables.TypeInetService),
+		trapIfs: &nftables.Set{Table: t, ID: 7, Name: setTrapIface, KeyType: nftables.TypeIFName},
+		input: &nftables.Chain{Table: t, Name: chainInput, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority)),
+			Policy: &policy},
+		trap: &nftables.Chain{Table: t, Name: chainTrap},
+	}
+}
+
+func (l *layout) sets() []*nftables.Set {
+	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs}
+}
+
+// Expression building blocks. Register 1 everywhere, as nft itself uses;
+// comparisons of packet fields are in network byte order, of kernel
+// metadata (fib type, ct state) in host byte order, as the kernel stores
+// them.
+
+const reg = 1
+
+func metaNFProto(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{proto}},
+	}
+}
+
+func metaL4Proto(proto byte) []expr.Any {
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: reg},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{proto}},
+	}
+}
+
+// loadSaddr loads the IPv4 or IPv6 source address.
+func loadSaddr(v4 bool) expr.Any {
+	if v4 {
+		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
+	}
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+}
+
+func nfproto(v4 bool) byte {
+	if v4 {
+		return unix.NFPROTO_IPV4
+	}
+	return unix.NFPROTO_IPV6
+}
+
+func lookup(s *nftables.Set, invert bool) expr.Any {
+	return &expr.Lookup{SourceRegister: reg, SetName: s.Name, SetID: s.ID, Invert: invert}
+}
+
+func verdict(k expr.VerdictKind) expr.Any { return &expr.Verdict{Kind: k} }
+
+func ruleOf(c *nftables.Chain, exprs ...[]expr.Any) *nftables.Rule {
+	var all []expr.Any
+	for _, e := range exprs {
+		all = append(all, e...)
+	}
+	return &nftables.Rule{Table: c.Table, Chain: c, Exprs: all}
+}
+
+func one(e ...expr.Any) []expr.Any { return e }
+
+// baseRules are the input chain's rules, in order.
+func (l *layout) baseRules() []*nftables.Rule {
+	saddrIn := func(v4 bool, s *nftables.Set) []expr.Any {
+		return append(metaNFProto(nfproto(v4)), loadSaddr(v4), lookup(s, false))
+	}
+	return []*nftables.Rule{
+		// ip saddr @allow4 return
+		// (the never-ban list comes first: an allowed source is never
+		// dropped, even if an old ban for it is still in ban4)
+		ruleOf(l.input, saddrIn(true, l.allow4), one(verdict(expr.VerdictReturn))),
+		// ip6 saddr @allow6 return
+		ruleOf(l.input, saddrIn(false, l.allow6), one(verdict(expr.VerdictReturn))),
+		// fib saddr type local return
+		// (the host's own addresses, whatever the interface: the host
+		// never bans or traps itself)
+		ruleOf(l.input, one(
+			&expr.Fib{Register: reg, FlagSADDR: true, ResultADDRTYPE: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+			verdict(expr.VerdictReturn))),
+		// ip saddr @ban4 counter drop
+		ruleOf(l.input, saddrIn(true, l.ban4), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
+		// ip6 saddr @ban6 counter drop
+		ruleOf(l.input, saddrIn(false, l.ban6), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
+		// jump trap
+		// (the trap's rules live in a chain of their own so that SetTrap
+		// replaces them with one flush, without rule handles)
+		ruleOf(l.input, one(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.trap.Name})),
+	}
+}
+
+// ifname returns name as the kernel's 16-byte, NUL-padded interface name.
+func ifname(name string) []byte {
+	b := make([]byte, unix.IFNAMSIZ)
+	copy(b, name)
+	return b
+}
+
+// trapRules are the trap chain's rules for t, in order.
+func (l *layout) trapRules(t *Trap) []*nftables.Rule {
+	c := l.trap
+	ret := verdict(expr.VerdictReturn)
+	var rules []*nftables.Rule
+	if len(t.Interfaces) == 0 {
+		// iifname "lo" return
+		rules = append(rules, ruleOf(c, one(
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: ifname("lo")},
+			ret)))
+	} else {
+		// iifname != @trap_ifaces return
+		rules = append(rules, ruleOf(c, one(
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: reg},
+			lookup(l.trapIfs, true),
+			ret)))
+	}
+	rules = append(rules,
+		// meta pkttype != host return
+		// (a broadcast or multicast is not a probe of this host: a
+		// neighbour's NetBIOS or DHCP broadcast must not ban it)
+		ruleOf(c, one(
+			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: []byte{unix.PACKET_HOST}},
+			ret)),
+		// ct state established,related return
+		// (replies to the host's own traffic, such as a DNS answer that
+		// arrives after the asking socket has closed)
+		ruleOf(c, one(
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED | expr.CtStateBitRELATED),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+			ret)),
+	)
+	// meta l4proto tcp socket transparent 0 return
+	// meta l4proto tcp socket transparent 1 return
+	// (and the same for udp). The socket expression looks the packet up
+	// as the stack would deliver it and matches only when a local socket
+	// owns it: a listener, an established connection, a bound UDP socket.
+	// Testing both values of "transparent" matches every found socket.
+	// What is left is a packet no socket wants: a probe.
+	for _, p := range []struct {
+		proto byte
+		ports int
+	}{{unix.IPPROTO_TCP, t.TCP.Len()}, {unix.IPPROTO_UDP, t.UDP.Len()}} {
+		if p.ports == 0 {
+			continue
+		}
+		for _, v := range []byte{0, 1} {
+			rules = append(rules, ruleOf(c, metaL4Proto(p.proto), one(
+				&expr.Socket{Key: expr.SocketKeyTransparent, Register: reg},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{v}},
+				ret)))
+		}
+	}
+	trap := func(v4 bool, proto byte, ports *nftables.Set, tcpFlags bool) *nftables.Rule {
+		ban := l.ban6
+		if v4 {
+			ban = l.ban4
+		}
+		e := append(metaNFProto(nfproto(v4)), metaL4Proto(proto)...)
+		// th dport @ports
+		e = append(e,
+			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			lookup(ports, false))
+		if tcpFlags {
+			// tcp flags & (ack|rst) == 0: SYN, FIN, NULL, XMAS and the
+			// odd ones; never a packet of an existing conversation.
+			e = append(e,
+				&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+				&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{0x14}, Xor: []byte{0}},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
+		}
+		// add @ban4 { ip saddr timeout TTL } counter drop
+		e = append(e, loadSaddr(v4),
+			&expr.Dynset{SrcRegKey: reg, SetName: ban.Name, SetID: ban.ID,
+				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
+			&expr.Counter{},
+			verdict(expr.VerdictDrop))
+		return ruleOf(c, e)
+	}
+	if t.TCP.Len() > 0 {
+		rules = append(rules,
+			// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout TTL } counter drop
+			trap(true, unix.IPPROTO_TCP, l.trapTCP, true),
+			// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout TTL } counter drop
+			trap(false, unix.IPPROTO_TCP, l.trapTCP, true))
+	}
+	if t.UDP.Len() > 0 {
+		rules = append(rules,
+			// meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout TTL } counter drop
+			trap(true, unix.IPPROTO_UDP, l.trapUDP, false),
+			// meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout TTL } counter drop
+			trap(false, unix.IPPROTO_UDP, l.trapUDP, false))
+	}
+	return rules
+}
+
+// maxTTL is the longest timeout the blocker asks for. The kernel keeps
+// timeouts in jiffies and refuses (ERANGE) what does not fit; anything
+// longer than this is as good as permanent for a ban and is clamped.
+const maxTTL = 10 * 365 * 24 * time.Hour
+
+// kernelTTL converts a ban length to what the kernel is sent: 0 stays 0
+// (no timeout: permanent), anything else is rounded up to a whole
+// millisecond, the kernel's unit, so that a sub-millisecond TTL does not
+// truncate to 0 and become permanent.
+func kernelTTL(d time.Duration) time.Duration {
+	switch {
+	case d <= 0:
+		return 0
+	case d >= maxTTL:
+		return maxTTL
+	}
+	return (d + time.Millisecond - 1).Truncate(time.Millisecond)
+}

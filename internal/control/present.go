@@ -1,0 +1,242 @@
+package control
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net/netip"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+	"unicode"
+
+	"github.com/portsentry-go/portsentry/internal/bans"
+)
+
+// timeLayout is how the CLI shows times: local, to the second.
+const timeLayout = "2006-01-02 15:04:05"
+
+// PrintList writes bs as a table, times in now's location:
+//
+//	ADDRESS      REASON               PORT     SINCE                EXPIRES
+//	192.0.2.7    TCP SYN/Normal scan  143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)
+//	2001:db8::7  manual               -        2026-11-22 01:41:00  never
+//
+// An empty list is one line saying so.
+func PrintList(w io.Writer, bs []bans.Ban, now time.Time) error {
+	if len(bs) == 0 {
+		_, err := io.WriteString(w, "No active bans.\n")
+		return err
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ADDRESS\tREASON\tPORT\tSINCE\tEXPIRES")
+	for _, b := range bs {
+		port := "-"
+		if b.Port != 0 || b.Proto != "" {
+			port = strconv.Itoa(int(b.Port))
+			if b.Proto != "" {
+				port += "/" + printable(b.Proto)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Addr, printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
+	}
+	return tw.Flush()
+}
+
+func expires(b bans.Ban, now time.Time) string {
+	if b.Permanent() {
+		return "never"
+	}
+	abs := b.Expires.In(now.Location()).Format(timeLayout)
+	left := b.Expires.Sub(now)
+	if left <= 0 {
+		return "expired (" + abs + ")"
+	}
+	return "in " + roughDuration(left) + " (" + abs + ")"
+}
+
+// roughDuration shows d in its two largest units, rounded down: "59m",
+// "3h5m", "2d", "45s".
+func roughDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	switch {
+	case d < time.Second:
+		return "<1s"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds", d/time.Second)
+	case d < time.Hour:
+		return fmt.Sprintf("%dm", d/time.Minute)
+	case d < day:
+		return twoUnits(int64(d/time.Hour), "h", int64(d%time.Hour/time.Minute), "m")
+	}
+	return twoUnits(int64(d/day), "d", int64(d%day/time.Hour), "h")
+}
+
+func twoUnits(a int64, ua string, b int64, ub string) string {
+	if b == 0 {
+		return fmt.Sprint(a, ua)
+	}
+	return fmt.Sprint(a, ua, b, ub)
+}
+
+// printable keeps a reason from writing control sequences to the
+// operator's terminal.
+func printable(s string) string {
+	if strings.ContainsFunc(s, unicode.IsControl) {
+		q := strconv.QuoteToGraphic(s)
+		return q[1 : len(q)-1]
+	}
+	return s
+}
+
+// nowFunc is the clock PrintStatus shows uptime by; tests replace it.
+var nowFunc = time.Now
+
+// PrintStatus writes s for a human, one "Key: value" line each.
+func PrintStatus(w io.Writer, s Status) error {
+	now := nowFunc()
+	tw := tabwriter.NewWriter(w, 0, 0, 1, ' ', 0)
+	line := func(k, format string, args ...any) {
+		fmt.Fprintf(tw, "%s:\t%s\n", k, fmt.Sprintf(format, args...))
+	}
+	line("Version", "%s", s.Version)
+	if s.PID != 0 {
+		line("PID", "%d", s.PID)
+	}
+	if !s.Started.IsZero() {
+		line("Running since", "%s (up %s)", s.Started.In(now.Location()).Format(timeLayout), roughDuration(max(now.Sub(s.Started), 0)))
+	}
+	modes := strings.Join(s.Modes, ", ")
+	if modes == "" {
+		modes = "none"
+	}
+	line("Modes", "%s", modes)
+	blocker := s.Blocker
+	if blocker == "" {
+		blocker = "none"
+	}
+	line("Blocker", "%s", blocker)
+	line("Bans", "%d", s.Bans)
+	if !s.NextExpiry.IsZero() {
+		line("Next expiry", "%s", expires(bans.Ban{Expires: s.NextExpiry}, now))
+	}
+	if s.BanFile != "" {
+		line("Ban file", "%s", s.BanFile)
+	}
+	line("Sources tracked", "%d", s.Sources)
+	line("Events", "%d (%d dropped)", s.Events, s.Dropped)
+	return tw.Flush()
+}
+
+// ParseTarget reads what unblock accepts: an address ("192.0.2.7",
+// "2001:db8::7") or a CIDR prefix ("10.0.0.0/8"; host bits are masked,
+// so "10.1.2.3/8" is 10.0.0.0/8). IPv4-mapped IPv6 forms are read as
+// IPv4; zones are dropped.
+func ParseTarget(s string) (netip.Prefix, error) {
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return netip.Prefix{}, errors.New("empty address")
+	}
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return netip.Prefix{}, fmt.Errorf("bad address %q: want an IP address or a CIDR prefix", s)
+		}
+		a = a.Unmap().WithZone("")
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	addr, bits, _ := strings.Cut(s, "/")
+	// netip.ParsePrefix refuses zones; a zone means nothing in a prefix,
+	// so it is dropped like an address's.
+	if i := strings.IndexByte(addr, '%'); i >= 0 {
+		addr = addr[:i]
+	}
+	p, err := netip.ParsePrefix(addr + "/" + bits)
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("bad prefix %q: want an IP address or a CIDR prefix", s)
+	}
+	if a := p.Addr(); a.Is4In6() {
+		if p.Bits() < 96 {
+			return netip.Prefix{}, fmt.Errorf("bad prefix %q: an IPv4-mapped prefix needs at least /96", s)
+		}
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked(), nil
+}
+
+// ParseDuration reads a ban length: a Go duration ("90m", "1h30m"), days
+// with an optional remainder ("7d", "1.5d", "1d12h"), or "permanent" (also
+// "0") for a ban that never ends, returned as 0. Negative lengths and
+// lengths over bans.MaxDuration are refused.
+func ParseDuration(s string) (time.Duration, error) {
+	s = strings.TrimSpace(s)
+	switch strings.ToLower(s) {
+	case "":
+		return 0, errors.New("empty duration")
+	case "permanent", "0":
+		return 0, nil
+	}
+	var d time.Duration
+	rest := s
+	if i := strings.IndexByte(s, 'd'); i >= 0 {
+		days, err := strconv.ParseFloat(s[:i], 64)
+		if err != nil || days < 0 || math.IsInf(days, 0) || math.IsNaN(days) || strings.ContainsAny(s[:i], "+-eEnNiIxXpP_") {
+			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
+		}
+		if days > float64(bans.MaxDuration/(24*time.Hour))+1 {
+			return 0, fmt.Errorf("duration %q is longer than %s: use permanent", s, FormatDuration(bans.MaxDuration))
+		}
+		d = time.Duration(days * float64(24*time.Hour))
+		rest = s[i+1:]
+	}
+	if rest != "" {
+		r, err := time.ParseDuration(rest)
+		if err != nil || (d > 0 && strings.HasPrefix(rest, "-")) || (d > 0 && strings.HasPrefix(rest, "+")) {
+			return 0, fmt.Errorf("bad duration %q: want e.g. 90m, 12h, 7d or permanent", s)
+		}
+		if r < 0 {
+			return 0, fmt.Errorf("negative duration %q", s)
+		}
+		if r > bans.MaxDuration {
+			return 0, fmt.Errorf("duration %q is longer than %s: use permanent", s, FormatDuration(bans.MaxDuration))
+		}
+		d += r
+	}
+	if d > bans.MaxDuration {
+		return 0, fmt.Errorf("duration %q is longer than %s: use permanent", s, FormatDuration(bans.MaxDuration))
+	}
+	return d, nil
+}
+
+// FormatDuration writes d as ParseDuration reads it back: "permanent" for
+// 0, else days then a Go duration without zero units ("7d", "1d12h",
+// "1h30m", "45s").
+func FormatDuration(d time.Duration) string {
+	const day = 24 * time.Hour
+	if d == 0 {
+		return "permanent"
+	}
+	if d < 0 {
+		return d.String()
+	}
+	var b strings.Builder
+	if d >= day {
+		fmt.Fprintf(&b, "%dd", d/day)
+		d %= day
+		if d == 0 {
+			return b.String()
+		}
+	}
+	s := d.String()
+	// "1h30m0s" → "1h30m", "2h0m0s" → "2h".
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	b.WriteString(s)
+	return b.String()
+}

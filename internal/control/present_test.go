@@ -1,0 +1,275 @@
+package control
+
+import (
+	"encoding/json"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/portsentry-go/portsentry/internal/bans"
+)
+
+var addrEq = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})
+
+var t0 = time.Date(2026, 11, 22, 1, 40, 36, 0, time.UTC)
+
+func TestPrintList(t *testing.T) {
+	now := t0.Add(time.Second)
+	bs := []bans.Ban{
+		{Addr: netip.MustParseAddr("192.0.2.7"), Reason: "TCP SYN/Normal scan", Port: 143, Proto: "TCP", Since: t0, Expires: t0.Add(time.Hour), Count: 1},
+		{Addr: netip.MustParseAddr("2001:db8::7"), Reason: "manual", Since: t0.Add(-time.Hour), Count: 1},
+		{Addr: netip.MustParseAddr("198.51.100.1"), Reason: "UDP", Port: 53, Proto: "UDP", Since: t0, Expires: t0.Add(50*time.Hour + 30*time.Minute), Count: 3},
+		{Addr: netip.MustParseAddr("198.51.100.2"), Reason: "evil\x1b[2Jreason", Since: t0, Expires: t0, Count: 1},
+	}
+	var b strings.Builder
+	if err := PrintList(&b, bs, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `ADDRESS       REASON               PORT     SINCE                EXPIRES
+192.0.2.7     TCP SYN/Normal scan  143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)
+2001:db8::7   manual               -        2026-11-22 00:40:36  never
+198.51.100.1  UDP                  53/UDP   2026-11-22 01:40:36  in 2d2h (2026-11-24 04:10:36)
+198.51.100.2  evil\x1b[2Jreason    -        2026-11-22 01:40:36  expired (2026-11-22 01:40:36)
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("PrintList (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	PrintList(&b, nil, now)
+	if b.String() != "No active bans.\n" {
+		t.Errorf("empty list printed %q", b.String())
+	}
+}
+
+func TestRoughDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		500 * time.Millisecond:          "<1s",
+		45 * time.Second:                "45s",
+		59*time.Minute + 59*time.Second: "59m",
+		3 * time.Hour:                   "3h",
+		3*time.Hour + 5*time.Minute:     "3h5m",
+		48 * time.Hour:                  "2d",
+		49*time.Hour + 59*time.Minute:   "2d1h",
+		bans.MaxDuration:                "365d",
+	} {
+		if got := roughDuration(d); got != want {
+			t.Errorf("roughDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestPrintStatus(t *testing.T) {
+	defer func(f func() time.Time) { nowFunc = f }(nowFunc)
+	nowFunc = func() time.Time { return t0.Add(3*time.Hour + 5*time.Minute) }
+	var b strings.Builder
+	err := PrintStatus(&b, Status{
+		Version: "2.0.0", PID: 1234, Started: t0, Modes: []string{"atcp", "audp"}, Blocker: "nftables",
+		Bans: 12, Sources: 345, Events: 123456, Dropped: 7, BanFile: "/var/lib/portsentry/bans.jsonl",
+		NextExpiry: t0.Add(4 * time.Hour),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `Version:         2.0.0
+PID:             1234
+Running since:   2026-11-22 01:40:36 (up 3h5m)
+Modes:           atcp, audp
+Blocker:         nftables
+Bans:            12
+Next expiry:     in 55m (2026-11-22 05:40:36)
+Ban file:        /var/lib/portsentry/bans.jsonl
+Sources tracked: 345
+Events:          123456 (7 dropped)
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("PrintStatus (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseTarget(t *testing.T) {
+	tests := []struct {
+		in   string
+		want string // "" for an error
+	}{
+		{"192.0.2.7", "192.0.2.7/32"},
+		{" 192.0.2.7\n", "192.0.2.7/32"},
+		{"2001:db8::7", "2001:db8::7/128"},
+		{"::ffff:192.0.2.7", "192.0.2.7/32"},
+		{"fe80::1%eth0", "fe80::1/128"},
+		{"10.0.0.0/8", "10.0.0.0/8"},
+		{"10.1.2.3/8", "10.0.0.0/8"},
+		{"0.0.0.0/0", "0.0.0.0/0"},
+		{"2001:db8::1/32", "2001:db8::/32"},
+		{"::ffff:10.1.2.3/104", "10.0.0.0/8"},
+		{"fe80::1%eth0/64", "fe80::/64"},
+		{"::/0", "::/0"},
+		{"::ffff:10.0.0.0/95", ""},
+		{"10.0.0.0/33", ""},
+		{"10.0.0.0/", ""},
+		{"10.0.0/8", ""},
+		{"192.0.2.300", ""},
+		{"host.example", ""},
+		{"", ""},
+		{"/8", ""},
+		{"10.0.0.0/8/8", ""},
+	}
+	for _, tt := range tests {
+		got, err := ParseTarget(tt.in)
+		switch {
+		case tt.want == "" && err == nil:
+			t.Errorf("ParseTarget(%q) = %v, want an error", tt.in, got)
+		case tt.want != "" && err != nil:
+			t.Errorf("ParseTarget(%q): %v", tt.in, err)
+		case tt.want != "" && got.String() != tt.want:
+			t.Errorf("ParseTarget(%q) = %v, want %s", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	const day = 24 * time.Hour
+	tests := []struct {
+		in   string
+		want time.Duration
+		err  string
+	}{
+		{in: "permanent", want: 0},
+		{in: "Permanent", want: 0},
+		{in: "0", want: 0},
+		{in: "90m", want: 90 * time.Minute},
+		{in: "1h30m", want: 90 * time.Minute},
+		{in: " 45s ", want: 45 * time.Second},
+		{in: "7d", want: 7 * day},
+		{in: "1.5d", want: 36 * time.Hour},
+		{in: "1d12h", want: 36 * time.Hour},
+		{in: "365d", want: bans.MaxDuration},
+		{in: "366d", err: "longer than 365d"},
+		{in: "365d1s", err: "longer than 365d"},
+		{in: "9000h", err: "longer than 365d"},
+		{in: "-1h", err: "negative"},
+		{in: "-1d", err: "bad duration"},
+		{in: "1d-1h", err: "bad duration"},
+		{in: "d", err: "bad duration"},
+		{in: "1e3d", err: "bad duration"},
+		{in: "infd", err: "bad duration"},
+		{in: "1w", err: "bad duration"},
+		{in: "soon", err: "bad duration"},
+		{in: "", err: "empty"},
+		{in: "1dd", err: "bad duration"},
+	}
+	for _, tt := range tests {
+		got, err := ParseDuration(tt.in)
+		if tt.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.err) {
+				t.Errorf("ParseDuration(%q) = %v, %v; want an error containing %q", tt.in, got, err, tt.err)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestFormatDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                             "permanent",
+		time.Hour:                     "1h",
+		90 * time.Minute:              "1h30m",
+		45 * time.Second:              "45s",
+		7 * 24 * time.Hour:            "7d",
+		36 * time.Hour:                "1d12h",
+		24*time.Hour + 90*time.Second: "1d1m30s",
+		1500 * time.Millisecond:       "1.5s",
+	} {
+		if got := FormatDuration(d); got != want {
+			t.Errorf("FormatDuration(%v) = %q, want %q", d, got, want)
+		}
+		if back, err := ParseDuration(want); err != nil || back != d {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v", want, back, err, d)
+		}
+	}
+}
+
+// FuzzDecodeRequest: no line panics the decoder, and a request it accepts
+// survives the client's encoding unchanged.
+func FuzzDecodeRequest(f *testing.F) {
+	for _, s := range []string{
+		`{"op":"list"}`,
+		`{"op":"status"}`,
+		`{"op":"block","addr":"192.0.2.7","duration":"1d12h","reason":"manual"}`,
+		`{"op":"block","addr":"::ffff:192.0.2.7","duration":"permanent"}`,
+		`{"op":"unblock","target":"10.1.2.3/8"}`,
+		`{"op":"unblock","target":"fe80::1%eth0"}`,
+		`{"op":"block","addr":"1.2.3.4","reason":"\u0000"}`,
+		`[1,2]`, `{"op":"list"}{}`, `null`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, line []byte) {
+		r, err := decodeRequest(line)
+		if err != nil {
+			if _, ok := err.(*badRequest); !ok {
+				t.Fatalf("error %v is not a *badRequest", err)
+			}
+			return
+		}
+		b, err := json.Marshal(encodeRequest(r))
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := decodeRequest(b)
+		if err != nil {
+			t.Fatalf("re-encoded %s refused: %v", b, err)
+		}
+		if diff := cmp.Diff(r, r2, cmp.AllowUnexported(request{}), addrEq); diff != "" {
+			t.Fatalf("%s → %s changed (-first +second):\n%s", line, b, diff)
+		}
+	})
+}
+
+// FuzzParseTarget: whatever it accepts is a masked prefix that reads back
+// as itself.
+func FuzzParseTarget(f *testing.F) {
+	for _, s := range []string{"192.0.2.7", "10.1.2.3/8", "::ffff:10.1.2.3/104", "fe80::1%eth0/64", "2001:db8::/32", "x"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		p, err := ParseTarget(s)
+		if err != nil {
+			return
+		}
+		if !p.IsValid() || p != p.Masked() || p.Addr().Is4In6() || p.Addr().Zone() != "" {
+			t.Fatalf("ParseTarget(%q) = %v: not a plain masked prefix", s, p)
+		}
+		back, err := ParseTarget(p.String())
+		if err != nil || back != p {
+			t.Fatalf("ParseTarget(%q) = %v; reading it back gives %v, %v", s, p, back, err)
+		}
+	})
+}
+
+// FuzzParseDuration: whatever it accepts is within bounds and survives
+// FormatDuration.
+func FuzzParseDuration(f *testing.F) {
+	for _, s := range []string{"7d", "1.5d", "1d12h", "90m", "permanent", "0", "365d", "1e3d"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseDuration(s)
+		if err != nil {
+			return
+		}
+		if d < 0 || d > bans.MaxDuration {
+			t.Fatalf("ParseDuration(%q) = %v: out of bounds", s, d)
+		}
+		back, err := ParseDuration(FormatDuration(d))
+		if err != nil || back != d {
+			t.Fatalf("ParseDuration(%q) = %v; FormatDuration gives %q, read back as %v, %v", s, d, FormatDuration(d), back, err)
+		}
+	})
+}
