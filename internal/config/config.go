@@ -175,6 +175,21 @@ type Config struct {
 	// commands; "" turns it off.
 	ControlSocket string
 
+	// MetricsAddress (METRICS_ADDRESS, e.g. "127.0.0.1:9617") serves
+	// Prometheus metrics on /metrics; "" (the default) serves none.
+	MetricsAddress string
+	// EventLog (EVENT_LOG) is a JSON-lines stream of every event: a file,
+	// or "-" for standard output; "" writes none.
+	EventLog string
+	// Alerts to administrators (ALERT_*): e-mail through sendmail or an
+	// SMTP server, and/or a webhook; batched per attacker.
+	AlertMailer, AlertEmailTo, AlertEmailFrom, AlertSendmail string
+	AlertSMTPServer, AlertSMTPUser, AlertSMTPPassword        string
+	AlertSMTPStartTLS                                        bool
+	AlertWebhookURL, AlertWebhookToken                       string
+	AlertDelay, AlertWindow                                  time.Duration
+	AlertMaxPerHour                                          int
+
 	// Warnings are lines that loaded but probably do not say what was
 	// meant, each naming file, line and key.
 	Warnings []string
@@ -193,6 +208,10 @@ func Default() *Config {
 		Blocker:          "command",
 		KernelTrap:       true,
 		ControlSocket:    DefaultControlSocket,
+		AlertSendmail:    "/usr/sbin/sendmail",
+		AlertDelay:       5 * time.Second,
+		AlertWindow:      time.Minute,
+		AlertMaxPerHour:  60,
 	}
 	// These literals are known good; a failure here is a programming error
 	// caught by TestDefault, so the errors are deliberately dropped.

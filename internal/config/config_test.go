@@ -43,6 +43,10 @@ func TestDefault(t *testing.T) {
 		Blocker:            "command", // PortSentry's way: KILL_ROUTE
 		KernelTrap:         true,
 		ControlSocket:      "/run/portsentry/portsentry.sock",
+		AlertSendmail:      "/usr/sbin/sendmail",
+		AlertDelay:         5 * time.Second,
+		AlertWindow:        time.Minute,
+		AlertMaxPerHour:    60,
 	}
 	if diff := cmp.Diff(want, Default(), setsAsStrings); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

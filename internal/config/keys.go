@@ -58,6 +58,35 @@ var keys = map[string]key{
 	"UNKILL_ROUTE6":  {"", targetKey(func(c *Config) *string { return &c.UnkillRoute6 })},
 	"BAN_FILE":       {"", pathKey(func(c *Config) *string { return &c.BanFile })},
 	"CONTROL_SOCKET": {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
+
+	// Observability and alerts.
+	"METRICS_ADDRESS":     {"", stringKey(func(c *Config) *string { return &c.MetricsAddress })},
+	"EVENT_LOG":           {"", streamKey(func(c *Config) *string { return &c.EventLog })},
+	"ALERT_MAILER":        {"", modeKey([]string{"sendmail", "smtp"}, func(c *Config) *string { return &c.AlertMailer })},
+	"ALERT_EMAIL_TO":      {"", stringKey(func(c *Config) *string { return &c.AlertEmailTo })},
+	"ALERT_EMAIL_FROM":    {"", stringKey(func(c *Config) *string { return &c.AlertEmailFrom })},
+	"ALERT_SENDMAIL":      {"/usr/sbin/sendmail", stringKey(func(c *Config) *string { return &c.AlertSendmail })},
+	"ALERT_SMTP_SERVER":   {"", stringKey(func(c *Config) *string { return &c.AlertSMTPServer })},
+	"ALERT_SMTP_USER":     {"", stringKey(func(c *Config) *string { return &c.AlertSMTPUser })},
+	"ALERT_SMTP_PASSWORD": {"", stringKey(func(c *Config) *string { return &c.AlertSMTPPassword })},
+	"ALERT_SMTP_STARTTLS": {"0", boolKey(func(c *Config) *bool { return &c.AlertSMTPStartTLS })},
+	"ALERT_WEBHOOK_URL":   {"", stringKey(func(c *Config) *string { return &c.AlertWebhookURL })},
+	"ALERT_WEBHOOK_TOKEN": {"", stringKey(func(c *Config) *string { return &c.AlertWebhookToken })},
+	"ALERT_DELAY":         {"5", secondsKey(0, 3600, func(c *Config) *time.Duration { return &c.AlertDelay })},
+	"ALERT_WINDOW":        {"60", secondsKey(1, 86400, func(c *Config) *time.Duration { return &c.AlertWindow })},
+	"ALERT_MAX_PER_HOUR":  {"60", intKey(1, 100000, func(c *Config) *int { return &c.AlertMaxPerHour })},
+}
+
+// streamKey is a path, or "-"/"stdout" for standard output.
+func streamKey(field func(*Config) *string) func(*Config, string, string) error {
+	path := pathKey(field)
+	return func(c *Config, v, dir string) error {
+		if v == "-" || v == "stdout" {
+			*field(c) = v
+			return nil
+		}
+		return path(c, v, dir)
+	}
 }
 
 // maxBanSeconds bounds BAN_TIME and BAN_TIME_MAX: ten years, which is

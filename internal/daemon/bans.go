@@ -82,8 +82,13 @@ func (d *Daemon) expire() {
 func (d *Daemon) liftBans(bs []bans.Ban, why string) {
 	rt := d.rt.Load()
 	var unkill []string
+	reason := "manual"
+	if why == "ban expired" {
+		reason = "expired"
+	}
 	for _, b := range bs {
 		d.engine.Unblock(b.Addr)
+		d.metrics.Unban(reason)
 		d.log.Info(fmt.Sprintf("attackalert: Host %s unblocked: %s", b.Addr, why))
 		if line := rt.plan.HostsDenyLine(b.Addr); line != "" {
 			if _, err := rt.denyFile().Remove(line); err != nil {

@@ -11,13 +11,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/alert"
+	"github.com/portsentry-go/portsentry/internal/bans"
 	"github.com/portsentry-go/portsentry/internal/block/command"
 	"github.com/portsentry-go/portsentry/internal/block/hostsdeny"
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/eventlog"
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/metrics"
 	"github.com/portsentry-go/portsentry/internal/quiet"
 	"github.com/portsentry-go/portsentry/internal/resolve"
 	"github.com/portsentry-go/portsentry/internal/respond"
@@ -107,11 +111,18 @@ type Daemon struct {
 	seen    atomic.Uint64 // events the sensors produced
 	quiet   *quiet.Limiter
 
-	enf     *enforcer
-	denyMu  sync.Mutex
-	deny    *hostsdeny.File
-	ctl     chan func() // work the control socket needs done in the loop
-	started time.Time
+	enf *enforcer
+	// Observers (METRICS_ADDRESS, EVENT_LOG, ALERT_*); nil when off, and
+	// every method of theirs is then a no-op.
+	metrics      *metrics.Metrics
+	eventLog     *eventlog.Writer
+	alerts       *alert.Alerter
+	droppedTotal atomic.Uint64 // events lost since start, for the metrics
+	sources      atomic.Int64  // the engine's table size, for the metrics
+	denyMu       sync.Mutex
+	deny         *hostsdeny.File
+	ctl          chan func() // work the control socket needs done in the loop
+	started      time.Time
 }
 
 // Run starts the daemon and serves until ctx is done. Each value on hup
@@ -161,6 +172,11 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	if err := d.applyKernel(s); err != nil {
 		return err
 	}
+	observers, err := d.openObservers(s)
+	if err != nil {
+		return err
+	}
+	defer d.closeObservers()
 	d.sensor, err = connect.Open(s.sensorConfig(), d.log)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
@@ -188,6 +204,9 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	}
 	if srv := d.listenControl(s); srv != nil {
 		wg.Go(func() { _ = srv.Serve(ctx) })
+	}
+	for _, serve := range observers {
+		wg.Go(func() { serve(ctx) })
 	}
 	d.log.Info(logline.Active)
 	// systemd (Type=notify) learns here that the traps are set.
@@ -241,6 +260,7 @@ func (d *Daemon) emit(ev event.Event) {
 	case d.events <- ev:
 	default:
 		d.dropped.Add(1)
+		d.droppedTotal.Add(1)
 	}
 }
 
@@ -284,6 +304,11 @@ func (d *Daemon) protected(a netip.Addr) bool {
 func (d *Daemon) decide(ev event.Event) {
 	v := d.engine.Observe(ev)
 	rt := d.rt.Load()
+	if act, ok := metrics.FromEngine(v.Action); ok {
+		d.metrics.Event(ev.Kind, ev.Proto, act)
+	}
+	n, _, _ := d.engine.Stats()
+	d.sources.Store(int64(n))
 	switch v.Action {
 	case engine.Respond:
 	case engine.Pending, engine.AlreadyBlocked:
@@ -324,6 +349,7 @@ func (d *Daemon) report(r report) {
 	case d.reports <- r:
 	default:
 		d.dropped.Add(1)
+		d.droppedTotal.Add(1)
 	}
 }
 
@@ -342,6 +368,13 @@ func (d *Daemon) reporter(ctx context.Context) {
 
 func (d *Daemon) logReport(ctx context.Context, r report) {
 	ev, rt := r.ev, r.rt
+	if act, ok := metrics.FromEngine(r.v.Action); ok && d.eventLog != nil {
+		host := ev.Src.String()
+		if rt.resolver != nil {
+			host = rt.resolver.Name(ctx, ev.Src)
+		}
+		d.writeEvent(ev, act, r.v.Count, host, nil)
+	}
 	if r.refused {
 		d.log.Warn("attackalert: Host " + ev.Src.String() + " is a local or ignored address: not blocking it")
 	}
@@ -384,6 +417,7 @@ func (d *Daemon) logReport(ctx context.Context, r report) {
 		// that fail2ban's stock jail can act on it.
 		if !r.refused {
 			d.record(rt, ev, name, line, false)
+			d.notify(ev, name, alert.ActionReported, nil)
 		}
 		return
 	}
@@ -429,12 +463,25 @@ func (d *Daemon) respond(ctx context.Context, j job) bool {
 	name := <-names
 	d.log.Info(logline.Attack(ev, name))
 	for _, l := range res.Lines {
-		if res.Failed > 0 && !res.Blocked {
+		if len(res.FailedSteps) > 0 && !res.Blocked {
 			d.log.Error(l)
 		} else {
 			d.log.Info(l)
 		}
 	}
+	act, alertAction := metrics.BlockFailed, alert.ActionBlockFailed
+	var ban *bans.Ban
+	if res.Blocked {
+		act, alertAction = metrics.Blocked, alert.ActionBlocked
+		if b, ok := d.enf.store.Get(ev.Src); ok {
+			ban = &b
+		}
+		d.metrics.Ban(d.enf.kind)
+	}
+	d.metrics.Event(ev.Kind, ev.Proto, act)
+	d.countFailures(res)
+	d.writeEvent(ev, act, j.v.Count, name, ban)
+	d.notify(ev, name, alertAction, ban)
 	o := logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.False, Blocked: logline.Of(res.Blocked)}
 	line := logline.ScanFrom(ev, name, o)
 	d.log.Info(line)
@@ -569,8 +616,10 @@ func (d *Daemon) reload() {
 	}
 	if err != nil {
 		d.log.Error("adminalert: ERROR: reload refused, keeping the running configuration: " + err.Error())
+		d.metrics.Reload(false)
 		return
 	}
+	d.metrics.Reload(true)
 	for _, w := range s.Warnings {
 		d.log.Warn("adminalert: WARNING: " + w)
 	}

@@ -84,6 +84,11 @@ func load(opts Options) (*Settings, error) {
 		}
 	}
 	s := &Settings{Conf: conf, Warnings: conf.Warnings}
+	if cfg := s.alertConfig(); cfg.Enabled() {
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("%s: ALERT_*: %w", opts.ConfigPath, err)
+		}
+	}
 	if s.Modes, err = resolveModes(opts.Modes, conf); err != nil {
 		return nil, err
 	}

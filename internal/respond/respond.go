@@ -140,7 +140,8 @@ type Executor struct {
 type Result struct {
 	Blocked bool     // every blocking step succeeded
 	Lines   []string // the attackalert lines to log, in order
-	Failed  int      // steps that failed
+	// FailedSteps are the kinds of the steps that failed, in order.
+	FailedSteps []StepKind
 }
 
 // Execute runs steps in order for addr. A failed step does not stop the
@@ -172,7 +173,7 @@ func (x Executor) Execute(ctx context.Context, addr netip.Addr, steps []Step) Re
 			line = logline.RanCommand(target, s.Text)
 		}
 		if err != nil {
-			res.Failed++
+			res.FailedSteps = append(res.FailedSteps, s.Kind)
 			line = logline.ActionFailed(target, s.describe(), err)
 			if s.Blocks {
 				res.Blocked = false

@@ -169,28 +169,28 @@ func TestExecute(t *testing.T) {
 			// script after it still runs.
 			name: "route fails", plan: plan, resp: engine.Block, addr: "10.99.0.1", fail: []string{route},
 			wantCalls: []string{"deny " + deny, "run " + route, "run " + alert},
-			want:      Result{Blocked: false, Failed: 1, Lines: []string{okDeny, badRoute, okAlert}},
+			want:      Result{Blocked: false, FailedSteps: []StepKind{Route}, Lines: []string{okDeny, badRoute, okAlert}},
 		},
 		{
 			name: "hosts.deny fails", plan: plan, resp: engine.Block, addr: "10.99.0.1", fail: []string{deny},
 			wantCalls: []string{"deny " + deny, "run " + route, "run " + alert},
-			want:      Result{Blocked: false, Failed: 1, Lines: []string{badDeny, okRoute, okAlert}},
+			want:      Result{Blocked: false, FailedSteps: []StepKind{HostsDeny}, Lines: []string{badDeny, okRoute, okAlert}},
 		},
 		{
 			name: "block, run cmd fails after: still blocked", plan: plan, resp: engine.Block, addr: "10.99.0.1", fail: []string{alert},
 			wantCalls: []string{"deny " + deny, "run " + route, "run " + alert},
-			want:      Result{Blocked: true, Failed: 1, Lines: []string{okDeny, okRoute, badAlert}},
+			want:      Result{Blocked: true, FailedSteps: []StepKind{RunCmd}, Lines: []string{okDeny, okRoute, badAlert}},
 		},
 		{
 			// A failing alert script must not prevent the block.
 			name: "block, run cmd fails first: still blocks", plan: first, resp: engine.Block, addr: "10.99.0.1", fail: []string{alert},
 			wantCalls: []string{"run " + alert, "deny " + deny, "run " + route},
-			want:      Result{Blocked: true, Failed: 1, Lines: []string{badAlert, okDeny, okRoute}},
+			want:      Result{Blocked: true, FailedSteps: []StepKind{RunCmd}, Lines: []string{badAlert, okDeny, okRoute}},
 		},
 		{
 			name: "everything fails", plan: plan, resp: engine.Block, addr: "10.99.0.1", fail: []string{deny, route, alert},
 			wantCalls: []string{"deny " + deny, "run " + route, "run " + alert},
-			want:      Result{Blocked: false, Failed: 3, Lines: []string{badDeny, badRoute, badAlert}},
+			want:      Result{Blocked: false, FailedSteps: []StepKind{HostsDeny, Route, RunCmd}, Lines: []string{badDeny, badRoute, badAlert}},
 		},
 		{
 			name: "run only succeeds", plan: plan, resp: engine.RunOnly, addr: "10.99.0.1",
@@ -200,7 +200,7 @@ func TestExecute(t *testing.T) {
 		{
 			name: "run only fails: not blocked", plan: plan, resp: engine.RunOnly, addr: "10.99.0.1", fail: []string{alert},
 			wantCalls: []string{"run " + alert},
-			want:      Result{Blocked: false, Failed: 1, Lines: []string{badAlert}},
+			want:      Result{Blocked: false, FailedSteps: []StepKind{RunCmd}, Lines: []string{badAlert}},
 		},
 		{
 			name: "ipv6 route", plan: plan, resp: engine.Block, addr: "2001:db8::1",
