@@ -55,7 +55,8 @@ const ruleset = `table inet lab {
 // CAP_NET_ADMIN and CAP_NET_BIND_SERVICE, with no inheritable or ambient
 // capabilities, no new privileges, and a file system that is read-only but
 // for its state and runtime directories (ProtectSystem=strict). In advanced
-// mode, blocking with nft through KILL_ROUTE, a real nmap SYN scan from a
+// mode, blocking with the native nftables blocker and its kernel trap (no
+// subprocess: CAP_NET_ADMIN over netlink), a real nmap SYN scan from a
 // second namespace must be detected and blocked, while a port a service
 // uses stays a service. Without CAP_NET_RAW the daemon must refuse to start.
 func TestBoundedCapabilities(t *testing.T) {
@@ -140,7 +141,7 @@ func TestBoundedCapabilities(t *testing.T) {
 	scan("1-1024")
 	t.Logf("nmap -sS -p 1-1024 took %v", time.Since(start).Round(time.Millisecond))
 	d.waitFor(t, scanFrom, 10*time.Second)
-	d.waitFor(t, "attackalert: Host "+labScanner+" has been blocked via dropped route using command", 10*time.Second)
+	d.waitFor(t, "attackalert: Host "+labScanner+" has been blocked via nftables", 10*time.Second)
 	if ls := d.lines(scanFrom); !strings.Contains(ls[0], "type: [TCP SYN/Normal scan]") {
 		t.Errorf("first event %q, want a TCP SYN/Normal scan", ls[0])
 	}
@@ -292,11 +293,10 @@ BLOCKED_FILE="%[1]s/state/portsentry.blocked"
 CONTROL_SOCKET="%[1]s/run/portsentry.sock"
 BLOCK_TCP="1"
 BLOCK_UDP="1"
-BLOCKER="command"
-KILL_ROUTE="%[2]s add element inet lab ban4 { $TARGET$ }"
-KILL_ROUTE6="%[2]s add element inet lab ban6 { $TARGET$ }"
+BLOCKER="nftables"
+BAN_FILE="%[1]s/state/portsentry.bans"
 SCAN_TRIGGER="0"
-`, dir, nft)
+`, dir)
 	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +422,7 @@ func procStatus(t *testing.T, pid int) map[string]string {
 // banned lists the members of the target's ban4 set.
 func banned(t *testing.T, inT func(...string) *exec.Cmd, nft string) []string {
 	t.Helper()
-	out, err := inT(nft, "-j", "list", "set", "inet", "lab", "ban4").Output()
+	out, err := inT(nft, "-j", "list", "set", "inet", "portsentry", "ban4").Output()
 	if err != nil {
 		t.Fatalf("nft list set: %v", err)
 	}
