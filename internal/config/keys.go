@@ -72,7 +72,7 @@ var keys = map[string]key{
 	"ALERT_SMTP_STARTTLS": {"0", boolKey(func(c *Config) *bool { return &c.AlertSMTPStartTLS })},
 	"ALERT_WEBHOOK_URL":   {"", stringKey(func(c *Config) *string { return &c.AlertWebhookURL })},
 	"ALERT_WEBHOOK_TOKEN": {"", stringKey(func(c *Config) *string { return &c.AlertWebhookToken })},
-	"ALERT_DELAY":         {"5", secondsKey(0, 3600, func(c *Config) *time.Duration { return &c.AlertDelay })},
+	"ALERT_DELAY":         {"5", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.AlertDelay })},
 	"ALERT_WINDOW":        {"60", secondsKey(1, 86400, func(c *Config) *time.Duration { return &c.AlertWindow })},
 	"ALERT_MAX_PER_HOUR":  {"60", intKey(1, 100000, func(c *Config) *int { return &c.AlertMaxPerHour })},
 }

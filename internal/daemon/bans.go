@@ -101,7 +101,7 @@ func (d *Daemon) liftBans(bs []bans.Ban, why string) {
 			}
 		}
 	}
-	if err := d.enf.lift(bs); err != nil {
+	if err := d.enf.lift(bs, reason == "expired"); err != nil {
 		d.log.Error(fmt.Sprintf("adminalert: ERROR: unblocking with %s: %v", d.enf.kind, err))
 	}
 	if len(unkill) > 0 {

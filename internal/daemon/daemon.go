@@ -403,6 +403,8 @@ func (d *Daemon) logReport(ctx context.Context, r report) {
 			d.log.Info(fmt.Sprintf("attackalert: Host: %s/%s sent %d more packets while blocked (not logged one by one)", name, ev.Src, r.suppressed))
 		}
 		d.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
+		// The alert about this attacker lists every port it tried.
+		d.notify(ev, name, alert.ActionBlocked, nil)
 		d.log.Info(logline.ScanFrom(ev, name, o))
 		return
 	case engine.AlreadyReported:

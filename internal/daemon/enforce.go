@@ -106,9 +106,11 @@ func (e *enforcer) apply(addr netip.Addr, ttl time.Duration) error {
 }
 
 // lift removes bans from the native blocker (the record no longer holds
-// them). The kernel may have expired them already: deleting is harmless.
-func (e *enforcer) lift(bs []bans.Ban) error {
-	if !e.native() || len(bs) == 0 {
+// them). Expired bans are left to nftables, which expires them itself: by
+// the time the daemon's tick sees the expiry, the kernel trap may already
+// have banned the same scanner anew, and a Delete would lift that ban.
+func (e *enforcer) lift(bs []bans.Ban, expired bool) error {
+	if !e.native() || len(bs) == 0 || (expired && e.nft != nil) {
 		return nil
 	}
 	e.mu.Lock()

@@ -21,6 +21,12 @@
 //	netclient -listen -proto tcp -addr :143 -reply 'SSH-2.0-OpenSSH_9.2'
 //	netclient -listen -proto udp -addr 127.0.0.1:53 -reply ''
 //	netclient -listen -proto udp -addr :53 -reply 'answer' -delay 1s
+//
+// With -http it GETs a URL instead (a metrics scrape from inside the
+// namespace): the body goes to stdout; a status other than 200 or a
+// transport error goes to stderr with exit status 1.
+//
+//	netclient -http http://127.0.0.1:9617/metrics
 package main
 
 import (
@@ -30,6 +36,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"time"
 )
@@ -51,7 +58,15 @@ func main() {
 	delay := flag.Duration("delay", 0, "-listen, UDP: send each reply this long after the datagram came")
 	sport := flag.Int("sport", 0, "send from this local port (0: any)")
 	dial := flag.Duration("dial", 3*time.Second, "TCP: how long the handshake may take")
+	httpURL := flag.String("http", "", "GET this URL and print the body")
 	flag.Parse()
+	if *httpURL != "" {
+		if err := httpGet(*httpURL, *wait); err != nil {
+			fmt.Fprintln(os.Stderr, "netclient:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *sport < 0 || *sport > 65535 {
 		fmt.Fprintln(os.Stderr, "netclient: -sport out of range")
 		os.Exit(2)
@@ -200,4 +215,20 @@ func serve(proto, addr, reply string, delay time.Duration) error {
 			_, _ = io.WriteString(c, reply)
 		}()
 	}
+}
+
+// httpGet fetches url within wait and copies a 200 answer's body to stdout.
+func httpGet(url string, wait time.Duration) error {
+	c := http.Client{Timeout: wait}
+	resp, err := c.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
+		return fmt.Errorf("GET %s: %s: %s", url, resp.Status, b)
+	}
+	_, err = io.Copy(os.Stdout, resp.Body)
+	return err
 }
