@@ -292,6 +292,12 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 	}
 }
 
+// banOver reports whether the record's ban of src ended by t.
+func (d *Daemon) banOver(src netip.Addr, t time.Time) bool {
+	b, ok := d.enf.store.Get(src)
+	return ok && !b.Permanent() && !t.Before(b.Expires)
+}
+
 // protected reports sources never acted on: the ignore list, and this
 // host's own addresses unless -L.
 func (d *Daemon) protected(a netip.Addr) bool {
@@ -303,6 +309,12 @@ func (d *Daemon) protected(a netip.Addr) bool {
 
 func (d *Daemon) decide(ev event.Event) {
 	v := d.engine.Observe(ev)
+	if v.Action == engine.AlreadyBlocked && d.banOver(ev.Src, ev.Time) {
+		// Its ban has ended but the expiry tick has not run yet: lift it
+		// now, so this probe counts (the kernel trap has banned it anew).
+		d.expire()
+		v = d.engine.Observe(ev)
+	}
 	rt := d.rt.Load()
 	if act, ok := metrics.FromEngine(v.Action); ok {
 		d.metrics.Event(ev.Kind, ev.Proto, act)

@@ -83,6 +83,11 @@ func (e *enforcer) ban(addr netip.Addr, reason string, port uint16, proto string
 		e.store.Unban(netip.PrefixFrom(b.Addr, b.Addr.BitLen()))
 		return "", err
 	}
+	// On disk before the log says blocked: a kill -9 right after must not
+	// lose it.
+	if err := e.store.Sync(); err != nil {
+		e.log.Error("adminalert: ERROR: writing the ban file: " + err.Error())
+	}
 	return describeBan(b), nil
 }
 

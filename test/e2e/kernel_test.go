@@ -1,0 +1,937 @@
+package e2e
+
+import (
+	"bytes"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// The native nftables blocker and its in-kernel trap, end to end: the real
+// binary in T with BLOCKER="nftables" in advanced mode (-atcp -audp), real
+// services on 80/TCP and 53/UDP started before it, real nmap scans. The
+// daemon's table (inet portsentry) lives in T's namespace and is read with
+// `nft -j list set`. What a scanner learns is read from nmap's XML report,
+// and what T sent back is counted by nftables in T's output hook.
+
+// kLab is a stealth lab (stLab: its helpers read the daemon's log and run
+// nmap) whose blocks are made by the daemon itself, with nftables.
+type kLab struct {
+	*stLab
+	conf string // the config file the daemon runs on
+}
+
+// newKLab builds the lab and the services, writes the config (BLOCKER
+// nftables, no KILL_ROUTE; edit may change it) and starts the daemon in
+// advanced mode.
+func newKLab(t *testing.T, edit func(*config)) *kLab {
+	t.Helper()
+	s := &stLab{
+		nft:   requireTool(t, "nft", "nftables"),
+		nmap:  requireTool(t, "nmap", "nmap"),
+		start: time.Now(),
+		modes: stModes(stAdvanced),
+	}
+	s.lab = newLab(t)
+	startListener(t, s.T, "tcp", fmt.Sprintf(":%d", stWebPort), stWebReply)
+	startListener(t, s.T, "udp", fmt.Sprintf(":%d", stDNSPort), stDNSReply)
+	s.c = newConfig(t)
+	s.c.set("BLOCKER", "nftables")
+	s.c.set("KILL_ROUTE", "") // unset: the native blocker blocks
+	if edit != nil {
+		edit(s.c)
+	}
+	k := &kLab{stLab: s, conf: s.c.write(t)}
+	k.d = k.startDaemon(t)
+	return k
+}
+
+// startDaemon starts (or restarts) the daemon on the lab's config and
+// checks that it set the kernel trap.
+func (k *kLab) startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	d := startDaemon(t, k.T.ns, k.conf, stAdvanced...)
+	if ls := d.lines("adminalert: kernel trap set on "); len(ls) != 1 {
+		t.Fatalf("the daemon did not report its kernel trap: %q", ls)
+	}
+	return d
+}
+
+// kElem is one element of the daemon's ban4 or ban6 set, as nft lists it.
+type kElem struct {
+	addr     netip.Addr
+	timeout  int // seconds; 0: no timeout (permanent)
+	expires  int // seconds left
+	hasTimer bool
+}
+
+// kSet lists a set of the daemon's table in T.
+func (k *kLab) kSet(t *testing.T, name string) []kElem {
+	t.Helper()
+	out := k.nftExec(t, "", "-j", "list", "set", "inet", "portsentry", name)
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("nft -j list set inet portsentry %s: %v\n%s", name, err, out)
+	}
+	var elems []kElem
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, raw := range o.Set.Elem {
+			var e kElem
+			var plain string
+			var timed struct {
+				Elem struct {
+					Val     string `json:"val"`
+					Timeout int    `json:"timeout"`
+					Expires int    `json:"expires"`
+				} `json:"elem"`
+			}
+			val := ""
+			switch {
+			case json.Unmarshal(raw, &plain) == nil:
+				val = plain
+			case json.Unmarshal(raw, &timed) == nil && timed.Elem.Val != "":
+				val = timed.Elem.Val
+				e.timeout, e.expires, e.hasTimer = timed.Elem.Timeout, timed.Elem.Expires, true
+			default:
+				t.Fatalf("set %s: unexpected element %s", name, raw)
+			}
+			a, err := netip.ParseAddr(val)
+			if err != nil {
+				t.Fatalf("set %s: element %q: %v", name, val, err)
+			}
+			e.addr = a
+			elems = append(elems, e)
+		}
+	}
+	return elems
+}
+
+func banSet(a netip.Addr) string {
+	if a.Is6() {
+		return "ban6"
+	}
+	return "ban4"
+}
+
+// kElemOf returns a's element of its ban set, if there is one.
+func (k *kLab) kElemOf(t *testing.T, a netip.Addr) (kElem, bool) {
+	t.Helper()
+	for _, e := range k.kSet(t, banSet(a)) {
+		if e.addr == a {
+			return e, true
+		}
+	}
+	return kElem{}, false
+}
+
+// assertKBanned checks that the daemon's ban sets hold exactly want.
+func (k *kLab) assertKBanned(t *testing.T, want ...netip.Addr) {
+	t.Helper()
+	for _, set := range []string{"ban4", "ban6"} {
+		var got, w []string
+		for _, e := range k.kSet(t, set) {
+			got = append(got, e.addr.String())
+		}
+		for _, a := range want {
+			if banSet(a) == set {
+				w = append(w, a.String())
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(w)
+		if !slices.Equal(got, w) {
+			t.Errorf("inet portsentry %s holds %q, want %q", set, got, w)
+		}
+	}
+}
+
+// waitKGone waits until a is in neither ban set.
+func (k *kLab) waitKGone(t *testing.T, a netip.Addr, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, ok := k.kElemOf(t, a); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still in %s after %v", a, banSet(a), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// nativeLine is the attackalert line of a ban the daemon applied with
+// nftables; how is "permanently" or "for 2s (until …)" (a prefix of it).
+func nativeLine(src netip.Addr, how string) string {
+	return fmt.Sprintf("attackalert: Host %s has been blocked via nftables %s", src, how)
+}
+
+// nmapPorts is what nmap's XML report says of each port of one host: the
+// ports listed one by one, and the counts of the ports it folded into
+// <extraports> by state.
+type nmapPorts struct {
+	ports map[int]string
+	extra map[string]int
+	xml   string
+}
+
+// nmapXML runs nmap in from's namespace, always with -n (no reverse DNS)
+// and -Pn, fast timing and one retry, and reads its XML report.
+func (k *kLab) nmapXML(t *testing.T, from host, args ...string) nmapPorts {
+	t.Helper()
+	argv := append([]string{"netns", "exec", from.ns, k.nmap, "-n", "-Pn", "-T4", "--max-retries", "1", "--host-timeout", "30s", "--max-rtt-timeout", "100ms", "--min-rate", "2000", "-oX", "-"}, args...)
+	cmd := exec.Command("ip", argv...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nmap %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	var run struct {
+		Hosts []struct {
+			Ports struct {
+				Extra []struct {
+					State string `xml:"state,attr"`
+					Count int    `xml:"count,attr"`
+				} `xml:"extraports"`
+				Port []struct {
+					ID    int `xml:"portid,attr"`
+					State struct {
+						State string `xml:"state,attr"`
+					} `xml:"state"`
+				} `xml:"port"`
+			} `xml:"ports"`
+		} `xml:"host"`
+	}
+	if err := xml.Unmarshal(out, &run); err != nil {
+		t.Fatalf("nmap %s: reading its XML: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	if len(run.Hosts) != 1 {
+		t.Fatalf("nmap %s reported %d hosts, want 1\n%s", strings.Join(args, " "), len(run.Hosts), out)
+	}
+	r := nmapPorts{ports: map[int]string{}, extra: map[string]int{}, xml: string(out)}
+	for _, p := range run.Hosts[0].Ports.Port {
+		r.ports[p.ID] = p.State.State
+	}
+	for _, e := range run.Hosts[0].Ports.Extra {
+		r.extra[e.State] += e.Count
+	}
+	return r
+}
+
+// notFiltered lists the ports nmap saw an answer from (open, closed,
+// unfiltered), as "port/state", sorted by port.
+func (r nmapPorts) notFiltered() []string {
+	var ids []int
+	for id, st := range r.ports {
+		if st != "filtered" && st != "open|filtered" {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	out := make([]string, len(ids))
+	for i, id := range ids {
+		out[i] = fmt.Sprintf("%d/%s", id, r.ports[id])
+	}
+	return out
+}
+
+// total is how many ports the report covers.
+func (r nmapPorts) total() int {
+	n := len(r.ports)
+	for _, c := range r.extra {
+		n += c
+	}
+	return n
+}
+
+// kRepliesRuleset counts, in T's output hook, the "closed port" answers T
+// sends to S: TCP resets and ICMP destination-unreachable messages.
+func kRepliesRuleset(s host) string {
+	return fmt.Sprintf(`table inet lab {
+	counter closed { }
+	chain output {
+		type filter hook output priority 0;
+		ip daddr %s tcp flags & rst == rst counter name closed
+		ip6 daddr %s tcp flags & rst == rst counter name closed
+		ip daddr %s icmp type destination-unreachable counter name closed
+		ip6 daddr %s icmpv6 type destination-unreachable counter name closed
+	}
+}
+`, s.v4, s.v6, s.v4, s.v6)
+}
+
+// assertKBlockedOnce checks what the one automatic ban of src left behind:
+// exactly one triggering Scan from line (exact), one attackalert line, one
+// "blocked via nftables" line whose text starts with how, one 1.2 history
+// line; the trigger port must be in ports. It returns the port.
+func (k *kLab) assertKBlockedOnce(t *testing.T, src netip.Addr, proto, kind, how string, ports []int) int {
+	t.Helper()
+	port := k.waitBlocked(t, src)
+	k.d.waitFor(t, nativeLine(src, how), logWait)
+	time.Sleep(settle)
+	if len(ports) > 0 && !slices.Contains(ports, port) {
+		t.Errorf("%s blocked on port %d, which is not a trap port it probed (%v)", src, port, ports)
+	}
+	trig := slices.DeleteFunc(k.messages("Scan from: ["+src.String()+"]"), func(m string) bool { return !strings.Contains(m, "triggered: [true]") })
+	if want := stScanLine(src, proto, port, kind); len(trig) != 1 || trig[0] != want {
+		t.Errorf("triggering Scan from lines for %s:\n  %q\nwant exactly\n  %q", src, trig, want)
+	}
+	if want, got := stAlertLine(src, proto, port, kind), k.messages(fmt.Sprintf(" from host: %s/%s to ", src, src)); len(got) != 1 || got[0] != want {
+		t.Errorf("attackalert lines for %s: %q, want exactly %q", src, got, want)
+	}
+	if got := k.messages(fmt.Sprintf("attackalert: Host %s has been blocked via nftables", src)); len(got) != 1 || !strings.HasPrefix(got[0], nativeLine(src, how)) {
+		t.Errorf("nftables block lines for %s: %q, want exactly one starting %q", src, got, nativeLine(src, how))
+	}
+	var hist []string
+	for _, h := range fileLines(t, k.c.path("portsentry.history")) {
+		if strings.Contains(h, " Host: "+src.String()+"/") {
+			hist = append(hist, h)
+		}
+	}
+	if len(hist) != 1 {
+		t.Errorf("history lines for %s: %q, want one", src, hist)
+	} else {
+		assertHistory12(t, hist[0], src, port, proto, k.start)
+	}
+	return port
+}
+
+// kTrapOne sends one TCP SYN from h to a free port of T and checks that it
+// went unanswered (the trap dropped it).
+func (k *kLab) kTrapOne(t *testing.T, h host, to netip.Addr, port int) {
+	t.Helper()
+	if r := mustStProbe(t, h, "tcp", to, port, 100*time.Millisecond, "-dial", "500ms"); r.Connected || !strings.Contains(r.Error, "timeout") {
+		t.Fatalf("SYN from %s to free port [%s]:%d: %+v, want no answer (trapped)", h.ns, to, port, r)
+	}
+}
+
+// kWeb makes one request to T's web service from h and says whether it was
+// answered; a blocked client's handshake times out.
+func kWeb(t *testing.T, h host, to netip.Addr) bool {
+	t.Helper()
+	r := mustStProbe(t, h, "tcp", to, stWebPort, time.Second, "-dial", "700ms")
+	if r.Connected && r.Data != stWebReply {
+		t.Fatalf("web service [%s]:%d answered %+v, want %q", to, stWebPort, r, stWebReply)
+	}
+	return r.Connected
+}
+
+// TestKernelTrapZeroReplies: with the kernel trap, nmap learns nothing: the
+// first probe of a trap port bans the scanner in the packet path and every
+// later probe is dropped, so every port reads "filtered" except at most
+// what nmap probed before that first trap probe: the web service (open), or
+// a port that is no trap (ADVANCED_EXCLUDE_TCP's 113 and 139, and 1024,
+// which advanced mode does not watch) answered as closed. T's own count of
+// the resets and ICMP unreachables it sent S agrees with nmap. The daemon
+// still sees the first probe, logs it, records it and reports the ban it
+// applied. IPv4 and IPv6 SYN scans of 1-1024, and a UDP scan of a few ports
+// (no port may read closed: the only non-trap port scanned is the DNS
+// service).
+func TestKernelTrapZeroReplies(t *testing.T) {
+	t.Parallel()
+	const udpScan = "1,7,9,53,69,111,161,500,1000"
+	for _, tc := range []struct {
+		name  string
+		args  []string
+		v6    bool
+		proto string
+		kind  string
+		ports string
+	}{
+		{"SYN", []string{"-sS"}, false, "tcp", "TCP SYN/Normal scan", "1-1024"},
+		{"SYN6", []string{"-6", "-sS"}, true, "tcp", "TCP SYN/Normal scan", "1-1024"},
+		{"UDP", []string{"-sU"}, false, "udp", "UDP", udpScan},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := newKLab(t, nil)
+			k.nftExec(t, kRepliesRuleset(k.S), "-f", "-")
+			src, dst := k.S.addr(tc.v6), k.T.addr(tc.v6)
+			r := k.nmapXML(t, k.S, append(tc.args, "-p", tc.ports, dst.String())...)
+			defer func() {
+				if t.Failed() {
+					t.Logf("nmap report:\n%s", r.xml)
+				}
+			}()
+
+			scanned := stExpandPorts(tc.ports)
+			if r.total() != len(scanned) {
+				t.Errorf("nmap reported %d ports, want %d", r.total(), len(scanned))
+			}
+			// What may answer before the ban: the service, or a port that
+			// is no trap.
+			allowed := map[string]string{"80": "open", "113": "closed", "139": "closed", "1024": "closed"}
+			if tc.proto == "udp" {
+				allowed = map[string]string{"53": "open"}
+			}
+			answered := r.notFiltered()
+			t.Logf("nmap got answers from %q; %v folded", answered, r.extra)
+			if len(answered) > 2 {
+				t.Errorf("nmap got answers from %d ports %q, want at most 2 (all else filtered)", len(answered), answered)
+			}
+			closed := 0
+			for _, a := range answered {
+				port, state, _ := strings.Cut(a, "/")
+				if allowed[port] != state {
+					t.Errorf("nmap reports port %s %s: a trap port answered (the kernel trap let a probe through)", port, state)
+				}
+				if state == "closed" {
+					closed++
+				}
+			}
+			if n := k.counter(t, "closed"); n != closed {
+				t.Errorf("T sent %d resets/unreachables to S, nmap saw %d closed ports", n, closed)
+			}
+
+			var trapPorts []int
+			for _, p := range scanned {
+				if _, ok := allowed[strconv.Itoa(p)]; !ok {
+					trapPorts = append(trapPorts, p)
+				}
+			}
+			k.assertKBlockedOnce(t, src, tc.proto, tc.kind, "permanently", trapPorts)
+			k.assertKBanned(t, src)
+			if e, _ := k.kElemOf(t, src); e.hasTimer {
+				t.Errorf("%s banned with a timeout %+v, want permanent (BAN_TIME 0)", src, e)
+			}
+			assertDeny(t, k.c, src)
+			k.assertServicesQuiet(t)
+			k.assertNoErrors(t)
+		})
+	}
+}
+
+// TestKernelBanExpires: BAN_TIME="2", BAN_TIME_MAX="60". A trapped scanner
+// cannot reach the web service; the kernel lifts the ban after 2 s and the
+// daemon logs the expiry and forgets the host, so it reaches the service
+// again, and its next probe is a new ban, twice as long (repeat offender):
+// the daemon replaces the trap's 2 s element by a 4 s one, which the kernel
+// keeps past 2 s.
+func TestKernelBanExpires(t *testing.T) {
+	t.Parallel()
+	edit := func(c *config) {
+		c.set("BAN_TIME", "2")
+		c.set("BAN_TIME_MAX", "60")
+	}
+	t.Run("RepeatOffender", func(t *testing.T) {
+		t.Parallel()
+		k := newKLab(t, edit)
+		src := k.S.v4
+		k.kTrapOne(t, k.S, k.T.v4, 1000)
+		k.d.waitFor(t, nativeLine(src, "for 2s (until "), logWait)
+		banned := time.Now()
+		if e, ok := k.kElemOf(t, src); !ok || e.timeout != 2 {
+			t.Errorf("ban4 element of %s: %+v (present %v), want timeout 2", src, e, ok)
+		}
+		if kWeb(t, k.S, k.T.v4) {
+			t.Errorf("banned %s reached the web service", src)
+		}
+
+		exp := k.d.waitFor(t, "attackalert: Host "+src.String()+" unblocked: ban expired", logWait)
+		if d := time.Since(banned); d < 1500*time.Millisecond {
+			t.Errorf("ban expired after %v, want 2 s (%q)", d, exp)
+		}
+		k.waitKGone(t, src, 2*time.Second)
+		if !kWeb(t, k.S, k.T.v4) {
+			t.Errorf("%s cannot reach the web service after its ban expired", src)
+		}
+
+		// Second offence: a new ban (the engine forgot the first), 4 s.
+		k.kTrapOne(t, k.S, k.T.v4, 1001)
+		second := k.d.waitForN(t, "attackalert: Host "+src.String()+" has been blocked via nftables", 2, logWait)[1]
+		rebanned := time.Now()
+		if !strings.Contains(second, nativeLine(src, "for 4s (until ")) {
+			t.Errorf("second ban %q, want one for 4s", second)
+		}
+		if e, ok := k.kElemOf(t, src); !ok || e.timeout <= 2 || e.timeout > 4 {
+			t.Errorf("ban4 element of %s after the second ban: %+v (present %v), want timeout 4 (> the trap's 2)", src, e, ok)
+		}
+		time.Sleep(time.Until(rebanned.Add(2500 * time.Millisecond)))
+		if _, ok := k.kElemOf(t, src); !ok {
+			t.Errorf("%s unbanned within 2.5 s of its second (4 s) ban", src)
+		}
+		if kWeb(t, k.S, k.T.v4) {
+			t.Errorf("%s reached the web service 2.5 s into its 4 s ban", src)
+		}
+		k.d.waitForN(t, "attackalert: Host "+src.String()+" unblocked: ban expired", 2, logWait)
+		if d := time.Since(rebanned); d < 3500*time.Millisecond {
+			t.Errorf("second ban expired after %v, want 4 s", d)
+		}
+		if ls := k.messages(alreadyLine(src)); len(ls) != 0 {
+			t.Errorf("the second offence was taken for the first ban: %q", ls)
+		}
+		if h := fileLines(t, k.c.path("portsentry.history")); len(h) != 2 {
+			t.Errorf("history %q, want one line per ban", h)
+		}
+		k.assertServicesQuiet(t)
+		k.assertNoErrors(t)
+	})
+
+	// The kernel ends a ban when its element times out; the daemon notices
+	// on its next one-second tick. A probe in between is trapped by the
+	// kernel again (a new 2 s element), and must stay banned: the daemon's
+	// expiry of the old ban must not lift the new one.
+	t.Run("ProbeAtKernelExpiry", func(t *testing.T) {
+		t.Parallel()
+		k := newKLab(t, edit)
+		src := k.S.v4
+		k.kTrapOne(t, k.S, k.T.v4, 1000)
+		k.d.waitFor(t, nativeLine(src, "for 2s (until "), logWait)
+		k.waitKGone(t, src, 4*time.Second)
+		expiredBefore := len(k.d.lines("attackalert: Host " + src.String() + " unblocked: ban expired"))
+		k.kTrapOne(t, k.S, k.T.v4, 1001)
+		reprobed := time.Now()
+		k.d.waitFor(t, "attackalert: Host "+src.String()+" unblocked: ban expired", logWait)
+		time.Sleep(settle)
+		if expiredBefore > 0 {
+			t.Logf("the daemon's expiry came before the probe: the gap was not hit")
+		}
+		if waited := time.Since(reprobed); waited >= 1500*time.Millisecond {
+			t.Logf("checked %v after the probe, too late to tell (the kernel's new ban may have ended)", waited)
+		} else {
+			if _, ok := k.kElemOf(t, src); !ok {
+				t.Errorf("%s probed a trap port after its ban expired and is not banned (the daemon's expiry lifted the kernel's new ban); log:\n%s",
+					src, strings.Join(k.messages(src.String()), "\n"))
+			}
+			if kWeb(t, k.S, k.T.v4) {
+				t.Errorf("%s reached the web service right after probing a trap port", src)
+			}
+		}
+		k.assertNoErrors(t)
+	})
+}
+
+// TestKernelRestoreAfterRestart: BAN_FILE and BAN_TIME="600". S is banned
+// over IPv4 and IPv6, and a stray element is added to each ban set by hand.
+// The daemon is stopped (SIGTERM, or kill -9: the daemon syncs the ban file
+// on its one-second expiry tick, Daemon.expire, and nowhere else, although
+// internal/bans's package doc says it syncs after each batch of bans; so
+// the test waits 1.5 s after the bans before killing) and
+// started again: the stray elements are removed, S's kept. Stopped again,
+// the table deleted (a reboot), started again: both bans are back in one
+// batch with their remaining time (≤ 600 s, > 500 s), and a probe from S is
+// "already blocked", not a new ban.
+func TestKernelRestoreAfterRestart(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		sig  syscall.Signal
+	}{{"SIGTERM", syscall.SIGTERM}, {"kill-9", syscall.SIGKILL}} {
+		sig := tc.sig
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			k := newKLab(t, func(c *config) {
+				c.set("BAN_FILE", c.path("portsentry.bans"))
+				c.set("BAN_TIME", "600")
+			})
+			t.Cleanup(func() {
+				if t.Failed() {
+					kDump(t, k.c.path("portsentry.bans"))
+				}
+			})
+			stop := func(d *daemon) {
+				t.Helper()
+				d.signal(t, sig)
+				err := d.waitExit(t, 5*time.Second)
+				var ee *exec.ExitError
+				switch {
+				case sig == syscall.SIGTERM && err != nil:
+					t.Fatalf("exit after SIGTERM: %v, want status 0", err)
+				case sig == syscall.SIGKILL && !errors.As(err, &ee):
+					t.Fatalf("exit after SIGKILL: %v, want killed", err)
+				}
+			}
+			k.kTrapOne(t, k.S, k.T.v4, 1000)
+			k.kTrapOne(t, k.S, k.T.v6, 1000)
+			for _, a := range []netip.Addr{k.S.v4, k.S.v6} {
+				k.d.waitFor(t, nativeLine(a, "for 10m0s (until "), logWait)
+			}
+			hist := waitFileLines(t, k.c.path("portsentry.history"), 2, logWait)
+			stray4, stray6 := netip.MustParseAddr("10.231.0.77"), netip.MustParseAddr("fd00:231::77")
+			k.nftExec(t, "", "add", "element", "inet", "portsentry", "ban4", "{ "+stray4.String()+" timeout 300s }")
+			k.nftExec(t, "", "add", "element", "inet", "portsentry", "ban6", "{ "+stray6.String()+" }")
+			k.assertKBanned(t, k.S.v4, k.S.v6, stray4, stray6)
+			if sig == syscall.SIGKILL {
+				// The daemon syncs the ban file once a second (its expiry
+				// tick); 1.5 s covers one whole tick after the bans.
+				time.Sleep(1500 * time.Millisecond)
+			}
+			stop(k.d)
+
+			// Restart: the record wins over the table.
+			d2 := k.startDaemon(t)
+			d2.waitFor(t, "adminalert: 2 bans in force (0 restored to nftables, 2 stale removed)", logWait)
+			k.assertKBanned(t, k.S.v4, k.S.v6)
+			stop(d2)
+
+			// Reboot: the table is gone; the bans come back from the file.
+			k.nftExec(t, "", "delete", "table", "inet", "portsentry")
+			d3 := k.startDaemon(t)
+			d3.waitFor(t, "adminalert: 2 bans in force (2 restored to nftables, 0 stale removed)", logWait)
+			k.assertKBanned(t, k.S.v4, k.S.v6)
+			for _, a := range []netip.Addr{k.S.v4, k.S.v6} {
+				e, ok := k.kElemOf(t, a)
+				if !ok || !e.hasTimer || e.timeout > 600 || e.timeout <= 500 || e.expires > 600 || e.expires <= 500 {
+					t.Errorf("restored element of %s: %+v (present %v), want its remaining time, in (500, 600] s", a, e, ok)
+				}
+			}
+			if kWeb(t, k.S, k.T.v4) {
+				t.Errorf("%s reached the web service after the restore", k.S.v4)
+			}
+			for _, d := range []*daemon{k.d, d2} {
+				if ls := d.lines("ERROR"); len(ls) > 0 {
+					t.Errorf("the daemon logged errors before a restart: %q", ls)
+				}
+			}
+			k.d = d3
+			for _, a := range []netip.Addr{k.S.v4, k.S.v6} {
+				k.kTrapOne(t, k.S, k.T.addr(a.Is6()), 1001)
+				d3.waitFor(t, alreadyLine(a), logWait)
+			}
+			time.Sleep(settle)
+			if ls := d3.lines("has been blocked via"); len(ls) != 0 {
+				t.Errorf("hosts banned before the restart were banned again: %q", ls)
+			}
+			if got := fileLines(t, k.c.path("portsentry.history")); !slices.Equal(got, hist) {
+				t.Errorf("history after the restarts = %q, want unchanged %q", got, hist)
+			}
+			k.assertNoErrors(t)
+		})
+	}
+}
+
+// kCLI runs `portsentry CMD -c CONF -s SOCK args...` (outside any
+// namespace: the control socket is a file) and returns its output and
+// exit status.
+func (k *kLab) kCLI(t *testing.T, cmdName string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	argv := append([]string{cmdName, "-c", k.conf, "-s", k.c.path("portsentry.sock")}, args...)
+	cmd := exec.Command(binPath, argv...)
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("portsentry %s: %v", strings.Join(argv, " "), err)
+	}
+	return o.String(), e.String(), code
+}
+
+// mustKCLI is kCLI for a command that must succeed.
+func (k *kLab) mustKCLI(t *testing.T, cmdName string, args ...string) string {
+	t.Helper()
+	out, errOut, code := k.kCLI(t, cmdName, args...)
+	if code != 0 || errOut != "" {
+		t.Fatalf("portsentry %s %s: exit %d, stderr %q, stdout %q", cmdName, strings.Join(args, " "), code, errOut, out)
+	}
+	return out
+}
+
+// assertStatus checks `portsentry status`: the nftables blocker and bans.
+func (k *kLab) assertStatus(t *testing.T, bans int) {
+	t.Helper()
+	out := k.mustKCLI(t, "status")
+	for _, re := range []string{`(?m)^Blocker:\s+nftables$`, fmt.Sprintf(`(?m)^Bans:\s+%d$`, bans), `(?m)^Modes:\s+atcp, audp$`} {
+		if !regexp.MustCompile(re).MatchString(out) {
+			t.Errorf("status does not match %s:\n%s", re, out)
+		}
+	}
+}
+
+// TestKernelOperatorCLI: `portsentry list/block/unblock/status -s SOCK`
+// against the running daemon, checked in the kernel's table: the list
+// shows the trapped scanner with its reason, port and expiry; unblock
+// lifts the ban for real; block bans a host by hand for the time given
+// (and permanently), refuses ignore-listed and T's own addresses with a
+// clear error; unblock of a prefix lifts every ban inside it.
+func TestKernelOperatorCLI(t *testing.T) {
+	t.Parallel()
+	ignored := netip.MustParseAddr("10.231.0.200")
+	k := newKLab(t, func(c *config) {
+		c.set("BAN_TIME", "3600")
+		writeFile(t, c.path("portsentry.ignore"), "# e2e\n127.0.0.1\n::1\n"+ignored.String()+"\n")
+	})
+	src := k.S.v4
+	k.kTrapOne(t, k.S, k.T.v4, 1000)
+	k.d.waitFor(t, nativeLine(src, "for 1h0m0s (until "), logWait)
+
+	out := k.mustKCLI(t, "list")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 2 || !regexp.MustCompile(`^ADDRESS\s+REASON\s+PORT\s+SINCE\s+EXPIRES$`).MatchString(lines[0]) {
+		t.Fatalf("list:\n%s\nwant a header and one ban", out)
+	}
+	if re := regexp.MustCompile(`^` + regexp.QuoteMeta(src.String()) + `\s+TCP SYN/Normal scan\s+1000/TCP\s+\S.*\s+in 59m \(`); !re.MatchString(lines[1]) {
+		t.Errorf("list line %q does not match %s", lines[1], re)
+	}
+	k.assertStatus(t, 1)
+
+	// unblock S: gone from the kernel, the record and hosts.deny.
+	if out := k.mustKCLI(t, "unblock", src.String()); out != "unblocked "+src.String()+"\n" {
+		t.Errorf("unblock printed %q", out)
+	}
+	k.assertKBanned(t)
+	if !kWeb(t, k.S, k.T.v4) {
+		t.Errorf("%s cannot reach the web service after unblock", src)
+	}
+	if out := k.mustKCLI(t, "list"); out != "No active bans.\n" {
+		t.Errorf("list after unblock: %q", out)
+	}
+	k.d.waitFor(t, "attackalert: Host "+src.String()+" unblocked: unblocked by hand", logWait)
+	if ls := fileLines(t, k.c.path("hosts.deny")); len(ls) != 0 {
+		t.Errorf("hosts.deny after unblock: %q, want S's line removed", ls)
+	}
+
+	// block by hand: a fourth host (absent) for 1h, F for 30m, an IPv6
+	// address for good.
+	fourth, perm6 := netip.MustParseAddr("10.231.0.99"), netip.MustParseAddr("fd00:231::99")
+	if out := k.mustKCLI(t, "block", fourth.String(), "1h"); !strings.HasPrefix(out, "blocked "+fourth.String()+" (until ") {
+		t.Errorf("block printed %q", out)
+	}
+	if e, ok := k.kElemOf(t, fourth); !ok || e.timeout != 3600 || e.expires < 3590 {
+		t.Errorf("ban4 element of %s: %+v (present %v), want timeout 3600", fourth, e, ok)
+	}
+	k.mustKCLI(t, "block", k.F.v4.String(), "30m")
+	if e, ok := k.kElemOf(t, k.F.v4); !ok || e.timeout != 1800 {
+		t.Errorf("ban4 element of %s: %+v (present %v), want timeout 1800", k.F.v4, e, ok)
+	}
+	if kWeb(t, k.F, k.T.v4) {
+		t.Errorf("%s blocked by hand still reaches the web service", k.F.v4)
+	}
+	if out := k.mustKCLI(t, "block", perm6.String(), "permanent"); out != "blocked "+perm6.String()+" (permanently)\n" {
+		t.Errorf("block permanent printed %q", out)
+	}
+	if e, ok := k.kElemOf(t, perm6); !ok || e.hasTimer {
+		t.Errorf("ban6 element of %s: %+v (present %v), want one without timeout", perm6, e, ok)
+	}
+	k.d.waitFor(t, "attackalert: Host "+fourth.String()+" blocked by hand for 1h0m0s (until ", logWait)
+	out = k.mustKCLI(t, "list")
+	if re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(fourth.String()) + `\s+manual\s+-\s+\S.*\s+in 59m \(`); !re.MatchString(out) {
+		t.Errorf("list:\n%s\nhas no line matching %s", out, re)
+	}
+	if re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(perm6.String()) + `\s+manual\s+-\s+\S.*\s+never$`); !re.MatchString(out) {
+		t.Errorf("list:\n%s\nhas no line matching %s", out, re)
+	}
+
+	// Never blocked: the ignore list, T's own addresses.
+	for _, a := range []netip.Addr{ignored, k.T.v4, k.T.v6, netip.MustParseAddr("127.0.0.1")} {
+		out, errOut, code := k.kCLI(t, "block", a.String(), "1h")
+		if code != 1 || !strings.Contains(errOut, a.String()) || !strings.Contains(errOut, "never blocked") || out != "" {
+			t.Errorf("block %s: exit %d, stdout %q, stderr %q; want exit 1 and an error saying it is never blocked", a, code, out, errOut)
+		}
+	}
+	k.assertKBanned(t, fourth, k.F.v4, perm6)
+	k.assertStatus(t, 3)
+
+	// unblock a prefix: every ban inside it, none outside.
+	out = k.mustKCLI(t, "unblock", "10.231.0.0/24")
+	if got := strings.Fields(out); !slices.Equal(got, []string{"unblocked", fourth.String(), "unblocked", k.F.v4.String()}) {
+		t.Errorf("unblock 10.231.0.0/24 printed %q, want both IPv4 bans in the order they were made", out)
+	}
+	k.assertKBanned(t, perm6)
+	if !kWeb(t, k.F, k.T.v4) {
+		t.Errorf("%s cannot reach the web service after unblock of its /24", k.F.v4)
+	}
+	if out := k.mustKCLI(t, "unblock", "10.231.0.0/24"); out != "no ban inside 10.231.0.0/24\n" {
+		t.Errorf("second unblock printed %q", out)
+	}
+	k.mustKCLI(t, "unblock", "fd00:231::/64")
+	k.assertKBanned(t)
+	k.assertStatus(t, 0)
+	if out := k.mustKCLI(t, "list"); out != "No active bans.\n" {
+		t.Errorf("list at the end: %q", out)
+	}
+	k.assertNoErrors(t)
+}
+
+// TestKernelIgnoreListed: F is on the ignore list, so the kernel never traps
+// it: F's SYN scan of 1-100 sees the web service open and every other port
+// closed, F stays out of the ban sets, its requests to T's services succeed
+// throughout, and the daemon logs its probes as ignored. S is still
+// trapped.
+func TestKernelIgnoreListed(t *testing.T) {
+	t.Parallel()
+	k := newKLab(t, func(c *config) {
+		writeFile(t, c.path("portsentry.ignore"), fmt.Sprintf("# e2e\n127.0.0.1\n::1\n%s\n%s/128\n", friendV4, friendV6))
+	})
+	f := stStartFriend(k.lab)
+	f.waitRounds(t, 2)
+	r := k.nmapXML(t, k.F, "-sS", "-p", "1-100", k.T.v4.String())
+	if r.ports[80] != "open" || r.extra["closed"]+countState(r, "closed") != 99 {
+		t.Errorf("F's scan of 1-100: %v (folded %v), want 80 open and 99 closed: the trap must not touch an ignored host", r.notFiltered(), r.extra)
+	}
+	k.d.waitFor(t, "ignored: [true]", logWait)
+	f.waitRounds(t, 2)
+	for _, a := range []netip.Addr{k.F.v4, k.F.v6} {
+		if _, ok := k.kElemOf(t, a); ok {
+			t.Errorf("ignored %s is in %s", a, banSet(a))
+		}
+	}
+	if ls := k.messages("Scan from: [" + k.F.v4.String() + "]"); len(ls) < 99 {
+		t.Errorf("F's probes were logged %d times, want each of the 99 free ports (ignored)", len(ls))
+	} else {
+		for _, l := range ls {
+			if !strings.Contains(l, " ignored: [true]") {
+				t.Errorf("F's probe logged as %q, want ignored: [true]", l)
+			}
+		}
+	}
+	if ls := k.messages("Host " + k.F.v4.String() + " "); len(ls) != 0 {
+		t.Errorf("ignored F was acted on: %q", ls)
+	}
+
+	// S is trapped while F goes on.
+	k.kTrapOne(t, k.S, k.T.v4, 1000)
+	k.assertKBlockedOnce(t, k.S.v4, "tcp", "TCP SYN/Normal scan", "permanently", []int{1000})
+	f.waitRounds(t, 2)
+	rounds, failures := f.finish()
+	if len(failures) > 0 {
+		t.Errorf("%d of the friend's %d rounds failed: %q", len(failures), rounds, failures)
+	}
+	k.assertKBanned(t, k.S.v4)
+	k.assertNoErrors(t)
+}
+
+func countState(r nmapPorts, state string) int {
+	n := 0
+	for _, st := range r.ports {
+		if st == state {
+			n++
+		}
+	}
+	return n
+}
+
+// kLateRuleset counts, after the daemon's chain (priority 10 > -10), the
+// answers from F's UDP port 53 that reach T: what the trap let through.
+func kLateRuleset(f host) string {
+	return fmt.Sprintf(`table inet lab {
+	counter late { }
+	chain input {
+		type filter hook input priority 10;
+		ip saddr %s udp sport 53 counter name late
+		ip6 saddr %s udp sport 53 counter name late
+	}
+}
+`, f.v4, f.v6)
+}
+
+// TestKernelTrapSparesServices: the kernel trap asks the kernel's socket
+// table, as the daemon does, so a service started after the daemon on a
+// trap port (700/TCP, 650/UDP) is reachable at once from a fresh source,
+// F, which is not banned; and T's own traffic from watched low ports is not
+// trapped: a TCP connection to F's service (its answers come to a watched
+// port) and a UDP query whose answer arrives 1 s late, after T's socket has
+// closed (conntrack knows the flow). F is never banned nor reported.
+// Control: S's probe of the free neighbour 701 is trapped.
+func TestKernelTrapSparesServices(t *testing.T) {
+	t.Parallel()
+	k := newKLab(t, nil)
+	const lateReply = "late service reply\n"
+	const pong = "pong from F\n"
+	const lateAnswer = "late answer from F\n"
+	startListener(t, k.T, "tcp", ":700", lateReply)
+	startListener(t, k.T, "udp", ":650", lateReply)
+	startListener(t, k.F, "tcp", ":8080", pong)
+	stStartDelayedListener(t, k.F, "udp", fmt.Sprintf(":%d", stDNSPort), lateAnswer, time.Second)
+	k.nftExec(t, kLateRuleset(k.F), "-f", "-")
+
+	for _, v6 := range []bool{false, true} {
+		for _, p := range []struct {
+			proto string
+			port  int
+		}{{"tcp", 700}, {"udp", 650}} {
+			r := mustStProbe(t, k.F, p.proto, k.T.addr(v6), p.port, 2*time.Second)
+			if !r.Connected || r.Error != "" || r.Data != lateReply {
+				t.Errorf("F → %s [%s]:%d (started after the daemon): %+v, want the reply %q", p.proto, k.T.addr(v6), p.port, r, lateReply)
+			}
+		}
+	}
+	for i, v6 := range []bool{false, true} {
+		sport := strconv.Itoa(601 + i)
+		r := mustStProbe(t, k.T, "tcp", k.F.addr(v6), 8080, 2*time.Second, "-sport", sport)
+		if !r.Connected || r.Error != "" || r.Data != pong {
+			t.Errorf("T:%s → F [%s]:8080: %+v, want %q", sport, k.F.addr(v6), r, pong)
+		}
+	}
+	for i, v6 := range []bool{false, true} {
+		sport := strconv.Itoa(600 + 10*i)
+		r := mustStProbe(t, k.T, "udp", k.F.addr(v6), stDNSPort, 200*time.Millisecond, "-sport", sport)
+		if !r.Connected || r.Error != "" || r.Data != "" {
+			t.Errorf("T:%s → F [%s]:%d: %+v, want the query sent and no answer yet", sport, k.F.addr(v6), stDNSPort, r)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for k.counter(t, "late") < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("F's late answers did not get past the daemon's chain (counter %d, want 2); ban sets: %v %v",
+				k.counter(t, "late"), k.kSet(t, "ban4"), k.kSet(t, "ban6"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(settle)
+	// F is still welcome: the services answer it.
+	if err := stUseServices(k.F, k.T.v4); err != nil {
+		t.Errorf("F after the exchanges: %v", err)
+	}
+	if ls := k.messages("Scan from:"); len(ls) != 0 {
+		t.Errorf("service and own traffic was reported: %q", ls)
+	}
+	k.assertFriendUntouchedK(t)
+	k.assertKBanned(t)
+
+	// Control: the free neighbour is a trap.
+	k.kTrapOne(t, k.S, k.T.v4, 701)
+	k.assertKBlockedOnce(t, k.S.v4, "tcp", "TCP SYN/Normal scan", "permanently", []int{701})
+	k.assertKBanned(t, k.S.v4)
+	k.assertFriendUntouchedK(t)
+	k.assertNoErrors(t)
+}
+
+// assertFriendUntouchedK checks that F is in no log line about a source and
+// in neither ban set.
+func (k *kLab) assertFriendUntouchedK(t *testing.T) {
+	t.Helper()
+	for _, a := range []netip.Addr{k.F.v4, k.F.v6} {
+		for _, sub := range []string{"[" + a.String() + "]", " " + a.String() + "/", "Host " + a.String() + " "} {
+			if ls := k.messages(sub); len(ls) != 0 {
+				t.Errorf("F (%s) was reported or acted on: %q", a, ls)
+			}
+		}
+		if _, ok := k.kElemOf(t, a); ok {
+			t.Errorf("F (%s) is in %s", a, banSet(a))
+		}
+	}
+}
+
+// kDump writes a file's content to the test log.
+func kDump(t *testing.T, p string) {
+	t.Helper()
+	if b, err := os.ReadFile(p); err == nil {
+		t.Logf("%s:\n%s", p, b)
+	}
+}
