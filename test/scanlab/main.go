@@ -1,26 +1,39 @@
 // Command scanlab is the scan-lab benchmark: it measures what real scanners
 // learn from a host protected by portsentry before the block lands.
 //
-//	sudo go run ./test/scanlab [-mode atcp,audp] [-scans syn,fin,udp,syn6,masscan] [-out FILE] [-keep]
+//	sudo go run ./test/scanlab [-blocker nftables|command] [-mode atcp,audp] [-scans syn,fin,udp,syn6,masscan] [-out FILE] [-keep]
 //	make scanlab SCANLAB_FLAGS='-mode tcp,udp'
 //
 // It needs root, nmap, masscan, tcpdump and nftables (apt-get install nmap
 // masscan tcpdump nftables). It builds the daemon, then creates network
 // namespaces named pslab-PID-*: the target T (the daemon, a real TCP service
-// on port 80 and a real UDP service on port 53, an nftables ban set the
-// daemon's KILL_ROUTE fills), the scanner S and an innocent host I, on one
-// bridge in a hub namespace, 10.232.0.0/24 and fd00:232::/64. The
-// namespaces have no default route: every packet stays inside them. They are
-// deleted at the end, also on error and on Ctrl-C; leftovers of a killed run
-// are deleted at the next start.
+// on port 80 and a real UDP service on port 53), the scanner S and an
+// innocent host I, on one bridge in a hub namespace, 10.232.0.0/24 and
+// fd00:232::/64. The namespaces have no default route: every packet stays
+// inside them. They are deleted at the end, also on error and on Ctrl-C;
+// leftovers of a killed run are deleted at the next start.
 //
-// For each scan a fresh daemon and ban set are made, tcpdump records T's
-// interface, I keeps using T's services every 50 ms, and S runs the scanner.
-// The table it prints counts the probes S sent, the replies T sent back
-// (everything the scanner learned), the time from the first probe to the
-// moment the block command had added S to the ban set (tcpdump's timestamps
-// and the block script's `date +%s.%N` read the same clock), and whether
-// the innocent host noticed anything.
+// -blocker picks how the daemon blocks:
+//
+//   - nftables (the default): BLOCKER="nftables", KERNEL_TRAP="1",
+//     BAN_TIME="3600". The daemon makes its own table, inet portsentry, in
+//     T, whose trap bans a scanner inside the packet path on its first probe
+//     of a trap port; the daemon then bans it too, from user space.
+//   - command: PortSentry's way, KILL_ROUTE/KILL_ROUTE6 run a shell script
+//     that adds the scanner to an nftables set of the lab's own table
+//     (inet lab) and records the time.
+//
+// For each scan a fresh daemon and a fresh ban table are made, tcpdump
+// records T's interface, I keeps using T's services every 50 ms, and S runs
+// the scanner. The table it prints counts the probes S sent, the replies T
+// sent back (everything the scanner learned), when the block landed, and
+// whether the innocent host noticed anything. With the command blocker the
+// block time is when the script had added S to the ban set (tcpdump's
+// timestamps and the script's `date +%s.%N` read the same clock). With the
+// kernel trap no program runs at the moment of the ban, so the table gives
+// instead the time of the last packet T sent to S (none: the first probe was
+// already trapped) and the time of the daemon's log line "Host S has been
+// blocked via nftables" (millisecond timestamps, same clock).
 package main
 
 import (
@@ -49,12 +62,19 @@ func main() {
 
 // options is the parsed command line.
 type options struct {
+	blocker string   // blockerNFT or blockerCommand
 	modes   []string // 1.2 mode names: tcp, udp, atcp, …
 	scans   []scanDef
 	out     string
 	keep    bool
 	timeout time.Duration
 }
+
+// The values of -blocker.
+const (
+	blockerNFT     = "nftables" // BLOCKER="nftables" with the kernel trap
+	blockerCommand = "command"  // KILL_ROUTE running the lab's block script
+)
 
 const (
 	defaultMode  = "atcp,audp"
@@ -70,6 +90,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	mode := fs.String("mode", defaultMode, "daemon modes, comma-separated 1.2 names: `atcp,audp` (advanced), tcp,udp (connect), stcp,sudp (stealth)")
 	scans := fs.String("scans", defaultScans, "`list` of scans to run, from "+defaultScans)
 	o := &options{}
+	fs.StringVar(&o.blocker, "blocker", blockerNFT, "how the daemon blocks: `nftables` (BLOCKER=\"nftables\", KERNEL_TRAP=\"1\": the in-kernel trap) or command (KILL_ROUTE running nft, as PortSentry does)")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to `FILE`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (captures, daemon logs, scanner output)")
 	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up (and clean up) after this long")
@@ -82,6 +103,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if o.blocker != blockerNFT && o.blocker != blockerCommand {
+		return nil, fmt.Errorf("-blocker: unknown blocker %q (want %s or %s)", o.blocker, blockerNFT, blockerCommand)
 	}
 	seen := map[string]bool{}
 	for _, m := range splitList(*mode) {
@@ -129,7 +153,7 @@ func (o *options) command() string {
 	for _, s := range o.scans {
 		names = append(names, s.name)
 	}
-	return fmt.Sprintf("go run ./test/scanlab -mode %s -scans %s", strings.Join(o.modes, ","), strings.Join(names, ","))
+	return fmt.Sprintf("go run ./test/scanlab -blocker %s -mode %s -scans %s", o.blocker, strings.Join(o.modes, ","), strings.Join(names, ","))
 }
 
 func run(args []string, stdout, stderr io.Writer) int {

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/logline"
 )
 
 // scanDef is one scan of the benchmark.
@@ -61,12 +63,19 @@ func scanByName(name string) (scanDef, bool) {
 
 // scanResult is the outcome of one scan.
 type scanResult struct {
-	def      scanDef
-	command  string // the scanner's command line, as run in S
-	err      error  // the scan could not be measured (or only in part)
-	stats    scanStats
-	blockAt  time.Time // when S (of the scan's family) was in the ban set; zero: never
+	def     scanDef
+	blocker string // blockerNFT or blockerCommand
+	command string // the scanner's command line, as run in S
+	err     error  // the scan could not be measured (or only in part)
+	stats   scanStats
+	// blockAt is, with the command blocker, when the block script had
+	// added S (of the scan's family) to the ban set; with nftables, the
+	// timestamp (milliseconds, truncated) of the daemon's "has been blocked
+	// via nftables" line for S. Zero: never.
+	blockAt  time.Time
 	blocks   []blockRecord
+	inSet    bool          // S was in T's ban set after the scan
+	trapLine string        // nftables: the daemon's "kernel trap set" line
 	scanned  string        // the scanner's own summary of the ports
 	duration time.Duration // the scanner's run time
 	drops    int           // packets tcpdump's kernel buffer dropped
@@ -83,10 +92,21 @@ func (r *scanResult) innocentAffected() bool {
 }
 
 func (r *scanResult) blockDelay() (time.Duration, bool) {
-	if r.blockAt.IsZero() || r.stats.firstProbe.IsZero() {
+	b := r.blockTime()
+	if b.IsZero() || r.stats.firstProbe.IsZero() {
 		return 0, false
 	}
-	return r.blockAt.Sub(r.stats.firstProbe), true
+	return b.Sub(r.stats.firstProbe), true
+}
+
+// blockTime is the moment the capture is split at: the block script's time
+// or, for the daemon's log line, the end of its millisecond (its timestamp
+// is truncated, so the line was surely written by then). Zero: never.
+func (r *scanResult) blockTime() time.Time {
+	if r.blockAt.IsZero() || r.blocker != blockerNFT {
+		return r.blockAt
+	}
+	return r.blockAt.Add(time.Millisecond)
 }
 
 // summary is the one-line progress report.
@@ -103,6 +123,9 @@ func (r *scanResult) summary() string {
 }
 
 func (r *scanResult) blockCell() string {
+	if r.blocker == blockerNFT {
+		return r.nftBlockCell()
+	}
 	d, ok := r.blockDelay()
 	if !ok {
 		if !r.blockAt.IsZero() {
@@ -112,6 +135,33 @@ func (r *scanResult) blockCell() string {
 	}
 	return fmt.Sprintf("%.1f ms (%d probes)", float64(d)/float64(time.Millisecond), r.stats.probesBefore)
 }
+
+// nftBlockCell tells, for the kernel trap, when T last answered S (the
+// kernel ban landed before the next probe) and when user space had logged
+// the ban, both after the first probe.
+func (r *scanResult) nftBlockCell() string {
+	if r.stats.firstProbe.IsZero() {
+		if r.inSet {
+			return "banned (no probe captured)"
+		}
+		return "not banned"
+	}
+	s := "no reply"
+	if !r.stats.lastReply.IsZero() {
+		s = fmt.Sprintf("last reply +%.1f ms", ms(r.stats.lastReply.Sub(r.stats.firstProbe)))
+	}
+	if d, ok := r.blockDelay(); ok {
+		s += fmt.Sprintf("; ban logged ≤ +%.1f ms (%d probes)", ms(d), r.stats.probesBefore)
+	} else {
+		s += "; ban not logged"
+	}
+	if !r.inSet {
+		s += "; **not in the ban set**"
+	}
+	return s
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func yesNo(b bool) string {
 	if b {
@@ -152,17 +202,60 @@ case "$1" in ban4|ban6) ;; *) echo "scanlab block: bad set $1" >&2; exit 2 ;; es
 echo "$1 $2 $(%s +%%s.%%N)" >> %s
 `
 
-// writeDaemonFiles writes the daemon's configuration, ignore file and block
-// script into dir and returns the configuration's path.
-func writeDaemonFiles(dir string, t tools) (string, error) {
+// daemonTable is the table the nftables blocker makes (nft.DefaultTable).
+const daemonTable = "portsentry"
+
+// resetDaemonTable deletes the daemon's table, which outlives the daemon
+// (bans survive a restart), so that every scan starts without bans.
+// Creating it first makes the deletion succeed when there is none.
+const resetDaemonTable = "table inet " + daemonTable + "\ndelete table inet " + daemonTable + "\n"
+
+// writeDaemonFiles writes the daemon's configuration, ignore file and, for
+// the command blocker, block script and ban table into dir, and returns the
+// configuration's path.
+// advancedPorts is ADVANCED_PORTS_* for a blocker: the shipped file's
+// 65535 with the kernel trap (every unused port is a trap; the kernel's
+// service check and connection tracking keep services and replies out), and
+// PortSentry's 1024 for the command baseline, as it was measured.
+func advancedPorts(blocker string) string {
+	if blocker == blockerNFT {
+		return "65535"
+	}
+	return "1024"
+}
+
+func writeDaemonFiles(dir string, t tools, blocker string) (string, error) {
 	p := func(name string) string { return filepath.Join(dir, name) }
-	script := fmt.Sprintf(blockScript, t.nft, t.date, p("blocks.log"))
-	conf := strings.Join([]string{
+	files := map[string]string{
+		"portsentry.ignore": "# scanlab: neither the scanner nor the innocent host\n127.0.0.1\n::1\n",
+		"hosts.deny":        "",
+	}
+	var blocking []string
+	switch blocker {
+	case blockerCommand:
+		files["block.sh"] = fmt.Sprintf(blockScript, t.nft, t.date, p("blocks.log"))
+		files["nft.rules"] = nftRules
+		blocking = []string{
+			`BLOCKER="command"`,
+			`KILL_ROUTE="/bin/sh ` + p("block.sh") + ` ban4 $TARGET$"`,
+			`KILL_ROUTE6="/bin/sh ` + p("block.sh") + ` ban6 $TARGET$"`,
+		}
+	case blockerNFT:
+		files["reset.nft"] = resetDaemonTable
+		blocking = []string{
+			`BLOCKER="nftables"`,
+			`KERNEL_TRAP="1"`,
+			`BAN_TIME="3600"`,
+		}
+	default:
+		return "", fmt.Errorf("unknown blocker %q", blocker)
+	}
+	conf := strings.Join(append([]string{
 		"# scanlab: written for one scan",
 		`TCP_PORTS="1-1024"`,
 		`UDP_PORTS="1-1024"`,
-		`ADVANCED_PORTS_TCP="1024"`,
-		`ADVANCED_PORTS_UDP="1024"`,
+		`ADVANCED_PORTS_TCP="` + advancedPorts(blocker) + `"`,
+		`ADVANCED_PORTS_UDP="` + advancedPorts(blocker) + `"`,
 		`ADVANCED_EXCLUDE_TCP="113,139"`,
 		`ADVANCED_EXCLUDE_UDP="520,138,137,67"`,
 		`IGNORE_FILE="` + p("portsentry.ignore") + `"`,
@@ -172,18 +265,13 @@ func writeDaemonFiles(dir string, t tools) (string, error) {
 		`RESOLVE_HOST="0"`,
 		`BLOCK_TCP="1"`,
 		`BLOCK_UDP="1"`,
-		`KILL_ROUTE="/bin/sh ` + p("block.sh") + ` ban4 $TARGET$"`,
-		`KILL_ROUTE6="/bin/sh ` + p("block.sh") + ` ban6 $TARGET$"`,
 		`SCAN_TRIGGER="0"`,
-		"",
-	}, "\n")
-	for name, content := range map[string]string{
-		"block.sh":          script,
-		"portsentry.conf":   conf,
-		"portsentry.ignore": "# scanlab: neither the scanner nor the innocent host\n127.0.0.1\n::1\n",
-		"hosts.deny":        "",
-		"nft.rules":         nftRules,
-	} {
+		// Not the host's /run/portsentry: the lab's daemon shares the
+		// host's file system.
+		`CONTROL_SOCKET="` + p("control.sock") + `"`,
+	}, blocking...), "\n") + "\n"
+	files["portsentry.conf"] = conf
+	for name, content := range files {
 		if err := os.WriteFile(p(name), []byte(content), 0o644); err != nil {
 			return "", err
 		}
@@ -205,12 +293,20 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 		}
 		return r
 	}
-	conf, err := writeDaemonFiles(dir, t)
+	r.blocker = o.blocker
+	conf, err := writeDaemonFiles(dir, t, o.blocker)
 	if err != nil {
 		return fail(err)
 	}
-	if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "nft.rules"))...); err != nil {
-		return fail(fmt.Errorf("loading T's ban table: %w", err))
+	switch o.blocker {
+	case blockerCommand:
+		if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "nft.rules"))...); err != nil {
+			return fail(fmt.Errorf("loading T's ban table: %w", err))
+		}
+	case blockerNFT:
+		if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "reset.nft"))...); err != nil {
+			return fail(fmt.Errorf("deleting the previous scan's table inet %s in T: %w", daemonTable, err))
+		}
 	}
 
 	// The daemon, after the services, so that it sees them in use.
@@ -234,6 +330,17 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 				errModeUnsupported, strings.Join(o.modes, " -"), strings.TrimSpace(tail(out, 1))))
 		}
 		return fail(fmt.Errorf("starting the daemon: %w", err))
+	}
+	if o.blocker == blockerNFT {
+		for _, line := range strings.Split(daemon.out.String(), "\n") {
+			if strings.Contains(line, trapMark) {
+				r.trapLine = strings.TrimSpace(line)
+				break
+			}
+		}
+		if r.trapLine == "" {
+			return fail(fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, daemon.tail()))
+		}
 	}
 
 	// The capture: everything from and to S's addresses on T's interface.
@@ -304,33 +411,19 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 	}
 
 	// Who was banned, and when.
-	r.blocks, err = readBlocks(filepath.Join(dir, "blocks.log"))
-	if err != nil {
-		return fail(err)
-	}
 	scannerAddr := l.S.v4
 	if def.v6 {
 		scannerAddr = l.S.v6
 	}
-	for _, b := range r.blocks {
-		if b.addr == scannerAddr && (r.blockAt.IsZero() || b.at.Before(r.blockAt)) {
-			r.blockAt = b.at
-		}
-		if b.addr == l.I.v4 || b.addr == l.I.v6 {
-			r.innocentBanned = append(r.innocentBanned, "block command ran for "+b.addr.String())
-		}
+	var also []string
+	switch o.blocker {
+	case blockerCommand:
+		also, err = r.commandBans(ctx, l, t, dir, scannerAddr)
+	case blockerNFT:
+		also, err = r.nftBans(ctx, l, t, daemon.out.String(), scannerAddr)
 	}
-	table, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "table", "inet", "lab")...)
 	if err != nil {
 		return fail(err)
-	}
-	for _, a := range []netip.Addr{l.I.v4, l.I.v6} {
-		if mentions(table, a) {
-			r.innocentBanned = append(r.innocentBanned, a.String()+" in T's ban set")
-		}
-	}
-	if !r.blockAt.IsZero() && !mentions(table, scannerAddr) {
-		r.notes = append(r.notes, fmt.Sprintf("the block script recorded %s but it is not in the ban set", scannerAddr))
 	}
 	for _, line := range strings.Split(daemon.out.String(), "\n") {
 		if !mentions(line, l.I.v4) && !mentions(line, l.I.v6) {
@@ -349,14 +442,18 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 	if err != nil {
 		return fail(fmt.Errorf("reading the capture: %w", err))
 	}
-	r.stats = analyze(pkts, []netip.Addr{l.S.v4, l.S.v6}, []netip.Addr{l.T.v4, l.T.v6}, r.blockAt)
+	scanners, targets := []netip.Addr{l.S.v4, l.S.v6}, []netip.Addr{l.T.v4, l.T.v6}
+	r.stats = analyze(pkts, scanners, targets, r.blockTime())
 	if r.stats.probes == 0 {
 		return fail(errors.New("the capture holds no probe from S"))
 	}
-	for _, b := range r.blocks {
-		if b.addr != scannerAddr && b.addr != l.I.v4 && b.addr != l.I.v6 {
-			r.notes = append(r.notes, fmt.Sprintf("also banned: %s (%s)", b.addr, b.set))
-		}
+	for _, a := range also {
+		r.notes = append(r.notes, "also banned: "+a)
+	}
+	// A handful of replies is worth naming: which probes got through.
+	if r.stats.replies > 0 && r.stats.replies <= maxListedReplies {
+		lines, _ := describeReplies(pkts, scanners, targets, r.stats.firstProbe, maxListedReplies)
+		r.notes = append(r.notes, "T's replies to S, after the first probe: "+strings.Join(lines, "; "))
 	}
 	if def.tool == "masscan" {
 		if n := strings.Count(scanner.out.String(), "Discovered open port"); n != r.stats.open {
@@ -438,4 +535,142 @@ type nmapRun struct {
 			Count int    `xml:"count,attr"`
 		} `xml:"ports>extraports"`
 	} `xml:"host"`
+}
+
+// maxListedReplies: up to this many replies to S are listed in the notes.
+const maxListedReplies = 12
+
+// trapMark starts the daemon's line telling the kernel trap is set.
+const trapMark = "kernel trap set on"
+
+// commandBans reads, for the command blocker, who the block script banned
+// and when, and T's ban table. It returns the addresses other than S and I
+// that were banned.
+func (r *scanResult) commandBans(ctx context.Context, l *lab, t tools, dir string, scannerAddr netip.Addr) ([]string, error) {
+	var err error
+	r.blocks, err = readBlocks(filepath.Join(dir, "blocks.log"))
+	if err != nil {
+		return nil, err
+	}
+	var also []string
+	for _, b := range r.blocks {
+		switch {
+		case b.addr == scannerAddr:
+			if r.blockAt.IsZero() || b.at.Before(r.blockAt) {
+				r.blockAt = b.at
+			}
+		case b.addr == l.I.v4 || b.addr == l.I.v6:
+			r.innocentBanned = append(r.innocentBanned, "block command ran for "+b.addr.String())
+		default:
+			also = append(also, fmt.Sprintf("%s (%s)", b.addr, b.set))
+		}
+	}
+	table, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "table", "inet", "lab")...)
+	if err != nil {
+		return also, err
+	}
+	for _, a := range []netip.Addr{l.I.v4, l.I.v6} {
+		if mentions(table, a) {
+			r.innocentBanned = append(r.innocentBanned, a.String()+" in T's ban set")
+		}
+	}
+	r.inSet = mentions(table, scannerAddr)
+	if !r.blockAt.IsZero() && !r.inSet {
+		r.notes = append(r.notes, fmt.Sprintf("the block script recorded %s but it is not in the ban set", scannerAddr))
+	}
+	return also, nil
+}
+
+// nftBans reads, for the nftables blocker, when the daemon logged S's ban,
+// and the daemon's ban sets ban4 and ban6 in T: S must be there, I never.
+// It returns the addresses other than S and I that were banned.
+func (r *scanResult) nftBans(ctx context.Context, l *lab, t tools, daemonLog string, scannerAddr netip.Addr) ([]string, error) {
+	r.blocks = nativeBlocks(daemonLog)
+	for _, b := range r.blocks {
+		if b.addr == scannerAddr && (r.blockAt.IsZero() || b.at.Before(r.blockAt)) {
+			r.blockAt = b.at
+		}
+	}
+	var also []string
+	for _, set := range []string{"ban4", "ban6"} {
+		out, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "set", "inet", daemonTable, set)...)
+		if err != nil {
+			return also, fmt.Errorf("reading the daemon's ban set: %w", err)
+		}
+		elems, err := setElements(out)
+		if err != nil {
+			return also, fmt.Errorf("nft list set inet %s %s: %w", daemonTable, set, err)
+		}
+		for _, a := range elems {
+			switch {
+			case a == scannerAddr:
+				r.inSet = true
+			case a == l.I.v4 || a == l.I.v6:
+				r.innocentBanned = append(r.innocentBanned, a.String()+" in T's set "+set)
+			default:
+				also = append(also, fmt.Sprintf("%s (%s)", a, set))
+			}
+		}
+	}
+	switch {
+	case !r.inSet:
+		r.notes = append(r.notes, fmt.Sprintf("%s is not in T's ban set after the scan", scannerAddr))
+	case r.blockAt.IsZero():
+		r.notes = append(r.notes, fmt.Sprintf("%s is in T's ban set, but the daemon logged no \"has been blocked via nftables\" line for it", scannerAddr))
+	}
+	return also, nil
+}
+
+// nativeBlockRE matches the daemon's line for a ban by the nftables
+// blocker, after its timestamp (logline.Timestamp2x, milliseconds).
+var nativeBlockRE = regexp.MustCompile(`^(\S+) attackalert: Host (\S+) has been blocked via nftables\b`)
+
+// nativeBlocks returns the daemon's "has been blocked via nftables" lines,
+// with their timestamps.
+func nativeBlocks(daemonLog string) []blockRecord {
+	var recs []blockRecord
+	for _, line := range strings.Split(daemonLog, "\n") {
+		m := nativeBlockRE.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		at, err := time.Parse(logline.Timestamp2x, m[1])
+		if err != nil {
+			continue
+		}
+		a, err := netip.ParseAddr(m[2])
+		if err != nil {
+			continue
+		}
+		recs = append(recs, blockRecord{set: "nftables", addr: a.Unmap(), at: at})
+	}
+	return recs
+}
+
+// setElements returns the addresses in `nft list set` output:
+//
+//	elements = { 10.232.0.2 timeout 1h expires 59m58s,
+//		     10.232.0.9 timeout 1h expires 59m59s }
+func setElements(out string) ([]netip.Addr, error) {
+	i := strings.Index(out, "elements = {")
+	if i < 0 {
+		return nil, nil
+	}
+	body, _, ok := strings.Cut(out[i+len("elements = {"):], "}")
+	if !ok {
+		return nil, fmt.Errorf("unterminated elements in %q", out)
+	}
+	var addrs []netip.Addr
+	for _, e := range strings.Split(body, ",") {
+		f := strings.Fields(e)
+		if len(f) == 0 {
+			continue
+		}
+		a, err := netip.ParseAddr(f[0])
+		if err != nil {
+			return addrs, fmt.Errorf("element %q: %v", strings.TrimSpace(e), err)
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, nil
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/binary"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -126,6 +128,7 @@ func TestAnalyze(t *testing.T) {
 		lastProbe:    start.Add(10 * time.Millisecond),
 		replies:      5,
 		repliesAfter: 2,
+		lastReply:    start.Add(11 * time.Millisecond),
 		answered:     5, // tcp 22, tcp 23, udp 53, udp 7, tcp 25
 		open:         2,
 	}
@@ -211,10 +214,17 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := o.command(), "go run ./test/scanlab -mode tcp,udp -scans syn,masscan"; got != want {
+	if got, want := o.command(), "go run ./test/scanlab -blocker nftables -mode tcp,udp -scans syn,masscan"; got != want {
 		t.Errorf("command() = %q, want %q", got, want)
 	}
-	for _, bad := range [][]string{{"-mode", "tcp,atcp"}, {"-mode", "xtcp"}, {"-scans", "ping"}, {"-scans", ""}} {
+	o, err = parseFlags([]string{"-blocker", "command"}, &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := o.command(), "go run ./test/scanlab -blocker command -mode atcp,audp -scans syn,fin,udp,syn6,masscan"; got != want {
+		t.Errorf("command() = %q, want %q", got, want)
+	}
+	for _, bad := range [][]string{{"-mode", "tcp,atcp"}, {"-mode", "xtcp"}, {"-scans", "ping"}, {"-scans", ""}, {"-blocker", "iptables"}} {
 		if _, err := parseFlags(bad, &errs); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
 		}
@@ -228,5 +238,122 @@ func TestParseInnocent(t *testing.T) {
 	}
 	if _, err := parseInnocent("nothing"); err == nil {
 		t.Error("parseInnocent found a result in nothing")
+	}
+}
+
+func TestDescribeReplies(t *testing.T) {
+	S4, T4 := scannerV4, targetV4
+	probe7 := frame(S4, T4, protoUDP, udpHdr(40000, 7))
+	start := time.Unix(1_700_000_000, 0)
+	pkts, err := decodePcap(bytes.NewReader(pcapFile(start,
+		frame(S4, T4, protoTCP, tcpHdr(50000, 80, tcpSYN)),
+		frame(T4, S4, protoTCP, tcpHdr(80, 50000, tcpSYN|tcpACK)),
+		frame(T4, S4, protoICMP, icmpUnreach(false, probe7)),
+		frame(T4, S4, protoTCP, tcpHdr(113, 50000, tcpRST|tcpACK)),
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, more := describeReplies(pkts, []netip.Addr{S4}, []netip.Addr{T4}, start, 2)
+	want := []string{"+1.000 ms TCP 80 → 50000 SYN/ACK", "+2.000 ms ICMP 3/3 for UDP port 7"}
+	if strings.Join(lines, "|") != strings.Join(want, "|") || more != 1 {
+		t.Errorf("describeReplies = %q, %d more; want %q, 1 more", lines, more, want)
+	}
+}
+
+func TestNativeBlocks(t *testing.T) {
+	log := `2026-11-22T02:58:54.120+0000 attackalert: TCP SYN/Normal scan from host: 10.232.0.2/10.232.0.2 to TCP port: 7
+2026-11-22T03:58:54.123+0100 attackalert: Host 10.232.0.2 has been blocked via nftables for 1h0m0s (until 2026-11-22T03:58:54Z)
+2026-11-22T02:58:55.000+0000 attackalert: Host fd00:232::2 has been blocked via nftables for 1h0m0s
+2026-11-22T02:58:56.000+0000 attackalert: Host 10.232.0.9 has been blocked via dropped route using command: "x"
+`
+	recs := nativeBlocks(log)
+	if len(recs) != 2 {
+		t.Fatalf("nativeBlocks = %+v", recs)
+	}
+	if want := time.Date(2026, 11, 22, 2, 58, 54, 123e6, time.UTC); recs[0].addr != scannerV4 || !recs[0].at.Equal(want) {
+		t.Errorf("first record %+v, want %s at %v", recs[0], scannerV4, want)
+	}
+	if recs[1].addr != scannerV6 {
+		t.Errorf("second record %+v", recs[1])
+	}
+}
+
+func TestSetElements(t *testing.T) {
+	out := `table inet portsentry {
+	set ban4 {
+		type ipv4_addr
+		size 1048576
+		flags dynamic,timeout
+		elements = { 10.232.0.2 timeout 1h expires 59m58s808ms,
+			     10.232.0.9 timeout 1h expires 59m59s }
+	}
+}
+`
+	got, err := setElements(out)
+	if err != nil || len(got) != 2 || got[0] != scannerV4 || got[1] != netip.MustParseAddr("10.232.0.9") {
+		t.Errorf("setElements = %v, %v", got, err)
+	}
+	empty := "table inet portsentry {\n\tset ban6 {\n\t\ttype ipv6_addr\n\t}\n}\n"
+	if got, err := setElements(empty); err != nil || len(got) != 0 {
+		t.Errorf("empty set: %v, %v", got, err)
+	}
+	if _, err := setElements("elements = { bogus }"); err == nil {
+		t.Error("setElements accepted a bad element")
+	}
+}
+
+func TestWriteDaemonFiles(t *testing.T) {
+	tl := tools{nft: "/usr/sbin/nft", date: "/bin/date"}
+	for _, c := range []struct {
+		blocker   string
+		want, not []string
+	}{
+		{blockerNFT, []string{`BLOCKER="nftables"`, `KERNEL_TRAP="1"`, `BAN_TIME="3600"`, `CONTROL_SOCKET="`}, []string{"KILL_ROUTE"}},
+		{blockerCommand, []string{`BLOCKER="command"`, `KILL_ROUTE="/bin/sh `, `KILL_ROUTE6="/bin/sh `, `CONTROL_SOCKET="`}, []string{"KERNEL_TRAP", "BAN_TIME"}},
+	} {
+		dir := t.TempDir()
+		path, err := writeDaemonFiles(dir, tl, c.blocker)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conf := string(b)
+		for _, w := range c.want {
+			if !strings.Contains(conf, w) {
+				t.Errorf("%s: config lacks %s:\n%s", c.blocker, w, conf)
+			}
+		}
+		for _, n := range c.not {
+			if strings.Contains(conf, n) {
+				t.Errorf("%s: config has %s:\n%s", c.blocker, n, conf)
+			}
+		}
+		_, errScript := os.Stat(filepath.Join(dir, "block.sh"))
+		if (c.blocker == blockerCommand) != (errScript == nil) {
+			t.Errorf("%s: block.sh exists: %v", c.blocker, errScript == nil)
+		}
+	}
+	if _, err := writeDaemonFiles(t.TempDir(), tl, "iptables"); err == nil {
+		t.Error("writeDaemonFiles accepted an unknown blocker")
+	}
+}
+
+func TestNFTBlockCell(t *testing.T) {
+	first := time.Unix(1_700_000_000, 0)
+	r := &scanResult{blocker: blockerNFT, inSet: true}
+	r.stats.firstProbe = first
+	r.stats.probesBefore = 40
+	r.blockAt = first.Add(2 * time.Millisecond)
+	if got, want := r.blockCell(), "no reply; ban logged ≤ +3.0 ms (40 probes)"; got != want {
+		t.Errorf("blockCell = %q, want %q", got, want)
+	}
+	r.stats.lastReply = first.Add(250 * time.Microsecond)
+	r.blockAt, r.inSet = time.Time{}, false
+	if got, want := r.blockCell(), "last reply +0.2 ms; ban not logged; **not in the ban set**"; got != want {
+		t.Errorf("blockCell = %q, want %q", got, want)
 	}
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -12,10 +14,11 @@ type scanStats struct {
 	probesBefore int       // of which arrived before the block landed (all: never blocked)
 	firstProbe   time.Time // zero when there were none
 	lastProbe    time.Time
-	replies      int // packets T→S: everything the scanner learned from
-	repliesAfter int // of which left T after the block had landed
-	answered     int // distinct ports (per protocol) T answered
-	open         int // of which looked open: SYN/ACK or a UDP answer
+	replies      int       // packets T→S: everything the scanner learned from
+	repliesAfter int       // of which left T after the block had landed
+	lastReply    time.Time // the last of them; zero when there were none
+	answered     int       // distinct ports (per protocol) T answered
+	open         int       // of which looked open: SYN/ACK or a UDP answer
 }
 
 // portKey is a transport protocol and port.
@@ -49,6 +52,9 @@ func analyze(pkts []packet, scanner, target []netip.Addr, block time.Time) scanS
 			}
 		case slices.Contains(target, p.src) && slices.Contains(scanner, p.dst):
 			st.replies++
+			if p.ts.After(st.lastReply) {
+				st.lastReply = p.ts
+			}
 			if !block.IsZero() && p.ts.After(block) {
 				st.repliesAfter++
 			}
@@ -73,4 +79,59 @@ func analyze(pkts []packet, scanner, target []netip.Addr, block time.Time) scanS
 	}
 	st.answered, st.open = len(answered), len(open)
 	return st
+}
+
+// describeReplies lists the first max packets T sent to the scanner, each
+// with its time after first and what it was, and how many more there were.
+func describeReplies(pkts []packet, scanner, target []netip.Addr, first time.Time, max int) (lines []string, more int) {
+	for _, p := range pkts {
+		if p.isNeighborDiscovery() || !slices.Contains(target, p.src) || !slices.Contains(scanner, p.dst) {
+			continue
+		}
+		if len(lines) == max {
+			more++
+			continue
+		}
+		lines = append(lines, fmt.Sprintf("+%.3f ms %s", float64(p.ts.Sub(first))/float64(time.Millisecond), p.describe()))
+	}
+	return lines, more
+}
+
+// describe tells what a packet is, e.g. "TCP 80 → 41234 SYN/ACK",
+// "ICMP 3/3 for UDP port 7".
+func (p packet) describe() string {
+	if !p.l4ok {
+		return fmt.Sprintf("protocol %d (no transport header)", p.proto)
+	}
+	switch p.proto {
+	case protoTCP:
+		var fl []string
+		for _, f := range []struct {
+			bit  uint8
+			name string
+		}{{tcpSYN, "SYN"}, {tcpFIN, "FIN"}, {tcpRST, "RST"}, {tcpACK, "ACK"}} {
+			if p.tcpFlags&f.bit != 0 {
+				fl = append(fl, f.name)
+			}
+		}
+		return fmt.Sprintf("TCP %d → %d %s", p.sport, p.dport, strings.Join(fl, "/"))
+	case protoUDP:
+		return fmt.Sprintf("UDP %d → %d", p.sport, p.dport)
+	}
+	name := "ICMP"
+	if p.proto == protoICMPv6 {
+		name = "ICMPv6"
+	}
+	s := fmt.Sprintf("%s %d/%d", name, p.icmpType, p.icmpCode)
+	if p.quoted {
+		proto := fmt.Sprintf("protocol %d", p.quotedProto)
+		switch p.quotedProto {
+		case protoTCP:
+			proto = "TCP"
+		case protoUDP:
+			proto = "UDP"
+		}
+		s += fmt.Sprintf(" for %s port %d", proto, p.quotedDport)
+	}
+	return s
 }
