@@ -73,10 +73,9 @@ type Blocker struct {
 	chain string
 	fams  [2]*family // IPv4, IPv6
 
-	mu      sync.Mutex
-	pending map[netip.Addr]bool // true: add, false: delete; the last call wins
-	invalid int                 // invalid addresses queued since the last Commit
-	closed  bool
+	mu     sync.Mutex
+	queue  block.Queue
+	closed bool
 }
 
 var _ block.Blocker = (*Blocker)(nil)
@@ -211,25 +210,10 @@ func (b *Blocker) ensure(f *family) error {
 
 // Add queues a ban of addr. The TTL is ignored: iptables rules do not
 // expire, the daemon deletes them. An IPv4-mapped address is banned as IPv4.
-func (b *Blocker) Add(addr netip.Addr, ttl time.Duration) { b.queue(addr, true) }
+func (b *Blocker) Add(addr netip.Addr, ttl time.Duration) { b.queue.Put(addr, true) }
 
 // Delete queues the removal of addr's ban.
-func (b *Blocker) Delete(addr netip.Addr) { b.queue(addr, false) }
-
-func (b *Blocker) queue(addr netip.Addr, add bool) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	a := addr.Unmap().WithZone("")
-	if !a.IsValid() {
-		// Add has no error result; Commit reports it.
-		b.invalid++
-		return
-	}
-	if b.pending == nil {
-		b.pending = make(map[netip.Addr]bool)
-	}
-	b.pending[a] = add
-}
+func (b *Blocker) Delete(addr netip.Addr) { b.queue.Put(addr, false) }
 
 // Commit applies the queued changes: per family with changes, it checks the
 // jump (restoring it and the chain if a firewall reload removed them), reads
@@ -243,8 +227,7 @@ func (b *Blocker) queue(addr netip.Addr, add bool) {
 func (b *Blocker) Commit() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	pending, invalid := b.pending, b.invalid
-	b.pending, b.invalid = nil, 0
+	pending, invalid := b.queue.Take()
 	if b.closed {
 		return errors.New("iptables: Commit after Close")
 	}
