@@ -11,9 +11,9 @@ func TestQueue(t *testing.T) {
 	var q Queue
 	a := netip.MustParseAddr("192.0.2.1")
 	q.Put(netip.MustParseAddr("::ffff:192.0.2.1"), true) // mapped: the IPv4 address
-	q.Put(a, false)                                       // the last call wins
-	q.Put(netip.MustParseAddr("fe80::1%eth0"), true)      // the zone is dropped
-	q.Put(netip.Addr{}, true)                             // counted, not queued
+	q.Put(a, false)                                      // the last call wins
+	q.Put(netip.MustParseAddr("fe80::1%eth0"), true)     // the zone is dropped
+	q.Put(netip.Addr{}, true)                            // counted, not queued
 	got, invalid := q.Take()
 	want := map[netip.Addr]bool{a: false, netip.MustParseAddr("fe80::1"): true}
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(x, y netip.Addr) bool { return x == y })); diff != "" || invalid != 1 {
