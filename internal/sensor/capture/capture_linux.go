@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/sensor/backoff"
 )
 
 const (
@@ -177,11 +178,11 @@ func (s *Sensor) readLoop(ctx context.Context) error {
 			}
 			// ENOBUFS, ENOMEM and the like: back off rather than spin,
 			// and say so once per episode.
-			delay = nextDelay(delay)
-			if delay == minDelay {
+			delay = backoff.Next(delay)
+			if delay == backoff.First {
 				s.log.Warn("capture: read failed; retrying", "err", sys.errno)
 			}
-			if !sleep(ctx, delay) {
+			if !backoff.Sleep(ctx, delay) {
 				return nil
 			}
 			continue
@@ -195,29 +196,4 @@ func (s *Sensor) readLoop(ctx context.Context) error {
 // with its link-layer address.
 func (s *Sensor) handlePacket(b []byte, sa *unix.RawSockaddrLinklayer) {
 	s.handle(b, sa.Pkttype, int(sa.Ifindex), time.Now())
-}
-
-const (
-	minDelay = 5 * time.Millisecond
-	maxDelay = time.Second
-)
-
-// nextDelay is the backoff after a failed read.
-func nextDelay(d time.Duration) time.Duration {
-	if d == 0 {
-		return minDelay
-	}
-	return min(2*d, maxDelay)
-}
-
-// sleep waits d and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/portset"
+	"github.com/portsentry-go/portsentry/internal/sensor/backoff"
 )
 
 const (
@@ -334,12 +335,12 @@ func (s *Sensor) serveTCPLocked(port uint16, ln *net.TCPListener) {
 				}
 				// EMFILE and friends: back off as net/http does
 				// rather than spin, and say so once per episode.
-				delay = nextDelay(delay)
-				if delay == minDelay {
+				delay = backoff.Next(delay)
+				if delay == backoff.First {
 					s.log.Warn("connect: accept failed; retrying",
 						"proto", "TCP", "port", port, "err", err)
 				}
-				if !sleep(ctx, delay) {
+				if !backoff.Sleep(ctx, delay) {
 					return
 				}
 				continue
@@ -401,12 +402,12 @@ func (s *Sensor) serveUDPLocked(port uint16, pc *net.UDPConn) {
 				if errors.Is(err, net.ErrClosed) {
 					return
 				}
-				delay = nextDelay(delay)
-				if delay == minDelay {
+				delay = backoff.Next(delay)
+				if delay == backoff.First {
 					s.log.Warn("connect: read failed; retrying",
 						"proto", "UDP", "port", port, "err", err)
 				}
-				if !sleep(ctx, delay) {
+				if !backoff.Sleep(ctx, delay) {
 					return
 				}
 				continue
@@ -442,29 +443,4 @@ func addrOf(a net.Addr) netip.Addr {
 		return netip.Addr{}
 	}
 	return ta.AddrPort().Addr().Unmap().WithZone("")
-}
-
-const (
-	minDelay = 5 * time.Millisecond
-	maxDelay = time.Second
-)
-
-// nextDelay is the backoff after a failed accept or read.
-func nextDelay(d time.Duration) time.Duration {
-	if d == 0 {
-		return minDelay
-	}
-	return min(2*d, maxDelay)
-}
-
-// sleep waits d and reports whether ctx is still live.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
 }
