@@ -69,7 +69,7 @@ func readyNotifier() func() {
 		fmt.Fprint(f, "ready\n")
 		f.Close()
 		if devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
-			_ = syscall.Dup3(int(devnull.Fd()), 2, 0)
+			_ = dupStderr(int(devnull.Fd()))
 			devnull.Close()
 		}
 	}
