@@ -40,10 +40,12 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) error {
 // startListener runs `netclient -listen` inside h's namespace: a service
 // bound to addr (e.g. ":143", dual stack) that sends reply to each TCP
 // client, or answers UDP datagrams with reply (never, when reply is "").
-// It returns once the socket is bound; Cleanup kills it.
-func startListener(t *testing.T, h host, proto, addr, reply string) {
+// It returns once the socket is bound; Cleanup kills it. extra are more
+// netclient flags (e.g. "-delay", "1s").
+func startListener(t *testing.T, h host, proto, addr, reply string, extra ...string) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", h.ns, clientPath, "-listen", "-proto", proto, "-addr", addr, "-reply", reply)
+	args := append([]string{"netns", "exec", h.ns, clientPath, "-listen", "-proto", proto, "-addr", addr, "-reply", reply}, extra...)
+	cmd := exec.Command("ip", args...)
 	var stderr syncBuf
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -760,39 +758,7 @@ func (s *stLab) counter(t *testing.T, name string) int {
 // delay after each datagram (after the client may have closed its socket).
 func stStartDelayedListener(t *testing.T, h host, proto, addr, reply string, delay time.Duration) {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", h.ns, clientPath, "-listen", "-proto", proto, "-addr", addr, "-reply", reply, "-delay", delay.String())
-	var stderr syncBuf
-	cmd.Stderr = &stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting %v: %v", cmd.Args, err)
-	}
-	done := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(done)
-	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
-	first := make(chan string, 1)
-	go func() {
-		line, _ := bufio.NewReader(out).ReadString('\n')
-		first <- line
-	}()
-	select {
-	case line := <-first:
-		if !strings.Contains(line, `"listening":true`) {
-			t.Fatalf("service %s %s in %s did not start: %q %s", proto, addr, h.ns, line, stderr.String())
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatalf("service %s %s in %s not listening after 10s: %s", proto, addr, h.ns, stderr.String())
-	}
+	startListener(t, h, proto, addr, reply, "-delay", delay.String())
 }
 
 // TestStealthNoServiceCheck: with -S the service check is off, so a SYN to
