@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"slices"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/bans"
@@ -223,6 +222,5 @@ func (d *Daemon) Status() control.Status {
 		st.NextExpiry = t
 	}
 	_ = d.inLoop(func() { st.Sources, _, _ = d.engine.Stats() })
-	st.Modes = slices.Clip(st.Modes)
 	return st
 }

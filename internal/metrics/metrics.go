@@ -116,10 +116,9 @@ const numProtos = len(protoNames)
 // start, so that rate() and absent-series alerts work before the first
 // ban; any other value the daemon passes is still counted.
 var (
-	blockerNames  = []string{"nftables", "iptables", "route", "hostsdeny", "command"}
-	unbanReasons  = []string{"expired", "manual"}
-	commandSteps  = []string{"route", "hostsdeny", "runcmd", "native"}
-	reloadResults = []string{"success", "failure"}
+	blockerNames = []string{"nftables", "iptables", "route", "hostsdeny", "command"}
+	unbanReasons = []string{"expired", "manual"}
+	commandSteps = []string{"route", "hostsdeny", "runcmd", "native"}
 )
 
 // Funcs are read at each scrape: state that another part of the daemon

@@ -104,12 +104,3 @@ func ahHdr(next uint8) []byte {
 	binary.BigEndian.PutUint32(h[4:], 0x100) // SPI
 	return h
 }
-
-// cat joins byte slices into a new one.
-func cat(parts ...[]byte) []byte {
-	var b []byte
-	for _, p := range parts {
-		b = append(b, p...)
-	}
-	return b
-}

@@ -137,14 +137,3 @@ func running(pid int) bool {
 	st, ok := readProcStat(pid)
 	return ok && st.state != 'Z' && st.state != 'X'
 }
-
-// countWith counts the lines that contain sub.
-func countWith(lines []string, sub string) int {
-	n := 0
-	for _, l := range lines {
-		if strings.Contains(l, sub) {
-			n++
-		}
-	}
-	return n
-}
