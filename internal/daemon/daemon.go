@@ -218,6 +218,11 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	}
 	d.loop(ctx, hup)
 	_ = sdnotify.Stopping()
+	// A stopped daemon detects nothing: the trap goes with it, so no ban is
+	// made that nothing logs or records. Bans in force stay, and expire.
+	if err := d.enf.setTrap(nil); err != nil {
+		d.log.Error("adminalert: ERROR: removing the kernel trap: " + err.Error())
+	}
 	cancel()
 	wg.Wait()
 	if d.services != nil {

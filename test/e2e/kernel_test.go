@@ -578,6 +578,14 @@ func TestKernelRestoreAfterRestart(t *testing.T) {
 				time.Sleep(1500 * time.Millisecond)
 			}
 			stop(k.d)
+			if sig == syscall.SIGTERM {
+				// A stopped daemon takes its trap with it (nothing would log
+				// or record the bans it made); the bans stay.
+				if out := k.nftExec(t, "", "list", "chain", "inet", "portsentry", "trap"); bytes.Contains(out, []byte("add @ban")) {
+					t.Errorf("the kernel trap is still armed after SIGTERM:\n%s", out)
+				}
+				k.assertKBanned(t, k.S.v4, k.S.v6, stray4, stray6)
+			}
 
 			// Restart: the record wins over the table.
 			d2 := k.startDaemon(t)
