@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/netip"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
@@ -36,11 +37,54 @@ func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 	sock := fs.String("s", "", "control `socket` (default: CONTROL_SOCKET of the configuration)")
 	reason := fs.String("reason", "manual", "block: the reason recorded")
 	fs.Usage = func() { fmt.Fprint(stderr, opsUsage) }
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
+	// Flags may come before or after the operands ("block ADDR -s SOCK"):
+	// the flag package stops at the first operand, so parse on after it.
+	var rest []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return exitOK
+			}
+			return exitConfig
 		}
+		if fs.NArg() == 0 {
+			break
+		}
+		rest = append(rest, fs.Arg(0))
+		args = fs.Args()[1:]
+	}
+	// The operands are checked before the daemon is asked anything, so a
+	// typo is reported as such, not as a daemon that does not answer.
+	usage := func(format string, a ...any) int {
+		fmt.Fprintf(stderr, "portsentry %s: "+format+"\n", append([]any{name}, a...)...)
+		fmt.Fprint(stderr, opsUsage)
 		return exitConfig
+	}
+	var target netip.Prefix
+	var dur time.Duration
+	switch name {
+	case "list", "status":
+		if len(rest) != 0 {
+			return usage("takes no operand, got %q", rest[0])
+		}
+	case "block":
+		if len(rest) < 1 || len(rest) > 2 {
+			return usage("want ADDRESS [DURATION]")
+		}
+		p, err := control.ParseTarget(rest[0])
+		if err != nil || !p.IsSingleIP() {
+			return usage("%q: want one address", rest[0])
+		}
+		target = p
+	case "unblock":
+		if len(rest) != 1 {
+			return usage("want ADDRESS or PREFIX")
+		}
+		p, err := control.ParseTarget(rest[0])
+		if err != nil {
+			return usage("%v", err)
+		}
+		target = p
 	}
 	path, banTime := *sock, time.Duration(0)
 	if c, err := config.Load(*conf); err == nil {
@@ -50,6 +94,15 @@ func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 		}
 	} else if path == "" {
 		path = config.DefaultControlSocket
+	}
+	if name == "block" {
+		dur = banTime // as an automatic first ban, unless told
+		if len(rest) == 2 {
+			var err error
+			if dur, err = control.ParseDuration(rest[1]); err != nil {
+				return usage("%v", err)
+			}
+		}
 	}
 	if path == "" {
 		fmt.Fprintln(stderr, "portsentry: CONTROL_SOCKET is off in", *conf)
@@ -64,7 +117,6 @@ func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 		return fail(err)
 	}
 	defer c.Close()
-	rest := fs.Args()
 	switch name {
 	case "list":
 		bs, err := c.List()
@@ -83,38 +135,13 @@ func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 	case "block":
-		if len(rest) < 1 || len(rest) > 2 {
-			fmt.Fprint(stderr, opsUsage)
-			return exitConfig
-		}
-		p, err := control.ParseTarget(rest[0])
-		if err != nil || !p.IsSingleIP() {
-			fmt.Fprintf(stderr, "portsentry: block %q: want one address\n", rest[0])
-			return exitConfig
-		}
-		d := banTime // as an automatic first ban, unless told
-		if len(rest) == 2 {
-			if d, err = control.ParseDuration(rest[1]); err != nil {
-				fmt.Fprintln(stderr, "portsentry:", err)
-				return exitConfig
-			}
-		}
-		b, err := c.Block(p.Addr(), d, *reason)
+		b, err := c.Block(target.Addr(), dur, *reason)
 		if err != nil {
 			return fail(err)
 		}
 		fmt.Fprintf(stdout, "blocked %s (%s)\n", b.Addr, expiresText(b.Expires))
 	case "unblock":
-		if len(rest) != 1 {
-			fmt.Fprint(stderr, opsUsage)
-			return exitConfig
-		}
-		p, err := control.ParseTarget(rest[0])
-		if err != nil {
-			fmt.Fprintln(stderr, "portsentry:", err)
-			return exitConfig
-		}
-		lifted, err := c.Unblock(p)
+		lifted, err := c.Unblock(target)
 		if err != nil {
 			return fail(err)
 		}
@@ -122,7 +149,7 @@ func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stdout, "unblocked %s\n", b.Addr)
 		}
 		if len(lifted) == 0 {
-			fmt.Fprintf(stdout, "no ban inside %s\n", p)
+			fmt.Fprintf(stdout, "no ban inside %s\n", target)
 		}
 	}
 	return exitOK
