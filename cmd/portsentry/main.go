@@ -21,7 +21,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/daemon"
 	"github.com/portsentry-go/portsentry/internal/event"
-	"github.com/portsentry-go/portsentry/internal/logsink"
+	"github.com/portsentry-go/portsentry/internal/report/output"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -196,16 +196,16 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case c.debug:
 		level = slog.LevelDebug
 	case c.verbose:
-		level = logsink.LevelVerbose
+		level = output.LevelVerbose
 	}
 	if c.logTo == "syslog" || (c.logTo == "" && c.background) {
-		opts.Log, err = logsink.NewSyslog(level)
+		opts.Log, err = output.NewSyslog(level)
 		if err != nil {
 			fmt.Fprintln(stderr, "portsentry:", err)
 			return exitConfig
 		}
 	} else {
-		opts.Log = logsink.New(stdout, level)
+		opts.Log = output.New(stdout, level)
 	}
 	opts.Ready = readyNotifier()
 

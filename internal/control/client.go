@@ -10,7 +10,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 // Client talks to a daemon's control socket. Each call is one connection.

@@ -49,7 +49,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 // DefaultPath is where the daemon listens unless configured otherwise.

@@ -12,7 +12,7 @@ import (
 	"time"
 	"unicode"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 // timeLayout is how the CLI shows times: local, to the second.

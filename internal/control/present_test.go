@@ -10,7 +10,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 var addrEq = cmpopts.EquateComparable(netip.Addr{}, netip.Prefix{})

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 const (

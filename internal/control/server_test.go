@@ -26,7 +26,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 )
 
 // fakeDaemon is a Handler over an in-memory ban store, serialized by a

@@ -8,11 +8,11 @@ import (
 	"os"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
-	"github.com/portsentry-go/portsentry/internal/block/command"
 	"github.com/portsentry-go/portsentry/internal/control"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
-	"github.com/portsentry-go/portsentry/internal/respond"
 )
 
 // Version is reported by the control socket's status; set by main.

@@ -11,25 +11,25 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/alert"
-	"github.com/portsentry-go/portsentry/internal/bans"
-	"github.com/portsentry-go/portsentry/internal/block/command"
-	"github.com/portsentry-go/portsentry/internal/block/hostsdeny"
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/hostsdeny"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
-	"github.com/portsentry-go/portsentry/internal/eventlog"
 	"github.com/portsentry-go/portsentry/internal/ignore"
-	"github.com/portsentry-go/portsentry/internal/logline"
-	"github.com/portsentry-go/portsentry/internal/metrics"
-	"github.com/portsentry-go/portsentry/internal/quiet"
-	"github.com/portsentry-go/portsentry/internal/resolve"
-	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/report/alert"
+	"github.com/portsentry-go/portsentry/internal/report/history"
+	"github.com/portsentry-go/portsentry/internal/report/jsonlog"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/internal/report/metrics"
+	"github.com/portsentry-go/portsentry/internal/report/ratelimit"
+	"github.com/portsentry-go/portsentry/internal/report/resolve"
 	"github.com/portsentry-go/portsentry/internal/sdnotify"
 	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
-	"github.com/portsentry-go/portsentry/internal/sockets"
-	"github.com/portsentry-go/portsentry/internal/state"
+	"github.com/portsentry-go/portsentry/internal/sensor/sockets"
 )
 
 // Queue sizes bound memory whatever the traffic: a sensor that outruns the
@@ -55,8 +55,8 @@ type runtime struct {
 	plan     respond.Plan
 	exec     respond.Executor
 	resolver *resolve.Resolver
-	history  *state.Appender // nil when HISTORY_FILE is ""
-	blocked  *state.Appender // nil when BLOCKED_FILE is ""
+	history  *history.Appender // nil when HISTORY_FILE is ""
+	blocked  *history.Appender // nil when BLOCKED_FILE is ""
 	style2x  bool
 }
 
@@ -109,13 +109,13 @@ type Daemon struct {
 	results chan result
 	dropped atomic.Int64  // events lost to a full queue since last reported
 	seen    atomic.Uint64 // events the sensors produced
-	quiet   *quiet.Limiter
+	quiet   *ratelimit.Limiter
 
 	enf *enforcer
 	// Observers (METRICS_ADDRESS, EVENT_LOG, ALERT_*); nil when off, and
 	// every method of theirs is then a no-op.
 	metrics      *metrics.Metrics
-	eventLog     *eventlog.Writer
+	eventLog     *jsonlog.Writer
 	alerts       *alert.Alerter
 	droppedTotal atomic.Uint64 // events lost since start, for the metrics
 	sources      atomic.Int64  // the engine's table size, for the metrics
@@ -143,7 +143,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		reports: make(chan report, reportQueue),
 		jobs:    make(chan job, respondQueue),
 		results: make(chan result, respondQueue),
-		quiet:   quiet.New(quietWindow, quietBurst, 4096),
+		quiet:   ratelimit.New(quietWindow, quietBurst, 4096),
 		ctl:     make(chan func()),
 		started: time.Now(),
 	}
@@ -563,10 +563,10 @@ func (d *Daemon) newRuntime(s *Settings) *runtime {
 		rt.resolver = resolve.New(s.Conf.ResolveTimeout, 4096, nil)
 	}
 	if s.Conf.HistoryFile != "" {
-		rt.history = &state.Appender{Path: s.Conf.HistoryFile}
+		rt.history = &history.Appender{Path: s.Conf.HistoryFile}
 	}
 	if s.Conf.BlockedFile != "" {
-		rt.blocked = &state.Appender{Path: s.Conf.BlockedFile}
+		rt.blocked = &history.Appender{Path: s.Conf.BlockedFile}
 	}
 	return rt
 }
@@ -577,7 +577,7 @@ func (d *Daemon) restoreBlocked(path string) {
 	if path == "" {
 		return
 	}
-	recs, bad, err := state.LoadBlocked(path)
+	recs, bad, err := history.LoadBlocked(path)
 	if err != nil {
 		d.log.Error("adminalert: ERROR: cannot read blocked file: " + err.Error())
 	}

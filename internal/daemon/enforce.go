@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/bans"
-	"github.com/portsentry-go/portsentry/internal/block"
-	"github.com/portsentry-go/portsentry/internal/block/detect"
-	"github.com/portsentry-go/portsentry/internal/block/iptables"
-	"github.com/portsentry-go/portsentry/internal/block/nft"
-	"github.com/portsentry-go/portsentry/internal/block/route"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/detect"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/iptables"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/nft"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/route"
 	"github.com/portsentry-go/portsentry/internal/event"
 )
 

@@ -8,12 +8,12 @@ import (
 	"strings"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/alert"
-	"github.com/portsentry-go/portsentry/internal/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/event"
-	"github.com/portsentry-go/portsentry/internal/eventlog"
-	"github.com/portsentry-go/portsentry/internal/metrics"
-	"github.com/portsentry-go/portsentry/internal/respond"
+	"github.com/portsentry-go/portsentry/internal/report/alert"
+	"github.com/portsentry-go/portsentry/internal/report/jsonlog"
+	"github.com/portsentry-go/portsentry/internal/report/metrics"
 )
 
 // alertConfig is the alerting these settings ask for (ALERT_*).
@@ -40,7 +40,7 @@ func (s *Settings) alertConfig() alert.Config {
 func (d *Daemon) openObservers(s *Settings) (serve []func(context.Context), err error) {
 	c := s.Conf
 	if c.EventLog != "" {
-		if d.eventLog, err = eventlog.Open(c.EventLog, Version); err != nil {
+		if d.eventLog, err = jsonlog.Open(c.EventLog, Version); err != nil {
 			return nil, fmt.Errorf("daemon: EVENT_LOG: %w", err)
 		}
 	}
@@ -125,7 +125,7 @@ func (d *Daemon) writeEvent(ev event.Event, act metrics.Action, hits int, host s
 	if d.eventLog == nil {
 		return
 	}
-	r := eventlog.Record{Event: ev, Action: act.String(), Hits: hits}
+	r := jsonlog.Record{Event: ev, Action: act.String(), Hits: hits}
 	if host != ev.Src.String() {
 		r.Host = host
 	}

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
 )
 
 // Names of the end-to-end checks (per-family ones through FamilyChecks).

@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
 )
 
 // fakeSystem simulates the kernel, the two namespaces' network and a

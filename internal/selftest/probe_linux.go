@@ -15,8 +15,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/event"
-	"github.com/portsentry-go/portsentry/internal/packet"
-	"github.com/portsentry-go/portsentry/internal/sockets"
+	"github.com/portsentry-go/portsentry/internal/sensor/packet"
+	"github.com/portsentry-go/portsentry/internal/sensor/sockets"
 )
 
 func (n *linuxNetns) Probe(ctx context.Context, f Feature) error {

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/logline"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
 )
 
 // scanDef is one scan of the benchmark.

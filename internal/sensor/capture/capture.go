@@ -40,8 +40,8 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/event"
-	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/portset"
+	"github.com/portsentry-go/portsentry/internal/sensor/packet"
 )
 
 // Interface selections with a meaning of their own in Config.Interfaces, as

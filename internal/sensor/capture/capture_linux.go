@@ -12,8 +12,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/portsentry-go/portsentry/internal/packet"
 	"github.com/portsentry-go/portsentry/internal/sensor/backoff"
+	"github.com/portsentry-go/portsentry/internal/sensor/packet"
 )
 
 const (

@@ -8,7 +8,7 @@ import (
 	"fmt"
 	"runtime"
 
-	"github.com/portsentry-go/portsentry/internal/packet"
+	"github.com/portsentry-go/portsentry/internal/sensor/packet"
 )
 
 // errNotImplemented is what Open returns: the sensor needs Linux's packet
