@@ -148,7 +148,10 @@ func parse(args []string, stderr io.Writer) (*cli, error) {
 var errVersion = errors.New("version requested")
 
 func describeMode(m event.Mode) string {
-	what := map[string]string{"connect": "trap sockets on ", "stealth": "passive capture on "}[m.Style2x()]
+	what := "trap sockets on "
+	if m.Passive() {
+		what = "passive capture on "
+	}
 	ports := m.Proto().String() + "_PORTS"
 	if m == event.ModeATCP || m == event.ModeAUDP {
 		what, ports = "passive capture on ", "every unused port below ADVANCED_PORTS_"+m.Proto().String()

@@ -336,7 +336,7 @@ func (d *Daemon) decide(ev event.Event) {
 		// Only now, for a line about to be logged, is the service check
 		// worth its lookup: a blocked host's packets to a service are no
 		// probes either.
-		if inUse := d.inUseFunc(); inUse != nil && ev.Mode.Style2x() == "stealth" && inUse(ev.Proto, ev.Port) {
+		if inUse := d.inUseFunc(); inUse != nil && ev.Mode.Passive() && inUse(ev.Proto, ev.Port) {
 			return
 		}
 		d.report(report{ev: ev, v: v, rt: rt, suppressed: n})

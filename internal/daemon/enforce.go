@@ -244,7 +244,7 @@ func (s *Settings) trap(kind string, opts Options) *nft.Trap {
 		}
 	}
 	for _, m := range s.Modes {
-		if m.Style2x() != "stealth" {
+		if !m.Passive() {
 			continue
 		}
 		switch {

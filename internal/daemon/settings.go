@@ -195,7 +195,7 @@ func (s *Settings) watched(m event.Mode) portset.Set {
 // needsCapture reports whether a stealth or advanced mode is on.
 func (s *Settings) needsCapture() bool {
 	for _, m := range s.Modes {
-		if m.Style2x() == "stealth" {
+		if m.Passive() {
 			return true
 		}
 	}
@@ -206,7 +206,7 @@ func (s *Settings) needsCapture() bool {
 func (s *Settings) captureConfig(interfaces []string) capture.Config {
 	c := capture.Config{Interfaces: interfaces}
 	for _, m := range s.Modes {
-		if m.Style2x() != "stealth" {
+		if !m.Passive() {
 			continue
 		}
 		if m.Proto() == event.UDP {

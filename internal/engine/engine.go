@@ -164,7 +164,7 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		v.Action = Pending
 		return v
 	}
-	if e.opts.InUse != nil && ev.Mode.Style2x() == "stealth" && e.opts.InUse(ev.Proto, ev.Port) {
+	if e.opts.InUse != nil && ev.Mode.Passive() && e.opts.InUse(ev.Proto, ev.Port) {
 		v.Action = Service
 		return v
 	}

@@ -63,12 +63,18 @@ func (m Mode) String() string {
 	return fmt.Sprintf("mode(%d)", m)
 }
 
-// Style2x returns the 2.x name of the mode: "connect" or "stealth".
+// Passive reports whether the mode watches by packet capture (stealth and
+// advanced modes) rather than by binding trap sockets (connect mode).
+func (m Mode) Passive() bool { return m != ModeTCP && m != ModeUDP }
+
+// Style2x returns the 2.x name of the mode, what $MODE$ expands to after a
+// 2.x flag: "connect" or "stealth". It is a name, never a test of behaviour
+// (that is Passive).
 func (m Mode) Style2x() string {
-	if m == ModeTCP || m == ModeUDP {
-		return "connect"
+	if m.Passive() {
+		return "stealth"
 	}
-	return "stealth"
+	return "connect"
 }
 
 // Proto returns the protocol a mode watches.

@@ -174,22 +174,23 @@ func TestModes(t *testing.T) {
 	type info struct {
 		Name    string
 		Style2x string
+		Passive bool
 		Proto   Proto
 	}
 	tests := []struct {
 		mode Mode
 		want info
 	}{
-		{ModeTCP, info{"tcp", "connect", TCP}},
-		{ModeUDP, info{"udp", "connect", UDP}},
-		{ModeSTCP, info{"stcp", "stealth", TCP}},
-		{ModeSUDP, info{"sudp", "stealth", UDP}},
-		{ModeATCP, info{"atcp", "stealth", TCP}},
-		{ModeAUDP, info{"audp", "stealth", UDP}},
+		{ModeTCP, info{"tcp", "connect", false, TCP}},
+		{ModeUDP, info{"udp", "connect", false, UDP}},
+		{ModeSTCP, info{"stcp", "stealth", true, TCP}},
+		{ModeSUDP, info{"sudp", "stealth", true, UDP}},
+		{ModeATCP, info{"atcp", "stealth", true, TCP}},
+		{ModeAUDP, info{"audp", "stealth", true, UDP}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.want.Name, func(t *testing.T) {
-			got := info{tt.mode.String(), tt.mode.Style2x(), tt.mode.Proto()}
+			got := info{tt.mode.String(), tt.mode.Style2x(), tt.mode.Passive(), tt.mode.Proto()}
 			if diff := cmp.Diff(tt.want, got); diff != "" {
 				t.Errorf("mode %d mismatch (-want +got):\n%s", tt.mode, diff)
 			}
