@@ -1,12 +1,16 @@
 // Package block defines what every native blocker (nftables, iptables,
-// route) offers the daemon. Each lives in a package of its own below this
-// one; the daemon sees only this interface.
+// route) offers the enforcement layer. Each lives in a package of its own
+// below this one; package enforce sees only these interfaces: Blocker,
+// which every one implements, and Trapper, the optional in-kernel trap
+// (nftables only).
 package block
 
 import (
 	"errors"
 	"net/netip"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
 // Entry is one ban as a firewall holds it.
@@ -41,3 +45,49 @@ type Blocker interface {
 // ErrUnavailable is wrapped when a mechanism is missing on this host (no
 // nftables in the kernel, no iptables binary): detection then tries the next.
 var ErrUnavailable = errors.New("block: mechanism unavailable")
+
+// Trapper is a Blocker that also bans in the packet path: the kernel bans a
+// probe's source itself (the trap), never banning a source on its
+// never-ban list. Its bans expire in the kernel too.
+type Trapper interface {
+	Blocker
+	// SetAllowed replaces the never-ban list (the ignore list and this
+	// host's own addresses).
+	SetAllowed(prefixes []netip.Prefix) error
+	// SetTrap installs t, replacing any trap; nil removes it.
+	SetTrap(t *Trap) error
+	// Stats reads the kernel's counters.
+	Stats() (Stats, error)
+}
+
+// Trap is the in-kernel trap of stealth and advanced modes (SCAN_TRIGGER 0
+// or 1): a TCP probe (no ACK, no RST) or a UDP datagram to one of the
+// ports, from a source that is neither allowed nor local and to a port no
+// local socket owns, bans its source for TTL and is dropped.
+type Trap struct {
+	// TCP and UDP are the trap ports; an empty set means no trap for that
+	// protocol.
+	TCP, UDP portset.Set
+	// TTL is the ban the kernel gives a trapped source; 0 is permanent.
+	TTL time.Duration
+	// Interfaces limits the trap to packets arriving on these interfaces
+	// (exact names, as `ip link` prints them). Empty means every interface
+	// but loopback.
+	Interfaces []string
+}
+
+// Counter is a packet and byte count kept by the kernel.
+type Counter struct {
+	Packets, Bytes uint64
+}
+
+// Stats are counts kept by the kernel's rules, which start from zero when
+// the rules are installed.
+type Stats struct {
+	// Banned counts packets dropped because their source was banned,
+	// since New.
+	Banned Counter
+	// Trapped counts probes that hit the trap since the last SetTrap:
+	// each one banned its source and was dropped.
+	Trapped Counter
+}

@@ -433,7 +433,7 @@ func TestStats(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Counters 1, 2 on the ban rules; 3..6 on the trap rules.
-	want := Stats{Banned: Counter{3, 300}, Trapped: Counter{18, 1800}}
+	want := Stats{Banned: Counter{Packets: 3, Bytes: 300}, Trapped: Counter{Packets: 18, Bytes: 1800}}
 	if st != want {
 		t.Errorf("Stats %+v, want %+v", st, want)
 	}

@@ -60,11 +60,7 @@
 // `nft delete table inet portsentry`.
 package nft
 
-import (
-	"time"
-
-	"github.com/portsentry-go/portsentry/internal/portset"
-)
+import "github.com/portsentry-go/portsentry/internal/enforce/block"
 
 // Defaults for Options.
 const (
@@ -107,34 +103,10 @@ func (o Options) withDefaults() Options {
 	return o
 }
 
-// Trap is the in-kernel trap of stealth and advanced modes (SCAN_TRIGGER 0
-// or 1): a TCP probe (no ACK, no RST) or a UDP datagram to one of the
-// ports, from a source that is neither allowed nor local and to a port no
-// local socket owns, bans its source for TTL and is dropped.
-type Trap struct {
-	// TCP and UDP are the trap ports; an empty set means no trap for that
-	// protocol.
-	TCP, UDP portset.Set
-	// TTL is the ban the kernel gives a trapped source; 0 is permanent.
-	TTL time.Duration
-	// Interfaces limits the trap to packets arriving on these interfaces
-	// (exact names, as `ip link` prints them). Empty means every interface
-	// but loopback.
-	Interfaces []string
-}
-
-// Counter is a packet and byte count kept by the kernel.
-type Counter struct {
-	Packets, Bytes uint64
-}
-
-// Stats are counts kept by the kernel's rules, which start from zero when
-// the rules are installed.
-type Stats struct {
-	// Banned counts packets dropped because their source was banned,
-	// since New.
-	Banned Counter
-	// Trapped counts probes that hit the trap since the last SetTrap:
-	// each one banned its source and was dropped.
-	Trapped Counter
-}
+// Trap, Counter and Stats are the kernel trap's description and counters,
+// shared by every blocker that traps (block.Trapper).
+type (
+	Trap    = block.Trap
+	Counter = block.Counter
+	Stats   = block.Stats
+)

@@ -56,7 +56,7 @@ type op struct {
 	ttl  time.Duration
 }
 
-var _ block.Blocker = (*Blocker)(nil)
+var _ block.Trapper = (*Blocker)(nil)
 
 // errClosed is returned by every method called after Close.
 var errClosed = errors.New("nft: blocker is closed")
