@@ -22,6 +22,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/daemon"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report/output"
+	"github.com/portsentry-go/portsentry/internal/settings"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -179,7 +180,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "portsentry:", err)
 		return exitConfig
 	}
-	opts := daemon.Options{
+	opts := daemon.Options{Options: settings.Options{
 		ConfigPath:     c.config,
 		DefaultsPath:   c.defaults,
 		Modes:          c.modes,
@@ -187,9 +188,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		AllowLocal:     c.allowLocal,
 		Interfaces:     c.interfaces,
 		NoServiceCheck: c.noService,
-	}
+	}}
 	if c.check {
-		return check(opts, stdout, stderr)
+		return check(opts.Options, stdout, stderr)
 	}
 	if c.background && os.Getenv(readyFDEnv) == "" {
 		return background(args, stderr)
@@ -227,7 +228,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}()
 	if err := daemon.Run(ctx, opts, hup); err != nil {
 		fmt.Fprintln(stderr, "portsentry:", err)
-		var ce *daemon.ConfigError
+		var ce *settings.ConfigError
 		if errors.As(err, &ce) {
 			return exitConfig
 		}
@@ -236,8 +237,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func check(opts daemon.Options, stdout, stderr io.Writer) int {
-	s, err := daemon.Load(opts)
+func check(opts settings.Options, stdout, stderr io.Writer) int {
+	s, err := settings.Load(opts)
 	if err != nil {
 		fmt.Fprintln(stderr, "portsentry:", err)
 		return exitConfig

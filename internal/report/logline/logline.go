@@ -126,3 +126,97 @@ const Timestamp2x = "2006-01-02T15:04:05.000-0700"
 func History2x(t time.Time, scanFrom string) string {
 	return t.Format(Timestamp2x) + " " + scanFrom
 }
+
+// The daemon's own news, prefixed "adminalert:" as 1.2 prefixes it. Notice,
+// Warning and Error carry the message of a component; the named lines below
+// are the ones an operator or a script looks for.
+
+// Notice is an adminalert line.
+func Notice(msg string) string { return "adminalert: " + msg }
+
+// Warning is an adminalert warning: something is off, the daemon goes on.
+func Warning(msg string) string { return "adminalert: WARNING: " + msg }
+
+// Error is an adminalert error: something failed, the daemon goes on.
+func Error(msg string) string { return "adminalert: ERROR: " + msg }
+
+// Starting is the first line of a start, with what the settings watch.
+func Starting(summary string) string { return "adminalert: PortSentry starting: " + summary }
+
+// ShuttingDown is the last line of a clean stop.
+const ShuttingDown = "adminalert: PortSentry is shutting down."
+
+// Reloaded follows a SIGHUP that took effect.
+func Reloaded(summary string) string { return "adminalert: configuration reloaded: " + summary }
+
+// ReloadRefused follows a SIGHUP whose files were bad: nothing changed.
+func ReloadRefused(err error) string {
+	return "adminalert: ERROR: reload refused, keeping the running configuration: " + err.Error()
+}
+
+// EventsDropped says the sensors outran the engine and n events were lost.
+func EventsDropped(n int64) string {
+	return fmt.Sprintf("adminalert: WARNING: %d events dropped: the engine could not keep up", n)
+}
+
+// TooManyResponses says a response was not started because the queue of
+// responses under way is full.
+func TooManyResponses(addr string) string {
+	return "adminalert: ERROR: too many responses under way; not responding to " + addr + " now (its next probe retries)"
+}
+
+// BansInForce tells, at start, the bans restored from BAN_FILE.
+func BansInForce(active, restored int, blocker string, removed int) string {
+	return fmt.Sprintf("adminalert: %d bans in force (%d restored to %s, %d stale removed)", active, restored, blocker, removed)
+}
+
+// HostsAlreadyBlocked tells, at start, the hosts read from BLOCKED_FILE.
+func HostsAlreadyBlocked(n int, path string) string {
+	return fmt.Sprintf("adminalert: %d hosts already blocked, from %s", n, path)
+}
+
+// TrapSet tells that the kernel trap is installed.
+func TrapSet(tcp, udp int) string {
+	return fmt.Sprintf("adminalert: kernel trap set on %d TCP and %d UDP ports: a first probe is banned in the packet path", tcp, udp)
+}
+
+// Protected says an address that the engine would act on (-L) is local or
+// ignored, so it is never blocked.
+func Protected(addr string) string {
+	return "attackalert: Host " + addr + " is a local or ignored address: not blocking it"
+}
+
+// MorePackets sums up the lines held back about a source whose response
+// is under way.
+func MorePackets(addr string, n int) string {
+	return fmt.Sprintf("attackalert: Host: %s sent %d more packets (not logged one by one)", addr, n)
+}
+
+// MorePacketsBlocked sums up the lines held back about a blocked source.
+func MorePacketsBlocked(name, addr string, n int) string {
+	return fmt.Sprintf("attackalert: Host: %s/%s sent %d more packets while blocked (not logged one by one)", name, addr, n)
+}
+
+// NotBlocked follows a response whose blocking step failed.
+func NotBlocked(addr string) string {
+	return fmt.Sprintf("attackalert: ERROR: Host %s was NOT blocked; its next probe will try again", addr)
+}
+
+// BlockedByHand follows portsentry block.
+func BlockedByHand(addr, how string) string {
+	return fmt.Sprintf("attackalert: Host %s blocked by hand %s", addr, how)
+}
+
+// Unblocked follows the end of a ban: why is "ban expired" or
+// "unblocked by hand".
+func Unblocked(addr, why string) string {
+	return fmt.Sprintf("attackalert: Host %s unblocked: %s", addr, why)
+}
+
+// UnkillRan and UnkillFailed follow an UNKILL_ROUTE command.
+func UnkillRan(cmd string) string { return fmt.Sprintf("attackalert: ran UNKILL_ROUTE command %q", cmd) }
+
+// UnkillFailed: see UnkillRan.
+func UnkillFailed(cmd string, err error) string {
+	return fmt.Sprintf("attackalert: ERROR: UNKILL_ROUTE command %q failed: %v", cmd, err)
+}

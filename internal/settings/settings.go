@@ -1,24 +1,32 @@
-// Package daemon wires sensors, engine and responders together and runs
-// them: start-up, the event loop, reload on SIGHUP and shutdown.
-package daemon
+// Package settings turns the configuration files and the command line into
+// a checked Settings, and a Settings into what each part of the daemon
+// takes: the sensors' ports, enforcement's plan and trap, reporting's files
+// and destinations. A bad file fails Load and changes nothing.
+package settings
 
 import (
+	"errors"
 	"fmt"
-	"log/slog"
-	"net/netip"
+	"os"
 	"strings"
 
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/enforce"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
 	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/portset"
+	"github.com/portsentry-go/portsentry/internal/report"
+	"github.com/portsentry-go/portsentry/internal/report/alert"
+	"github.com/portsentry-go/portsentry/internal/report/metrics"
 	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
 )
 
-// Options are the daemon's start-up choices from the command line.
+// Options are the start-up choices from the command line.
 type Options struct {
 	ConfigPath   string       // -c
 	DefaultsPath string       // Debian's /etc/default/portsentry; "" to skip
@@ -30,15 +38,12 @@ type Options struct {
 	Interfaces []string
 	// NoServiceCheck (-S) counts probes to ports a local service uses.
 	NoServiceCheck bool
-	Log            *slog.Logger
-	// Ready is called once every sensor is bound, after the "now active and
-	// listening" line (systemd's READY=1 hooks in here).
-	Ready func()
 }
 
 // Settings is a loaded, validated configuration: everything a (re)start
 // needs, built before anything is touched so that a bad file changes nothing.
 type Settings struct {
+	Opts   Options
 	Conf   *config.Config
 	Modes  []event.Mode
 	Ignore *ignore.List // IGNORE_FILE and its .static companion
@@ -83,8 +88,8 @@ func load(opts Options) (*Settings, error) {
 			conf.UDPMode = d.UDPMode
 		}
 	}
-	s := &Settings{Conf: conf, Warnings: conf.Warnings}
-	if cfg := s.alertConfig(); cfg.Enabled() {
+	s := &Settings{Opts: opts, Conf: conf, Warnings: conf.Warnings}
+	if cfg := s.alertConfig(""); cfg.Enabled() {
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("%s: ALERT_*: %w", opts.ConfigPath, err)
 		}
@@ -116,7 +121,7 @@ func load(opts Options) (*Settings, error) {
 		}
 	}
 	for _, m := range s.Modes {
-		if ports := s.watched(m); ports.Len() == 0 {
+		if ports := s.Watched(m); ports.Len() == 0 {
 			s.Warnings = append(s.Warnings, fmt.Sprintf("mode %s watches no port", m))
 		}
 	}
@@ -125,7 +130,7 @@ func load(opts Options) (*Settings, error) {
 
 func anyExists(paths ...string) bool {
 	for _, p := range paths {
-		if fileExists(p) {
+		if _, err := os.Stat(p); !errors.Is(err, os.ErrNotExist) {
 			return true
 		}
 	}
@@ -173,7 +178,7 @@ func resolveModes(flags []event.Mode, conf *config.Config) ([]event.Mode, error)
 // connect and stealth modes; in advanced mode every port below
 // ADVANCED_PORTS_* but the ADVANCED_EXCLUDE_* ones. (Ports a service uses
 // are left out at the moment a packet arrives, not here.)
-func (s *Settings) watched(m event.Mode) portset.Set {
+func (s *Settings) Watched(m event.Mode) portset.Set {
 	c := s.Conf
 	switch m {
 	case event.ModeTCP, event.ModeSTCP:
@@ -193,7 +198,7 @@ func (s *Settings) watched(m event.Mode) portset.Set {
 }
 
 // needsCapture reports whether a stealth or advanced mode is on.
-func (s *Settings) needsCapture() bool {
+func (s *Settings) NeedsCapture() bool {
 	for _, m := range s.Modes {
 		if m.Passive() {
 			return true
@@ -203,59 +208,142 @@ func (s *Settings) needsCapture() bool {
 }
 
 // captureConfig is what the packet sensor watches for these settings.
-func (s *Settings) captureConfig(interfaces []string) capture.Config {
-	c := capture.Config{Interfaces: interfaces}
+func (s *Settings) CaptureConfig() capture.Config {
+	c := capture.Config{Interfaces: s.Opts.Interfaces}
 	for _, m := range s.Modes {
 		if !m.Passive() {
 			continue
 		}
 		if m.Proto() == event.UDP {
-			c.UDP, c.UDPMode = s.watched(m), m
+			c.UDP, c.UDPMode = s.Watched(m), m
 		} else {
-			c.TCP, c.TCPMode = s.watched(m), m
+			c.TCP, c.TCPMode = s.Watched(m), m
 		}
 	}
 	return c
 }
 
 // sensorConfig is what the connect sensor binds for these settings.
-func (s *Settings) sensorConfig() connect.Config {
+func (s *Settings) SensorConfig() connect.Config {
 	var c connect.Config
 	for _, m := range s.Modes {
 		switch m {
 		case event.ModeTCP:
-			c.TCP = s.watched(m)
+			c.TCP = s.Watched(m)
 		case event.ModeUDP:
-			c.UDP = s.watched(m)
+			c.UDP = s.Watched(m)
 		}
 	}
 	c.Banner = s.Conf.PortBanner
 	return c
 }
 
-// plan is the response configuration.
-func (s *Settings) plan() respond.Plan {
+// enforceSettings is what enforcement takes from these settings.
+func (s *Settings) Enforce() enforce.Settings {
 	c := s.Conf
-	return respond.Plan{
-		KillRoute:       c.KillRoute,
-		KillRoute6:      c.KillRoute6,
-		KillHostsDeny:   c.KillHostsDeny,
-		KillRunCmd:      c.KillRunCmd,
-		KillRunCmdFirst: c.KillRunCmdFirst,
-		UnkillRoute:     c.UnkillRoute,
-		UnkillRoute6:    c.UnkillRoute6,
+	return enforce.Settings{
+		Engine: engine.Options{
+			Trigger:    c.ScanTrigger,
+			Response:   [2]engine.Response{engine.Response(c.BlockTCP), engine.Response(c.BlockUDP)},
+			MaxSources: c.MaxSources,
+		},
+		Plan: respond.Plan{
+			KillRoute:       c.KillRoute,
+			KillRoute6:      c.KillRoute6,
+			KillHostsDeny:   c.KillHostsDeny,
+			KillRunCmd:      c.KillRunCmd,
+			KillRunCmdFirst: c.KillRunCmdFirst,
+			UnkillRoute:     c.UnkillRoute,
+			UnkillRoute6:    c.UnkillRoute6,
+		},
+		CommandTimeout: c.CommandTimeout,
+		HostsDenyFile:  c.HostsDenyFile,
+		Style2x:        s.Opts.Style2x,
+		Trap:           s.trap(),
 	}
 }
 
-// engineOptions builds the engine's options; protect says which sources are
-// never acted on, inUse (nil: no service check) which ports a service owns.
-func (s *Settings) engineOptions(protect func(netip.Addr) bool, inUse func(event.Proto, uint16) bool) engine.Options {
-	return engine.Options{
-		Trigger:    s.Conf.ScanTrigger,
-		Response:   [2]engine.Response{engine.Response(s.Conf.BlockTCP), engine.Response(s.Conf.BlockUDP)},
-		Ignore:     protect,
-		InUse:      inUse,
-		MaxSources: s.Conf.MaxSources,
+// trap is the kernel trap these settings allow, or nil: it needs
+// KERNEL_TRAP="1", a trigger that acts on the first probe, the service
+// check (the kernel's is the same check), and a stealth or advanced mode
+// whose protocol blocks (BLOCK_*="1"). Only a blocker that traps (nftables)
+// sets it.
+func (s *Settings) trap() *block.Trap {
+	c, opts := s.Conf, s.Opts
+	if !c.KernelTrap || c.ScanTrigger > 1 || opts.NoServiceCheck {
+		return nil
+	}
+	t := &block.Trap{TTL: s.policy().Duration(1)}
+	for _, ifc := range opts.Interfaces {
+		if ifc != "ALL" && ifc != "ALL_NLO" {
+			t.Interfaces = append(t.Interfaces, ifc)
+		}
+	}
+	for _, m := range s.Modes {
+		switch {
+		case !m.Passive():
+		case m.Proto() == event.TCP && c.BlockTCP == 1:
+			t.TCP = s.Watched(m)
+		case m.Proto() == event.UDP && c.BlockUDP == 1:
+			t.UDP = s.Watched(m)
+		}
+	}
+	if t.TCP.Len() == 0 && t.UDP.Len() == 0 {
+		return nil
+	}
+	return t
+}
+
+func (s *Settings) policy() bans.Policy {
+	return bans.Policy{Base: s.Conf.BanTime, Max: s.Conf.BanTimeMax}
+}
+
+// jailOptions choose the ban record and the blocker.
+func (s *Settings) Jail() enforce.JailOptions {
+	return enforce.JailOptions{Blocker: s.Conf.Blocker, BanFile: s.Conf.BanFile, Policy: s.policy()}
+}
+
+// reportSettings is what reporting takes from these settings.
+func (s *Settings) Report() report.Settings {
+	c := s.Conf
+	return report.Settings{
+		HistoryFile:    c.HistoryFile,
+		BlockedFile:    c.BlockedFile,
+		History2x:      c.HistoryFormat == config.History2x,
+		Resolve:        c.ResolveHost,
+		ResolveTimeout: c.ResolveTimeout,
+	}
+}
+
+// destinations are the optional report destinations (EVENT_LOG, ALERT_*,
+// METRICS_ADDRESS).
+func (s *Settings) Destinations(version string, gauges metrics.Funcs) report.Destinations {
+	c := s.Conf
+	return report.Destinations{
+		Version:        version,
+		EventLog:       c.EventLog,
+		Alert:          s.alertConfig(version),
+		MetricsAddress: c.MetricsAddress,
+		Gauges:         gauges,
+	}
+}
+
+// alertConfig is the alerting these settings ask for (ALERT_*).
+func (s *Settings) alertConfig(version string) alert.Config {
+	c := s.Conf
+	var to []string
+	for _, a := range strings.Split(c.AlertEmailTo, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			to = append(to, a)
+		}
+	}
+	return alert.Config{
+		Mailer: c.AlertMailer, SendmailPath: c.AlertSendmail,
+		SMTPAddr: c.AlertSMTPServer, SMTPUser: c.AlertSMTPUser, SMTPPassword: c.AlertSMTPPassword,
+		SMTPStartTLS: c.AlertSMTPStartTLS, From: c.AlertEmailFrom, To: to,
+		WebhookURL: c.AlertWebhookURL, WebhookToken: c.AlertWebhookToken,
+		Delay: c.AlertDelay, Window: c.AlertWindow, MaxPerHour: c.AlertMaxPerHour,
+		Version: version,
 	}
 }
 
@@ -263,7 +351,7 @@ func (s *Settings) engineOptions(protect func(netip.Addr) bool, inUse func(event
 func (s *Settings) Summary() string {
 	var parts []string
 	for _, m := range s.Modes {
-		ports := s.watched(m)
+		ports := s.Watched(m)
 		parts = append(parts, fmt.Sprintf("%s on %d %s ports", m, ports.Len(), m.Proto()))
 	}
 	return fmt.Sprintf("modes: %s; BLOCK_TCP=%d BLOCK_UDP=%d SCAN_TRIGGER=%d BLOCKER=%s; %d ignore entries",

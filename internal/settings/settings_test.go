@@ -1,10 +1,11 @@
-package daemon
+package settings
 
 import (
 	"errors"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -89,14 +90,32 @@ func TestLoadIgnoreFiles(t *testing.T) {
 }
 
 func TestLoadWarnsAboutUselessBlock(t *testing.T) {
-	dir := t.TempDir()
-	conf := write(t, dir, "portsentry.conf", "TCP_PORTS=\"1\"\nBLOCK_TCP=\"1\"\nKILL_ROUTE=\"\"\nKILL_HOSTS_DENY=\"\"\n")
-	s, err := Load(Options{ConfigPath: conf})
-	if err != nil {
-		t.Fatal(err)
+	const useless = `BLOCK_TCP="1" but neither KILL_ROUTE nor KILL_HOSTS_DENY is set: nothing will be blocked`
+	const noRun = `BLOCK_UDP="2" but KILL_RUN_CMD is not set: nothing will run`
+	tests := []struct {
+		name, conf string
+		want       string // the warning expected; "" for none of the two
+	}{
+		{"command blocker, nothing to block with", `BLOCKER="command"` + "\n", useless},
+		{"command blocker with KILL_ROUTE", `BLOCKER="command"` + "\nKILL_ROUTE=\"/bin/true $TARGET$\"\n", ""},
+		{"command blocker with hosts.deny", `BLOCKER="command"` + "\nKILL_HOSTS_DENY=\"ALL: $TARGET$\"\n", ""},
+		{"native blocker needs neither", `BLOCKER="nftables"` + "\n", ""},
+		{"run-only without a command", `BLOCKER="nftables"` + "\nBLOCK_UDP=\"2\"\n", noRun},
 	}
-	if len(s.Warnings) == 0 {
-		t.Error("BLOCK_TCP=1 with nothing to block with gave no warning")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := write(t, dir, "portsentry.conf", "TCP_PORTS=\"1\"\nUDP_PORTS=\"2\"\nBLOCK_TCP=\"1\"\nBLOCK_UDP=\"0\"\n"+tt.conf)
+			s, err := Load(Options{ConfigPath: conf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, w := range []string{useless, noRun} {
+				if got := slices.Contains(s.Warnings, w); got != (w == tt.want) {
+					t.Errorf("warning %q given: %v, want %v (warnings: %q)", w, got, w == tt.want, s.Warnings)
+				}
+			}
+		})
 	}
 }
 

@@ -1,0 +1,116 @@
+package enforce
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/control"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
+	"github.com/portsentry-go/portsentry/internal/engine"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
+)
+
+// errStopping answers a control call that arrives while the daemon stops.
+var errStopping = errors.New("daemon: shutting down")
+
+// Control answers the operator's control socket (portsentry list, block,
+// unblock, status). Every call that touches the engine runs in the event
+// loop, so the socket never races detection.
+type Control struct {
+	e *Enforcer
+	// about describes the daemon (version, modes, events seen); Status adds
+	// the bans.
+	about func() control.Status
+}
+
+var _ control.Handler = (*Control)(nil)
+
+// Control returns the control socket's handler.
+func (e *Enforcer) Control(about func() control.Status) *Control {
+	return &Control{e: e, about: about}
+}
+
+// inLoop runs fn in the event loop and waits for it.
+func (e *Enforcer) inLoop(fn func()) error {
+	done := make(chan struct{})
+	select {
+	case e.calls <- func() { fn(); close(done) }:
+	case <-e.ctx.Done():
+		return errStopping
+	}
+	select {
+	case <-done:
+		return nil
+	case <-e.ctx.Done():
+		return errStopping
+	}
+}
+
+// List returns the bans in force.
+func (c *Control) List() []bans.Ban { return c.e.jail.Active() }
+
+// Block bans addr by hand, applied like an automatic ban (hosts.deny, then
+// the native blocker or KILL_ROUTE), never on an address the guard
+// protects.
+func (c *Control) Block(addr netip.Addr, d time.Duration, reason string) (bans.Ban, error) {
+	e := c.e
+	addr = addr.Unmap().WithZone("")
+	if e.guard.NeverBlock(addr) {
+		return bans.Ban{}, fmt.Errorf("%s is on the ignore list or is this host's own: never blocked", addr)
+	}
+	if reason == "" {
+		reason = "manual"
+	}
+	cur := e.cur.Load()
+	var steps []respond.Step
+	for _, st := range cur.Plan.Steps(engine.Block, command.Target{Addr: addr, Mode: "manual"}) {
+		if st.Blocks {
+			steps = append(steps, st)
+		}
+	}
+	var b bans.Ban
+	x := cur.exec
+	x.Ban = func(a netip.Addr) (string, error) {
+		var err error
+		b, err = e.jail.BanFor(a, d, reason)
+		return Describe(b), err
+	}
+	res := x.Execute(e.ctx, addr, steps)
+	for _, l := range res.Lines {
+		e.log.Info(l)
+	}
+	if !res.Blocked {
+		return bans.Ban{}, fmt.Errorf("blocking %s failed (see the daemon's log)", addr)
+	}
+	if !e.jail.Native() {
+		b, _ = e.jail.BanFor(addr, d, reason)
+	}
+	e.log.Info(logline.BlockedByHand(addr.String(), Describe(b)))
+	return b, e.inLoop(func() { e.engine.MarkBlocked(addr) })
+}
+
+// Unblock lifts every ban inside p.
+func (c *Control) Unblock(p netip.Prefix) ([]bans.Ban, error) {
+	var lifted []bans.Ban
+	err := c.e.inLoop(func() {
+		lifted = c.e.jail.Unban(p)
+		c.e.lift(lifted, false)
+	})
+	return lifted, err
+}
+
+// Status describes the daemon and its bans.
+func (c *Control) Status() control.Status {
+	st := c.about()
+	st.Blocker = c.e.jail.Kind()
+	st.Bans = c.e.jail.Len()
+	if t, ok := c.e.jail.NextExpiry(); ok {
+		st.NextExpiry = t
+	}
+	st.Sources = c.e.Sources()
+	return st
+}

@@ -1,0 +1,304 @@
+// Package enforce acts on the engine's verdicts: it is the one decision
+// point between a probe and a ban. For each event it lifts a ban that has
+// run out, asks the engine, keeps the never-block guard, and queues the
+// response; responders run PortSentry's ordered actions (package respond)
+// and the native blocker's ban (the Jail); expiry and operator commands
+// lift bans. Every outcome goes to the reporter.
+//
+// The engine is not safe for concurrent use, so everything that touches it
+// runs in the daemon's event loop: Decide, Expire, and the functions the
+// loop receives from Calls (responses done, control requests).
+package enforce
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
+	"github.com/portsentry-go/portsentry/internal/enforce/block/hostsdeny"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
+	"github.com/portsentry-go/portsentry/internal/engine"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/ignore"
+	"github.com/portsentry-go/portsentry/internal/report"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/internal/report/ratelimit"
+)
+
+// Queue sizes bound memory whatever the traffic.
+const (
+	respondQueue = 256
+	responders   = 4
+	// A source that keeps probing after its block is logged for quietBurst
+	// packets per quietWindow; the rest are counted, not logged one by one.
+	quietWindow = 10 * time.Second
+	quietBurst  = 20
+)
+
+// Settings are what enforcement takes from the configuration. A reload
+// swaps them whole; a decision uses the settings in force when it was made.
+type Settings struct {
+	Engine         engine.Options // Ignore and InUse are the Enforcer's own
+	Plan           respond.Plan
+	CommandTimeout time.Duration
+	HostsDenyFile  string
+	// Style2x makes $MODE$ expand to 2.x's names (a 2.x flag was used).
+	Style2x bool
+	// Trap is the kernel trap the settings ask for; nil for none. Only a
+	// Trapper sets it.
+	Trap *block.Trap
+}
+
+// current is a Settings with what it opened.
+type current struct {
+	Settings
+	exec respond.Executor
+}
+
+// Enforcer decides and responds. Create it with New, then Reconfigure.
+type Enforcer struct {
+	log      *slog.Logger
+	jail     *Jail
+	guard    *Guard
+	rep      *report.Reporter
+	services *ServiceCheck // nil: no service check (-S)
+	engine   *engine.Engine
+	quiet    *ratelimit.Limiter
+	cur      atomic.Pointer[current]
+	jobs     chan job
+	calls    chan func()
+	// deny is the hosts.deny writer of the settings in force: one per
+	// path, so that every Settings shares its lock.
+	denyMu sync.Mutex
+	deny   *hostsdeny.File
+	ctx    context.Context // the daemon's: ends responses and control calls
+	// sources is the engine's table size, readable off the event loop.
+	sources atomic.Int64
+}
+
+type job struct {
+	ev  event.Event
+	v   engine.Verdict
+	cur *current
+}
+
+// New returns an enforcer over jail and guard that reports to rep;
+// services is the service check (nil with -S). ctx is the daemon's life.
+func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, services *ServiceCheck, log *slog.Logger) *Enforcer {
+	e := &Enforcer{
+		log: log, jail: jail, guard: guard, rep: rep, services: services,
+		quiet: ratelimit.New(quietWindow, quietBurst, 4096),
+		jobs:  make(chan job, respondQueue),
+		calls: make(chan func(), respondQueue),
+		ctx:   ctx,
+	}
+	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
+	return e
+}
+
+// Calls delivers work that must run in the event loop: the daemon's loop
+// runs each function it receives.
+func (e *Enforcer) Calls() <-chan func() { return e.calls }
+
+// Run runs the responders until the context given to New is done.
+func (e *Enforcer) Run() {
+	var wg sync.WaitGroup
+	for range responders {
+		wg.Go(func() { e.responder(e.ctx) })
+	}
+	wg.Wait()
+}
+
+// Reconfigure applies settings (at start and at each reload): the engine
+// keeps its counts, the kernel's never-ban list and trap follow. Event
+// loop only.
+func (e *Enforcer) Reconfigure(s Settings) error {
+	opts := s.Engine
+	opts.Ignore = e.guard.Ignored
+	if e.services != nil {
+		opts.InUse = e.services.InUse
+	}
+	e.engine.Reconfigure(opts)
+	c := &current{Settings: s}
+	c.exec = respond.Executor{Shell: command.Shell{Timeout: s.CommandTimeout}, Deny: e.denyFile(s.HostsDenyFile)}
+	if e.jail.Native() {
+		c.Plan.Native = e.jail.Kind()
+	}
+	e.cur.Store(c)
+	if e.jail.Native() && (s.Plan.KillRoute != "" || s.Plan.KillRoute6 != "") {
+		e.log.Warn(logline.Warning(fmt.Sprintf("BLOCKER=%q blocks with %s: KILL_ROUTE and KILL_ROUTE6 are not used", e.jail.asked, e.jail.Kind())))
+	}
+	return e.applyKernel(s.Trap)
+}
+
+// Decide takes one event from a sensor. Event loop only.
+func (e *Enforcer) Decide(ev event.Event) {
+	if e.jail.Over(ev.Src, ev.Time) {
+		// Its ban has ended but the expiry tick has not run yet: lift it
+		// now, so this probe counts (the kernel trap has banned it anew).
+		e.Expire()
+	}
+	v := e.engine.Observe(ev)
+	n, _, _ := e.engine.Stats()
+	e.sources.Store(int64(n))
+	e.rep.Decided(ev, v.Action)
+	switch v.Action {
+	case engine.Respond:
+		e.respondTo(ev, v)
+	case engine.Pending, engine.AlreadyBlocked:
+		ok, n := e.quiet.Allow(ev.Src, ev.Time)
+		// Only now, for a line about to be logged, is the service check
+		// worth its lookup: a blocked host's packets to a service are no
+		// probes either.
+		if !ok || (ev.Mode.Passive() && e.services.InUse(ev.Proto, ev.Port)) {
+			return
+		}
+		e.rep.Report(report.Outcome{Event: ev, Verdict: v, Suppressed: n})
+	default:
+		e.rep.Report(report.Outcome{Event: ev, Verdict: v})
+	}
+}
+
+// respondTo queues the response the engine asked for, unless the guard
+// refuses it: with -L the engine acts on this host's own addresses, but no
+// block ever lands on them.
+func (e *Enforcer) respondTo(ev event.Event, v engine.Verdict) {
+	if e.guard.NeverBlock(ev.Src) {
+		e.engine.Done(ev.Src, false)
+		v.Action = engine.Report
+		e.rep.Report(report.Outcome{Event: ev, Verdict: v, Refused: true})
+		return
+	}
+	select {
+	case e.jobs <- job{ev: ev, v: v, cur: e.cur.Load()}:
+	default:
+		e.engine.Done(ev.Src, false)
+		e.log.Error(logline.TooManyResponses(ev.Src.String()))
+	}
+}
+
+// responder runs responses, a few hosts at a time, so that a slow command
+// delays neither detection nor the other hosts.
+func (e *Enforcer) responder(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case j := <-e.jobs:
+			blocked := e.respond(ctx, j)
+			select {
+			case e.calls <- func() { e.engine.Done(j.ev.Src, blocked) }:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+func (e *Enforcer) respond(ctx context.Context, j job) bool {
+	ev, c := j.ev, j.cur
+	// Resolve while the block runs: the block never waits for DNS.
+	names := make(chan string, 1)
+	go func() { names <- e.rep.Name(ctx, ev.Src) }()
+	mode := ev.Mode.String()
+	if c.Style2x {
+		mode = ev.Mode.Style2x()
+	}
+	steps := c.Plan.Steps(j.v.Response, command.Target{Addr: ev.Src, Port: ev.Port, Mode: mode})
+	x := c.exec
+	x.Ban = func(a netip.Addr) (string, error) { return e.jail.Ban(a, ev.Describe(), ev.Port, ev.Proto.String()) }
+	res := x.Execute(ctx, ev.Src, steps)
+	if res.Blocked && !e.jail.Native() && j.v.Response != engine.LogOnly {
+		e.jail.Record(ev.Src, ev.Describe(), ev.Port, ev.Proto.String())
+	}
+	r := report.Response{Event: ev, Verdict: j.v, Result: res, Blocker: e.jail.Kind(), Name: <-names}
+	if b, ok := e.jail.Get(ev.Src); ok && res.Blocked {
+		r.Ban = &b
+	}
+	e.rep.Responded(r)
+	return res.Blocked
+}
+
+// Expire lifts the bans whose time has come, and makes the ban file
+// durable. Event loop only.
+func (e *Enforcer) Expire() {
+	if expired := e.jail.Expire(); len(expired) > 0 {
+		e.lift(expired, true)
+	}
+	e.jail.Sync()
+}
+
+// lift undoes bans the record no longer holds: in the engine (the host
+// counts from zero again), in the firewall, in hosts.deny, and through
+// UNKILL_ROUTE. Event loop only; commands run beside it.
+func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
+	c := e.cur.Load()
+	var unkill []string
+	for _, b := range bs {
+		e.engine.Unblock(b.Addr)
+		e.rep.Lifted(b, expired)
+		if line := c.Plan.HostsDenyLine(b.Addr); line != "" {
+			if _, err := e.denyFile(c.HostsDenyFile).Remove(line); err != nil {
+				e.log.Error(logline.Error("removing hosts.deny line: " + err.Error()))
+			}
+		}
+		if cmd := c.Plan.UnblockCommand(b.Addr); cmd != "" && !e.jail.Native() {
+			unkill = append(unkill, cmd)
+		}
+	}
+	if err := e.jail.Lift(bs, expired); err != nil {
+		e.log.Error(logline.Error("unblocking with " + e.jail.Kind() + ": " + err.Error()))
+	}
+	if len(unkill) > 0 {
+		// One goroutine runs them in turn: a mass expiry cannot start a
+		// thousand shells at once.
+		shell := command.Shell{Timeout: c.CommandTimeout}
+		go func() {
+			for _, cmd := range unkill {
+				if err := shell.Run(context.Background(), cmd); err != nil {
+					e.log.Error(logline.UnkillFailed(cmd, err))
+				} else {
+					e.log.Info(logline.UnkillRan(cmd))
+				}
+			}
+		}()
+	}
+}
+
+// RefreshLocal re-reads this host's addresses and keeps the kernel's
+// never-ban list in step.
+func (e *Enforcer) RefreshLocal() {
+	if err := e.guard.RefreshLocal(); err != nil {
+		e.log.Warn(logline.Warning("cannot list this host's addresses: " + err.Error()))
+	}
+	if err := e.jail.SetNeverBan(e.guard.Prefixes()); err != nil {
+		e.log.Error(logline.Error("updating the kernel's never-ban list: " + err.Error()))
+	}
+}
+
+// Sources is how many sources the engine counted at the last event.
+func (e *Enforcer) Sources() int { return int(e.sources.Load()) }
+
+// SetIgnore replaces the ignore list (a reload); Reconfigure then brings
+// the kernel's never-ban list in step.
+func (e *Enforcer) SetIgnore(l *ignore.List) { e.guard.SetIgnore(l) }
+
+// Jail is where the bans are kept.
+func (e *Enforcer) Jail() *Jail { return e.jail }
+
+// denyFile returns the one hosts.deny writer for path.
+func (e *Enforcer) denyFile(path string) *hostsdeny.File {
+	e.denyMu.Lock()
+	defer e.denyMu.Unlock()
+	if e.deny == nil || e.deny.Path != path {
+		e.deny = &hostsdeny.File{Path: path}
+	}
+	return e.deny
+}

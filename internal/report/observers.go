@@ -1,0 +1,200 @@
+package report
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/report/alert"
+	"github.com/portsentry-go/portsentry/internal/report/jsonlog"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/internal/report/metrics"
+)
+
+// Observer is a report destination beside the log. A new one (a SIEM
+// client, a chat webhook) implements it and is added in Open.
+type Observer interface {
+	// Decided is told of every event as the engine decides it, on the
+	// event loop: it must only count. Responses are not decided here.
+	Decided(ev event.Event, a metrics.Action)
+	// Record is told of every event the log reports, and of every
+	// response once it has run (Action Blocked or BlockFailed).
+	Record(r Record)
+	// Lifted is told of the end of a ban.
+	Lifted(b bans.Ban, expired bool)
+	// Reloaded is told of a reload, taken or refused.
+	Reloaded(ok bool)
+}
+
+// Record is one reported event and what was done about it.
+type Record struct {
+	Event   event.Event
+	Action  metrics.Action
+	Hits    int    // the engine's count for the source, this event included
+	Host    string // the source's name, or its address
+	Refused bool   // a response was refused: the address is never blocked
+	// Ban and Blocker are set for Blocked: the ban in force (nil when the
+	// record keeps none) and what applied it.
+	Ban     *bans.Ban
+	Blocker string
+	Failed  []respond.StepKind // the steps of a response that failed
+}
+
+// Destinations are the optional observers: each is off when empty.
+type Destinations struct {
+	Version        string
+	EventLog       string // EVENT_LOG
+	Alert          alert.Config
+	MetricsAddress string // METRICS_ADDRESS
+	// Gauges are the metrics read from elsewhere (sensors, engine, bans);
+	// the alert counters are added here.
+	Gauges metrics.Funcs
+}
+
+// Open starts the observers d asks for and returns what must run for them
+// (the alert sender, the metrics endpoint). Call it once, before Run.
+func (r *Reporter) Open(d Destinations) (serve []func(context.Context), err error) {
+	if d.EventLog != "" {
+		w, err := jsonlog.Open(d.EventLog, d.Version)
+		if err != nil {
+			return nil, fmt.Errorf("EVENT_LOG: %w", err)
+		}
+		r.observers = append(r.observers, &eventLog{w: w, log: r.log})
+		r.closers = append(r.closers, func() { w.Close() })
+	}
+	if d.Alert.Enabled() {
+		a, err := alert.New(d.Alert, r.log)
+		if err != nil {
+			return nil, fmt.Errorf("alerts: %w", err)
+		}
+		r.observers = append(r.observers, alerts{a})
+		serve = append(serve, func(ctx context.Context) { _ = a.Run(ctx) })
+		r.closers = append(r.closers, func() {
+			// Pending alerts get a bounded time to go out.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := a.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+				r.log.Warn(logline.Warning("alerts: " + err.Error()))
+			}
+		})
+		d.Gauges.AlertsSent = func() float64 { return float64(a.Stats().Sent) }
+		d.Gauges.AlertsFailed = func() float64 { return float64(a.Stats().Failed) }
+		d.Gauges.AlertsDropped = func() float64 { st := a.Stats(); return float64(st.Dropped + st.RateLimited) }
+	}
+	if d.MetricsAddress == "" {
+		return serve, nil
+	}
+	ln, err := net.Listen("tcp", d.MetricsAddress)
+	if err != nil {
+		return nil, fmt.Errorf("METRICS_ADDRESS: %w", err)
+	}
+	m := metrics.New(d.Version, d.Gauges)
+	r.observers = append(r.observers, counters{m})
+	serve = append(serve, func(ctx context.Context) {
+		if err := m.ServeListener(ctx, ln, r.log); err != nil {
+			r.log.Error(logline.Error("metrics endpoint: " + err.Error()))
+		}
+	})
+	r.log.Info(logline.Notice("metrics on http://" + ln.Addr().String() + metrics.Path))
+	return serve, nil
+}
+
+// Close flushes pending alerts (bounded) and closes the event log.
+func (r *Reporter) Close() {
+	for _, c := range r.closers {
+		c()
+	}
+}
+
+// counters is the Prometheus metrics.
+type counters struct{ m *metrics.Metrics }
+
+func (c counters) Decided(ev event.Event, a metrics.Action) { c.m.Event(ev.Kind, ev.Proto, a) }
+
+func (c counters) Record(r Record) {
+	if r.Action != metrics.Blocked && r.Action != metrics.BlockFailed {
+		return // counted when decided
+	}
+	if r.Action == metrics.Blocked {
+		c.m.Ban(r.Blocker)
+	}
+	c.m.Event(r.Event.Kind, r.Event.Proto, r.Action)
+	for _, k := range r.Failed {
+		c.m.CommandFailure(stepNames[k])
+	}
+}
+
+var stepNames = map[respond.StepKind]string{
+	respond.RunCmd: "runcmd", respond.HostsDeny: "hostsdeny", respond.Route: "route", respond.Native: "native",
+}
+
+func (c counters) Lifted(_ bans.Ban, expired bool) {
+	if expired {
+		c.m.Unban("expired")
+	} else {
+		c.m.Unban("manual")
+	}
+}
+
+func (c counters) Reloaded(ok bool) { c.m.Reload(ok) }
+
+// eventLog is the JSON event stream (EVENT_LOG).
+type eventLog struct {
+	w   *jsonlog.Writer
+	log *slog.Logger
+}
+
+func (eventLog) Decided(event.Event, metrics.Action) {}
+func (eventLog) Lifted(bans.Ban, bool)               {}
+func (eventLog) Reloaded(bool)                       {}
+
+func (e *eventLog) Record(r Record) {
+	rec := jsonlog.Record{Event: r.Event, Action: r.Action.String(), Hits: r.Hits}
+	if r.Host != r.Event.Src.String() {
+		rec.Host = r.Host
+	}
+	if r.Ban != nil {
+		rec.Blocker, rec.BanExpires, rec.BanCount = r.Blocker, r.Ban.Expires, r.Ban.Count
+	}
+	if err := e.w.Write(rec); err != nil {
+		e.log.Error(logline.Error("EVENT_LOG: " + err.Error()))
+	}
+}
+
+// alerts tells the administrators, batched per attacker by the alerter.
+type alerts struct{ a *alert.Alerter }
+
+func (alerts) Decided(event.Event, metrics.Action) {}
+func (alerts) Lifted(bans.Ban, bool)               {}
+func (alerts) Reloaded(bool)                       {}
+
+func (al alerts) Record(r Record) {
+	var action string
+	switch {
+	case r.Action == metrics.Blocked, r.Action == metrics.AlreadyBlocked:
+		// An already-blocked probe is told too: the alert about an
+		// attacker lists every port it tried.
+		action = alert.ActionBlocked
+	case r.Action == metrics.BlockFailed:
+		action = alert.ActionBlockFailed
+	case r.Action == metrics.Reported && !r.Refused:
+		action = alert.ActionReported
+	default:
+		return
+	}
+	ev := r.Event
+	a := alert.Alert{Time: ev.Time, Src: ev.Src, Ports: []uint16{ev.Port}, Kinds: []string{ev.Describe()}, Action: action}
+	if r.Host != ev.Src.String() {
+		a.Host = r.Host
+	}
+	if r.Ban != nil {
+		a.BanExpires = r.Ban.Expires
+	}
+	al.a.Notify(a)
+}

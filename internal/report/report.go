@@ -1,0 +1,278 @@
+// Package report tells what the daemon saw and did. Every destination goes
+// through one Reporter: the log lines (wording from package logline), the
+// history and blocked files (package history), and the Observers beside
+// them: Prometheus metrics, the JSON event log and alerts. The enforcement
+// layer hands it outcomes; nothing here decides or blocks anything.
+//
+// A new report destination is an Observer (see observers.go).
+package report
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync/atomic"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/respond"
+	"github.com/portsentry-go/portsentry/internal/engine"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/report/history"
+	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/internal/report/metrics"
+	"github.com/portsentry-go/portsentry/internal/report/resolve"
+)
+
+// queueSize bounds the outcomes waiting to be logged: a flood loses lines
+// (counted), never grows memory.
+const queueSize = 4096
+
+// Settings are what reporting takes from the configuration. A reload swaps
+// them whole.
+type Settings struct {
+	HistoryFile string // "" writes no history
+	BlockedFile string // "" writes no blocked file
+	// History2x writes 2.x's "Scan from" lines to the history instead of
+	// 1.2's block records (HISTORY_FORMAT="2.x").
+	History2x bool
+	// Resolve turns addresses into host names (RESOLVE_HOST="1").
+	Resolve        bool
+	ResolveTimeout time.Duration
+}
+
+// Outcome is an event that needs no response, and the engine's verdict.
+type Outcome struct {
+	Event   event.Event
+	Verdict engine.Verdict
+	// Refused is set when the engine asked for a response that the
+	// never-block guard refused (a local or ignored address under -L):
+	// logged, but recorded nowhere that fail2ban or a restart would act on.
+	Refused bool
+	// Suppressed counts the lines about this source held back since the
+	// last one logged.
+	Suppressed int
+}
+
+// Response is a response that ran, and what it did.
+type Response struct {
+	Event   event.Event
+	Verdict engine.Verdict
+	Name    string // the source's name (its address when not resolved)
+	Result  respond.Result
+	Ban     *bans.Ban // the ban in force after a block; nil when none
+	Blocker string    // what applied the ban: "nftables", …, "command"
+}
+
+// Reporter writes every report. Its methods are safe for concurrent use.
+type Reporter struct {
+	log       *slog.Logger
+	observers []Observer
+	queue     chan Outcome
+	dropped   atomic.Uint64
+	cur       atomic.Pointer[current]
+	closers   []func()
+}
+
+// current is what a Settings opened.
+type current struct {
+	s        Settings
+	resolver *resolve.Resolver // nil: names are addresses
+	history  *history.Appender // nil when HistoryFile is ""
+	blocked  *history.Appender // nil when BlockedFile is ""
+}
+
+// New returns a reporter that logs to log; Open adds the observers.
+func New(log *slog.Logger, s Settings) *Reporter {
+	r := &Reporter{log: log, queue: make(chan Outcome, queueSize)}
+	r.Reconfigure(s)
+	return r
+}
+
+// Reconfigure applies new settings (a reload).
+func (r *Reporter) Reconfigure(s Settings) {
+	c := &current{s: s}
+	if s.Resolve {
+		c.resolver = resolve.New(s.ResolveTimeout, 4096, nil)
+	}
+	if s.HistoryFile != "" {
+		c.history = &history.Appender{Path: s.HistoryFile}
+	}
+	if s.BlockedFile != "" {
+		c.blocked = &history.Appender{Path: s.BlockedFile}
+	}
+	r.cur.Store(c)
+}
+
+// Name is addr's host name, or addr itself (RESOLVE_HOST="0", no name, a
+// name that is not a plain host name, or a timeout).
+func (r *Reporter) Name(ctx context.Context, addr netip.Addr) string {
+	return r.cur.Load().resolver.Name(ctx, addr)
+}
+
+// Dropped is how many outcomes were lost to a full queue since start.
+func (r *Reporter) Dropped() uint64 { return r.dropped.Load() }
+
+// Decided counts one decided event: every event, on the event loop, so it
+// must stay cheap (observers only count here). A response is counted when
+// it is done.
+func (r *Reporter) Decided(ev event.Event, a engine.Action) {
+	act, ok := metrics.FromEngine(a)
+	if !ok {
+		return
+	}
+	for _, o := range r.observers {
+		o.Decided(ev, act)
+	}
+}
+
+// Report queues an outcome to be logged off the event loop. It never
+// blocks: a full queue loses the line and counts it.
+func (r *Reporter) Report(o Outcome) {
+	select {
+	case r.queue <- o:
+	default:
+		r.dropped.Add(1)
+	}
+}
+
+// Run logs queued outcomes, in order, until ctx is done. Host names are
+// resolved here, off the packet path.
+func (r *Reporter) Run(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case o := <-r.queue:
+			r.logOutcome(ctx, o)
+		}
+	}
+}
+
+func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
+	ev, c := o.Event, r.cur.Load()
+	host := func() string { return c.resolver.Name(ctx, ev.Src) }
+	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && r.wantRecords() {
+		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: host(), Refused: o.Refused})
+	}
+	if o.Refused {
+		r.log.Warn(logline.Protected(ev.Src.String()))
+	}
+	f := logline.False
+	switch o.Verdict.Action {
+	case engine.Service:
+		r.log.Debug(fmt.Sprintf("%s from %s to %s port %d: a local service uses the port, not a probe", ev.Describe(), ev.Src, ev.Proto, ev.Port))
+	case engine.Ignored:
+		r.log.Info(logline.ScanFrom(ev, ev.Src.String(), logline.Outcome{Ignored: logline.True}))
+	case engine.Counted:
+		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f, Triggered: f}))
+	case engine.Pending:
+		// Arrived while the response runs: its outcome is not known yet,
+		// and the response's own lines will tell it.
+		if o.Suppressed > 0 {
+			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
+		}
+		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f}))
+	case engine.AlreadyBlocked:
+		name := host()
+		if o.Suppressed > 0 {
+			r.log.Info(logline.MorePacketsBlocked(name, ev.Src.String(), o.Suppressed))
+		}
+		r.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Blocked: logline.True}))
+	case engine.AlreadyReported:
+		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f}))
+	case engine.Report:
+		name := host()
+		r.log.Info(logline.Attack(ev, name))
+		line := logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f})
+		r.log.Info(line)
+		// As 1.2 does in log-only mode, the history records the host so
+		// that fail2ban's stock jail can act on it.
+		if !o.Refused {
+			r.writeFiles(c, ev, name, line, false)
+		}
+	}
+}
+
+// Responded reports a response that ran: its log lines, the history and
+// blocked files, and the observers. It runs on the responder's goroutine.
+func (r *Reporter) Responded(x Response) {
+	ev, res := x.Event, x.Result
+	r.log.Info(logline.Attack(ev, x.Name))
+	for _, l := range res.Lines {
+		if len(res.FailedSteps) > 0 && !res.Blocked {
+			r.log.Error(l)
+		} else {
+			r.log.Info(l)
+		}
+	}
+	rec := Record{Event: ev, Action: metrics.BlockFailed, Hits: x.Verdict.Count, Host: x.Name, Failed: res.FailedSteps}
+	if res.Blocked {
+		rec.Action, rec.Ban, rec.Blocker = metrics.Blocked, x.Ban, x.Blocker
+	}
+	r.record(rec)
+	o := logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.False, Blocked: logline.Of(res.Blocked)}
+	line := logline.ScanFrom(ev, x.Name, o)
+	r.log.Info(line)
+	if res.Blocked {
+		r.writeFiles(r.cur.Load(), ev, x.Name, line, true)
+	} else {
+		r.log.Error(logline.NotBlocked(ev.Src.String()))
+	}
+}
+
+// Lifted reports the end of a ban. expired tells a ban that ran its
+// course from one lifted by hand.
+func (r *Reporter) Lifted(b bans.Ban, expired bool) {
+	why := "unblocked by hand"
+	if expired {
+		why = "ban expired"
+	}
+	r.log.Info(logline.Unblocked(b.Addr.String(), why))
+	for _, o := range r.observers {
+		o.Lifted(b, expired)
+	}
+}
+
+// Reloaded reports a reload: its summary when it took effect, its error
+// when it was refused.
+func (r *Reporter) Reloaded(summary string, err error) {
+	if err != nil {
+		r.log.Error(logline.ReloadRefused(err))
+	} else {
+		r.log.Info(logline.Reloaded(summary))
+	}
+	for _, o := range r.observers {
+		o.Reloaded(err == nil)
+	}
+}
+
+func (r *Reporter) wantRecords() bool { return len(r.observers) > 0 }
+
+func (r *Reporter) record(rec Record) {
+	for _, o := range r.observers {
+		o.Record(rec)
+	}
+}
+
+// writeFiles writes the history (and, for a block, the blocked file).
+func (r *Reporter) writeFiles(c *current, ev event.Event, name, scanFrom string, blocked bool) {
+	now := time.Now()
+	rec := logline.History12(now, name, ev)
+	if c.history != nil {
+		line := rec
+		if c.s.History2x {
+			line = logline.History2x(now, scanFrom)
+		}
+		if err := c.history.Append(line); err != nil {
+			r.log.Error(logline.Error("cannot write history file: " + err.Error()))
+		}
+	}
+	if blocked && c.blocked != nil {
+		if err := c.blocked.Append(rec); err != nil {
+			r.log.Error(logline.Error("cannot write blocked file: " + err.Error()))
+		}
+	}
+}
