@@ -214,7 +214,9 @@ func Unblocked(addr, why string) string {
 }
 
 // UnkillRan and UnkillFailed follow an UNKILL_ROUTE command.
-func UnkillRan(cmd string) string { return fmt.Sprintf("attackalert: ran UNKILL_ROUTE command %q", cmd) }
+func UnkillRan(cmd string) string {
+	return fmt.Sprintf("attackalert: ran UNKILL_ROUTE command %q", cmd)
+}
 
 // UnkillFailed: see UnkillRan.
 func UnkillFailed(cmd string, err error) string {
