@@ -44,6 +44,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/report/logline"
 )
 
 // Actions as alerts write them.
@@ -360,7 +362,7 @@ func (a *Alerter) send(m *message, now time.Time, flush bool) {
 		a.held++
 		if !a.warned {
 			a.warned = true
-			a.log.Warn(fmt.Sprintf("adminalert: WARNING: alert: %d messages in the last hour, the limit: holding alerts back", a.cfg.MaxPerHour))
+			a.log.Warn(logline.Warning(fmt.Sprintf("alert: %d messages in the last hour, the limit: holding alerts back", a.cfg.MaxPerHour)))
 		}
 		return
 	}
@@ -382,7 +384,7 @@ func (a *Alerter) send(m *message, now time.Time, flush bool) {
 		case s.queue <- m:
 		default:
 			a.failed.Add(1)
-			a.log.Error(fmt.Sprintf("adminalert: ERROR: alert: %s about %s not sent: too many messages waiting", s.name, m.Src))
+			a.log.Error(logline.Error(fmt.Sprintf("alert: %s about %s not sent: too many messages waiting", s.name, m.Src)))
 		}
 	}
 }
@@ -399,7 +401,7 @@ func (a *Alerter) deliverLoop(s *sink) {
 		cancel()
 		if err != nil {
 			a.failed.Add(1)
-			a.log.Error(fmt.Sprintf("adminalert: ERROR: alert: %s about %s failed: %v", s.name, m.Src, err))
+			a.log.Error(logline.Error(fmt.Sprintf("alert: %s about %s failed: %v", s.name, m.Src, err)))
 			continue
 		}
 		a.sent.Add(1)

@@ -1,0 +1,340 @@
+package enforce
+
+import (
+	"bytes"
+	"context"
+	"log/slog"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/control"
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/engine"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/ignore"
+	"github.com/portsentry-go/portsentry/internal/portset"
+	"github.com/portsentry-go/portsentry/internal/report"
+	"github.com/portsentry-go/portsentry/internal/report/output"
+)
+
+// Addresses of the tests: documentation ranges, never contacted.
+var (
+	scanner  = netip.MustParseAddr("198.51.100.7")
+	scanner6 = netip.MustParseAddr("2001:db8::7")
+	ignored  = netip.MustParseAddr("192.0.2.9")   // in the ignore list
+	local    = netip.MustParseAddr("203.0.113.1") // "this host"
+)
+
+// rig is an Enforcer over a fake blocker, with a real engine, ban record
+// and reporter, and an event loop of its own.
+type rig struct {
+	t    *testing.T
+	e    *Enforcer
+	fake *fakeBlocker
+	log  *lockedLog
+	loop chan func()
+}
+
+type rigOptions struct {
+	traps      bool // the blocker is a Trapper (nftables)
+	allowLocal bool // -L
+	banTime    time.Duration
+	settings   Settings
+}
+
+func newRig(t *testing.T, o rigOptions) *rig {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &rig{t: t, fake: newFake(o.traps), log: &lockedLog{}, loop: make(chan func())}
+	log := output.New(r.log, slog.LevelInfo)
+	if o.banTime == 0 {
+		o.banTime = time.Hour
+	}
+	store, err := bans.Open("", bans.Policy{Base: o.banTime}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kind := "iptables"
+	if o.traps {
+		kind = "nftables"
+	}
+	jail := NewJail(store, kind, r.fake.asBlocker(), log)
+	guard := NewGuard(o.allowLocal, func() ([]netip.Prefix, error) {
+		return []netip.Prefix{netip.PrefixFrom(local, 32)}, nil
+	})
+	guard.SetIgnore(ignore.New(netip.MustParsePrefix("192.0.2.0/24")))
+	if err := guard.RefreshLocal(); err != nil {
+		t.Fatal(err)
+	}
+	rep := report.New(log, report.Settings{})
+	r.e = New(ctx, jail, guard, rep, nil, log)
+	var wg sync.WaitGroup
+	wg.Go(func() { rep.Run(ctx) })
+	wg.Go(r.e.Run)
+	wg.Go(func() {
+		for {
+			select {
+			case fn := <-r.e.Calls():
+				fn()
+			case fn := <-r.loop:
+				fn()
+			case <-ctx.Done():
+				return
+			}
+		}
+	})
+	t.Cleanup(func() { cancel(); wg.Wait(); jail.Close() })
+	if o.settings.Engine.Response == ([2]engine.Response{}) {
+		o.settings.Engine.Response = [2]engine.Response{engine.Block, engine.Block}
+	}
+	r.do(func() {
+		if err := r.e.Reconfigure(o.settings); err != nil {
+			t.Errorf("Reconfigure: %v", err)
+		}
+	})
+	return r
+}
+
+// do runs fn in the rig's event loop and waits for it.
+func (r *rig) do(fn func()) {
+	done := make(chan struct{})
+	r.loop <- func() { fn(); close(done) }
+	<-done
+}
+
+// probe is one SYN from src to port, decided in the loop.
+func (r *rig) probe(src netip.Addr, port uint16) {
+	r.do(func() {
+		r.e.Decide(event.Event{Time: time.Now(), Src: src, Dst: local, Port: port, Proto: event.TCP, Kind: event.SYN, Mode: event.ModeSTCP})
+	})
+}
+
+// waitLog waits until a log line contains want.
+func (r *rig) waitLog(want string) {
+	r.t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(r.log.String(), want) {
+		if time.Now().After(deadline) {
+			r.t.Fatalf("no log line with %q; log:\n%s", want, r.log.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// settle waits for the responses under way and their report lines.
+func (r *rig) settle() {
+	time.Sleep(50 * time.Millisecond)
+	r.do(func() {})
+}
+
+type lockedLog struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *lockedLog) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lockedLog) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func TestFirstProbeBansThenAlreadyBlocked(t *testing.T) {
+	r := newRig(t, rigOptions{traps: true})
+	r.probe(scanner, 143)
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+	ttl, ok := r.fake.ttl(scanner)
+	if !ok || ttl <= 59*time.Minute || ttl > time.Hour {
+		t.Fatalf("blocker holds %v (%v), want about an hour", ttl, ok)
+	}
+	r.waitLog("Scan from: [198.51.100.7] (198.51.100.7) protocol: [TCP] port: [143] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [false] triggered: [true] noblock: [false] blocked: [true]")
+	r.settle()
+	r.probe(scanner, 144)
+	r.waitLog("attackalert: Host: 198.51.100.7/198.51.100.7 is already blocked Ignoring")
+	if got := r.e.Jail().Len(); got != 1 {
+		t.Errorf("%d bans in the record, want 1", got)
+	}
+}
+
+func TestGuardNeverBlocks(t *testing.T) {
+	t.Run("ignore list", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true})
+		r.probe(ignored, 143)
+		r.waitLog("Scan from: [192.0.2.9] (192.0.2.9) protocol: [TCP] port: [143] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [true]")
+		r.settle()
+		if _, ok := r.fake.ttl(ignored); ok {
+			t.Error("an ignored address was banned")
+		}
+	})
+	t.Run("own address with -L: reported, not blocked", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true, allowLocal: true})
+		r.probe(local, 143)
+		r.waitLog("attackalert: Host 203.0.113.1 is a local or ignored address: not blocking it")
+		r.settle()
+		if _, ok := r.fake.ttl(local); ok {
+			t.Error("this host's own address was banned")
+		}
+	})
+	t.Run("kernel never-ban list", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true})
+		r.fake.mu.Lock()
+		got := slices.Clone(r.fake.allowed)
+		r.fake.mu.Unlock()
+		want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("203.0.113.1/32")}
+		if !slices.Equal(got, want) {
+			t.Errorf("kernel never-ban list %v, want %v", got, want)
+		}
+	})
+	t.Run("by hand", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true})
+		c := r.e.Control(func() control.Status { return control.Status{} })
+		for _, a := range []netip.Addr{ignored, local} {
+			if _, err := c.Block(a, time.Hour, ""); err == nil || !strings.Contains(err.Error(), "never blocked") {
+				t.Errorf("Block(%v) = %v, want a never-blocked refusal", a, err)
+			}
+		}
+	})
+}
+
+func TestTrapOnlyWithTrapper(t *testing.T) {
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour}
+	for _, traps := range []bool{true, false} {
+		r := newRig(t, rigOptions{traps: traps, settings: Settings{Trap: trap}})
+		r.fake.mu.Lock()
+		got := r.fake.trap
+		r.fake.mu.Unlock()
+		if (got != nil) != traps {
+			t.Errorf("trapper %v: trap set = %v", traps, got != nil)
+		}
+		if traps {
+			r.waitLog("adminalert: kernel trap set on 1023 TCP and 0 UDP ports")
+			r.e.RemoveTrap()
+			r.fake.mu.Lock()
+			if r.fake.trap != nil {
+				t.Error("RemoveTrap left the trap")
+			}
+			r.fake.mu.Unlock()
+		}
+	}
+}
+
+func TestExpiry(t *testing.T) {
+	for _, traps := range []bool{true, false} {
+		r := newRig(t, rigOptions{traps: traps, banTime: 300 * time.Millisecond})
+		r.probe(scanner, 22)
+		r.waitLog("has been blocked via")
+		r.settle()
+		time.Sleep(400 * time.Millisecond)
+		// The next probe after the end of the ban counts again: the ended
+		// ban is lifted first, in the same pass, and the source is banned
+		// anew (a repeat offender: twice as long).
+		r.probe(scanner, 23)
+		r.waitLog("attackalert: Host 198.51.100.7 unblocked: ban expired")
+		r.waitLog("port: [23] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [false] triggered: [true] noblock: [false] blocked: [true]")
+		r.fake.mu.Lock()
+		deleted := slices.Contains(r.fake.deletes, scanner)
+		r.fake.mu.Unlock()
+		// A Trapper's kernel expires its bans itself: deleting would lift
+		// the trap's fresh ban. The others need the Delete.
+		if deleted == traps {
+			t.Errorf("trapper %v: expired ban deleted from the blocker: %v", traps, deleted)
+		}
+	}
+}
+
+func TestUnblockByHand(t *testing.T) {
+	r := newRig(t, rigOptions{traps: true})
+	r.probe(scanner, 22)
+	r.probe(scanner6, 22)
+	r.waitLog("Host 2001:db8::7 has been blocked")
+	r.waitLog("Host 198.51.100.7 has been blocked")
+	r.settle()
+	c := r.e.Control(func() control.Status { return control.Status{} })
+	lifted, err := c.Unblock(netip.MustParsePrefix("198.51.100.0/24"))
+	if err != nil || len(lifted) != 1 || lifted[0].Addr != scanner {
+		t.Fatalf("Unblock = %v, %v; want the IPv4 scanner's ban", lifted, err)
+	}
+	if _, ok := r.fake.ttl(scanner); ok {
+		t.Error("the lifted ban is still in the blocker")
+	}
+	if _, ok := r.fake.ttl(scanner6); !ok {
+		t.Error("a ban outside the prefix was lifted")
+	}
+	r.waitLog("attackalert: Host 198.51.100.7 unblocked: unblocked by hand")
+	// Lifted, the source counts from zero: its next probe bans it again.
+	r.probe(scanner, 25)
+	r.waitLog("port: [25] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [false] triggered: [true] noblock: [false] blocked: [true]")
+	if st := c.Status(); st.Bans != 2 || st.Blocker != "nftables" {
+		t.Errorf("Status: %d bans with %q, want 2 with nftables", st.Bans, st.Blocker)
+	}
+}
+
+func TestFailedBanIsNotRecorded(t *testing.T) {
+	r := newRig(t, rigOptions{traps: true})
+	r.fake.mu.Lock()
+	r.fake.fail = errFake
+	r.fake.mu.Unlock()
+	r.probe(scanner, 22)
+	r.waitLog("attackalert: ERROR: Host 198.51.100.7 was NOT blocked; its next probe will try again")
+	r.settle()
+	if n := r.e.Jail().Len(); n != 0 {
+		t.Errorf("%d bans recorded after the blocker refused, want 0", n)
+	}
+	// Its next probe tries again, and works once the blocker does.
+	r.fake.mu.Lock()
+	r.fake.fail = nil
+	r.fake.mu.Unlock()
+	r.probe(scanner, 23)
+	r.waitLog("port: [23] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [false] triggered: [true] noblock: [false] blocked: [true]")
+}
+
+func TestRestoreReconciles(t *testing.T) {
+	path := t.TempDir() + "/bans"
+	store, err := bans.Open(path, bans.Policy{Base: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := store.BanFor(scanner, time.Hour, "kept")
+	store.BanFor(scanner6, 0, "permanent")
+	if err := store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fake := newFake(true)
+	stale := netip.MustParseAddr("198.51.100.99") // lifted while the daemon was down
+	fake.held[stale] = time.Hour
+	fake.held[scanner] = kept.Remaining(time.Now()) // already right
+	store, err = bans.Open(path, bans.Policy{Base: time.Hour}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := output.New(&lockedLog{}, slog.LevelInfo)
+	jail := NewJail(store, "nftables", fake, log)
+	defer jail.Close()
+	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil })
+	e := New(context.Background(), jail, guard, report.New(log, report.Settings{}), nil, log)
+	if err := e.Restore(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fake.ttl(stale); ok {
+		t.Error("a ban the record does not hold was kept")
+	}
+	if ttl, ok := fake.ttl(scanner6); !ok || ttl != 0 {
+		t.Errorf("permanent ban restored as %v, %v; want 0, true", ttl, ok)
+	}
+	if ttl, ok := fake.ttl(scanner); !ok || ttl < 59*time.Minute {
+		t.Errorf("timed ban restored as %v, %v", ttl, ok)
+	}
+	if !e.engine.IsBlocked(scanner) || !e.engine.IsBlocked(scanner6) {
+		t.Error("the engine does not know the restored bans")
+	}
+}
