@@ -40,6 +40,30 @@ const (
 	UDPProbe             // any UDP datagram to a watched port
 )
 
+// NumKinds is the number of probe kinds: every Kind is below it, so a table
+// can be indexed by Kind.
+const NumKinds = int(UDPProbe) + 1
+
+var kindNames = [NumKinds]string{
+	Connect:  "connect",
+	SYN:      "syn",
+	FIN:      "fin",
+	NULL:     "null",
+	XMAS:     "xmas",
+	OddTCP:   "odd",
+	UDPProbe: "udp",
+}
+
+// Name returns the kind's short lowercase name, as the JSON event stream
+// and the metrics' "kind" label write it: "connect", "syn", "fin", "null",
+// "xmas", "odd" or "udp"; "unknown" for a value that is no Kind.
+func (k Kind) Name() string {
+	if int(k) < NumKinds {
+		return kindNames[k]
+	}
+	return "unknown"
+}
+
 // Mode is a PortSentry 1.2 mode name; it is what $MODE$ expands to.
 type Mode uint8
 

@@ -249,3 +249,18 @@ func FuzzParseMode(f *testing.F) {
 		}
 	})
 }
+
+func TestKindName(t *testing.T) {
+	want := []string{"connect", "syn", "fin", "null", "xmas", "odd", "udp"}
+	if len(want) != NumKinds {
+		t.Fatalf("NumKinds = %d, want %d", NumKinds, len(want))
+	}
+	for k := Connect; k <= UDPProbe; k++ {
+		if got := k.Name(); got != want[k] {
+			t.Errorf("Kind(%d).Name() = %q, want %q", k, got, want[k])
+		}
+	}
+	if got := Kind(NumKinds).Name(); got != "unknown" {
+		t.Errorf("Kind(%d).Name() = %q, want unknown", NumKinds, got)
+	}
+}

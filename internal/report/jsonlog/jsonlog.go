@@ -95,26 +95,6 @@ type line struct {
 	BanCount   int     `json:"ban_count"`
 }
 
-// Kind names, as the "kind" field writes them (and as metrics labels them).
-var kindNames = [...]string{
-	event.Connect:  "connect",
-	event.SYN:      "syn",
-	event.FIN:      "fin",
-	event.NULL:     "null",
-	event.XMAS:     "xmas",
-	event.OddTCP:   "odd",
-	event.UDPProbe: "udp",
-}
-
-// KindName returns the short machine name of a kind: "connect", "syn",
-// "fin", "null", "xmas", "odd" or "udp".
-func KindName(k event.Kind) string {
-	if int(k) < len(kindNames) {
-		return kindNames[k]
-	}
-	return "unknown"
-}
-
 // Writer appends records to a file or to standard output. It is safe for
 // concurrent use. A nil *Writer writes nothing, so the daemon calls it
 // whether or not EVENT_LOG is set.
@@ -222,7 +202,7 @@ func (w *Writer) encode(r Record) ([]byte, error) {
 		Src:      addrString(ev.Src),
 		Port:     ev.Port,
 		Proto:    protoName(ev.Proto),
-		Kind:     KindName(ev.Kind),
+		Kind:     ev.Kind.Name(),
 		Type:     ev.Describe(),
 		Mode:     ev.Mode.String(),
 		Action:   r.Action,

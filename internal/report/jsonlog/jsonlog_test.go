@@ -161,7 +161,7 @@ func TestRoundTrip(t *testing.T) {
 			t.Errorf("record %d: dst %v, want %v", i, d.Dst, ev.Dst)
 		}
 		if d.Port != ev.Port || d.Proto != strings.ToLower(ev.Proto.String()) || d.Type != ev.Describe() ||
-			d.Mode != ev.Mode.String() || d.Kind != KindName(ev.Kind) {
+			d.Mode != ev.Mode.String() || d.Kind != ev.Kind.Name() {
 			t.Errorf("record %d: probe fields %+v", i, d)
 		}
 		if (ev.IPOpts == event.IPOptsUnknown) != (d.IPOpts == nil) || (d.IPOpts != nil && *d.IPOpts != (ev.IPOpts == event.IPOptsSet)) {
@@ -179,18 +179,6 @@ func TestRoundTrip(t *testing.T) {
 		if r.BanExpires.IsZero() != (d.BanExpires == nil) || (d.BanExpires != nil && !d.BanExpires.Equal(r.BanExpires.Truncate(time.Second))) {
 			t.Errorf("record %d: ban_expires %v, want %v", i, d.BanExpires, r.BanExpires)
 		}
-	}
-}
-
-func TestKindNames(t *testing.T) {
-	want := []string{"connect", "syn", "fin", "null", "xmas", "odd", "udp"}
-	for k := event.Connect; k <= event.UDPProbe; k++ {
-		if got := KindName(k); got != want[k] {
-			t.Errorf("KindName(%d) = %q, want %q", k, got, want[k])
-		}
-	}
-	if got := KindName(99); got != "unknown" {
-		t.Errorf("KindName(99) = %q", got)
 	}
 }
 

@@ -94,19 +94,6 @@ func FromEngine(a engine.Action) (Action, bool) {
 	return 0, false
 }
 
-// Kind names, as the "kind" label writes them; indexed by event.Kind.
-var kindNames = [...]string{
-	event.Connect:  "connect",
-	event.SYN:      "syn",
-	event.FIN:      "fin",
-	event.NULL:     "null",
-	event.XMAS:     "xmas",
-	event.OddTCP:   "odd",
-	event.UDPProbe: "udp",
-}
-
-const numKinds = len(kindNames)
-
 // Proto names, as the "proto" label writes them; indexed by event.Proto.
 var protoNames = [...]string{event.TCP: "tcp", event.UDP: "udp"}
 
@@ -362,7 +349,7 @@ func (m *Metrics) ServeListener(ctx context.Context, ln net.Listener, log *slog.
 // three label values on every event.
 type eventCounter struct {
 	desc *prometheus.Desc
-	n    [numKinds][numProtos][numActions]atomic.Uint64
+	n    [event.NumKinds][numProtos][numActions]atomic.Uint64
 }
 
 func newEventCounter() *eventCounter {
@@ -373,7 +360,7 @@ func newEventCounter() *eventCounter {
 }
 
 func (c *eventCounter) inc(kind event.Kind, proto event.Proto, action Action) {
-	if int(kind) < numKinds && int(proto) < numProtos && action < numActions {
+	if int(kind) < event.NumKinds && int(proto) < numProtos && action < numActions {
 		c.n[kind][proto][action].Add(1)
 	}
 }
@@ -390,7 +377,7 @@ func (c *eventCounter) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
 
 // Collect implements prometheus.Collector.
 func (c *eventCounter) Collect(ch chan<- prometheus.Metric) {
-	for k := range numKinds {
+	for k := range event.NumKinds {
 		for p := range numProtos {
 			for a := range numActions {
 				v := c.n[k][p][a].Load()
@@ -398,7 +385,7 @@ func (c *eventCounter) Collect(ch chan<- prometheus.Metric) {
 					continue
 				}
 				ch <- prometheus.MustNewConstMetric(c.desc, prometheus.CounterValue, float64(v),
-					kindNames[k], protoNames[p], actionNames[a])
+					event.Kind(k).Name(), protoNames[p], actionNames[a])
 			}
 		}
 	}

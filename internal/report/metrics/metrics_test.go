@@ -356,3 +356,32 @@ func TestEventAllocs(t *testing.T) {
 		t.Errorf("Event allocates %v times, want 0", n)
 	}
 }
+
+// TestKindLabels pins the "kind" label of every kind: dashboards and the
+// JSON event stream (package jsonlog) spell them so.
+func TestKindLabels(t *testing.T) {
+	m := New("v", Funcs{})
+	kinds := map[event.Kind]string{
+		event.Connect: "connect", event.SYN: "syn", event.FIN: "fin", event.NULL: "null",
+		event.XMAS: "xmas", event.OddTCP: "odd", event.UDPProbe: "udp",
+	}
+	for k := range kinds {
+		proto := event.TCP
+		if k == event.UDPProbe {
+			proto = event.UDP
+		}
+		for range int(k) + 1 {
+			m.Event(k, proto, Counted)
+		}
+	}
+	fams := scrape(t, serve(t, m))
+	for k, name := range kinds {
+		proto := "tcp"
+		if k == event.UDPProbe {
+			proto = "udp"
+		}
+		if got := value(t, fams, "portsentry_events_total", map[string]string{"kind": name, "proto": proto, "action": "counted"}); got != float64(k)+1 {
+			t.Errorf("kind=%q: %v, want %v", name, got, int(k)+1)
+		}
+	}
+}
