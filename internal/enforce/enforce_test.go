@@ -1,7 +1,6 @@
 package enforce
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -20,6 +19,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/portset"
 	"github.com/portsentry-go/portsentry/internal/report"
 	"github.com/portsentry-go/portsentry/internal/report/output"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // Addresses of the tests: documentation ranges, never contacted.
@@ -36,7 +36,7 @@ type rig struct {
 	t    *testing.T
 	e    *Enforcer
 	fake *fakeBlocker
-	log  *lockedLog
+	log  *syncbuf.Buffer
 	loop chan func()
 }
 
@@ -50,7 +50,7 @@ type rigOptions struct {
 func newRig(t *testing.T, o rigOptions) *rig {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &rig{t: t, fake: newFake(o.traps), log: &lockedLog{}, loop: make(chan func())}
+	r := &rig{t: t, fake: newFake(o.traps), log: &syncbuf.Buffer{}, loop: make(chan func())}
 	log := output.New(r.log, slog.LevelInfo)
 	if o.banTime == 0 {
 		o.banTime = time.Hour
@@ -130,23 +130,6 @@ func (r *rig) waitLog(want string) {
 func (r *rig) settle() {
 	time.Sleep(50 * time.Millisecond)
 	r.do(func() {})
-}
-
-type lockedLog struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lockedLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lockedLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func TestFirstProbeBansThenAlreadyBlocked(t *testing.T) {
@@ -317,7 +300,7 @@ func TestRestoreReconciles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	log := output.New(&lockedLog{}, slog.LevelInfo)
+	log := output.New(&syncbuf.Buffer{}, slog.LevelInfo)
 	jail := NewJail(store, "nftables", fake, log)
 	defer jail.Close()
 	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil })
