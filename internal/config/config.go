@@ -227,7 +227,9 @@ const (
 )
 
 // Error is a problem at one line of a configuration file. Every error
-// returned by Load, Parse and ApplyDefaultsFile is an *Error.
+// returned by Load, Parse and ApplyDefaultsFile is an *Error. The state
+// files' readers (packages bans and history) name their unreadable lines
+// with it too, as "FILE:LINE: problem".
 type Error struct {
 	// File is the name of the file (Config.Path).
 	File string

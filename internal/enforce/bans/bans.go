@@ -83,6 +83,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portsentry-go/portsentry/internal/config"
 )
 
 // Ban is one ban as the Store records it.
@@ -685,24 +687,11 @@ func (s *Store) entries() []*entry {
 	return out
 }
 
-// LineError names a line of the ban file that could not be read.
-type LineError struct {
-	File string
-	Line int
-	Err  error
-}
-
-// Error gives the file, line and problem.
-func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
-
-// Unwrap returns the problem.
-func (e *LineError) Unwrap() error { return e.Err }
-
 // CorruptError is returned by Open, beside a usable Store, when lines of
 // the file could not be read. The lines read were loaded; the damaged file
 // was kept as Kept (empty if it could not be).
 type CorruptError struct {
-	Lines []*LineError
+	Lines []*config.Error // FILE:LINE: problem, one per line not read
 	Kept  string
 }
 

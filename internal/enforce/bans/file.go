@@ -15,6 +15,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/portsentry-go/portsentry/internal/config"
 )
 
 const (
@@ -228,7 +230,7 @@ type loader struct {
 	records int  // records applied (format lines aside)
 	header  bool // the file began with a format line
 	clean   bool // the file ended with a newline
-	bad     []*LineError
+	bad     []*config.Error
 	intern  map[string]string
 }
 
@@ -246,7 +248,7 @@ func (ld *loader) load(r io.Reader, name string, s *Store) error {
 			for errors.Is(err, bufio.ErrBufferFull) {
 				_, err = br.ReadSlice('\n')
 			}
-			ld.bad = append(ld.bad, &LineError{File: name, Line: n, Err: errors.New("line too long")})
+			ld.bad = append(ld.bad, &config.Error{File: name, Line: n, Err: errors.New("line too long")})
 			if err == io.EOF {
 				ld.clean = false
 				return nil
@@ -278,7 +280,7 @@ func (ld *loader) load(r io.Reader, name string, s *Store) error {
 		}
 		rec, derr := decodeRecord(line, ld.str)
 		if derr != nil {
-			ld.bad = append(ld.bad, &LineError{File: name, Line: n, Err: derr})
+			ld.bad = append(ld.bad, &config.Error{File: name, Line: n, Err: derr})
 			continue
 		}
 		if rec.op == opFormat && rec.v != formatVersion {

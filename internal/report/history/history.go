@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/portsentry-go/portsentry/internal/config"
 )
 
 // Appender appends lines to a file. The file is opened for each write with
@@ -57,16 +59,6 @@ type Record struct {
 	Proto string // "TCP" or "UDP"
 }
 
-// LineError names a line of a state file that could not be read.
-type LineError struct {
-	File string
-	Line int
-	Err  error
-}
-
-func (e *LineError) Error() string { return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err) }
-func (e *LineError) Unwrap() error { return e.Err }
-
 // ParseRecord reads one 1.2 block record:
 //
 //	1795311636 - 11/22/2026 01:40:36 Host: name/10.99.0.1 Port: 143 TCP Blocked
@@ -98,7 +90,7 @@ func ParseRecord(line string) (Record, error) {
 }
 
 // LoadBlocked reads a blocked file. A missing file is an empty one. Lines
-// that cannot be read are returned as *LineError values beside the records
+// that cannot be read are returned as *config.Error values ("FILE:LINE: problem") beside the records
 // that could: a damaged line must not make the daemon forget the others.
 func LoadBlocked(path string) ([]Record, []error, error) {
 	f, err := os.Open(path)
@@ -124,7 +116,7 @@ func readBlocked(r io.Reader, name string) ([]Record, []error, error) {
 		}
 		rec, err := ParseRecord(line)
 		if err != nil {
-			bad = append(bad, &LineError{File: name, Line: n, Err: err})
+			bad = append(bad, &config.Error{File: name, Line: n, Err: err})
 			continue
 		}
 		recs = append(recs, rec)

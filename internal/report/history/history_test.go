@@ -13,6 +13,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
 	"github.com/portsentry-go/portsentry/internal/report/resolve"
@@ -218,16 +219,16 @@ func TestLoadBlocked(t *testing.T) {
 	}
 	var got []where
 	for _, e := range bad {
-		var le *LineError
+		var le *config.Error
 		if !errors.As(e, &le) {
-			t.Fatalf("bad line error %v (%T) is not a *LineError", e, e)
+			t.Fatalf("bad line error %v (%T) is not a *config.Error", e, e)
 		}
 		got = append(got, where{le.File, le.Line})
 		if prefix := fmt.Sprintf("%s:%d: ", path, le.Line); !strings.HasPrefix(e.Error(), prefix) {
 			t.Errorf("error %q does not start with %q", e, prefix)
 		}
 		if le.Unwrap() == nil {
-			t.Errorf("LineError %v wraps nothing", e)
+			t.Errorf("line error %v wraps nothing", e)
 		}
 	}
 	if diff := cmp.Diff([]where{{path, 5}, {path, 6}, {path, 8}}, got); diff != "" {
