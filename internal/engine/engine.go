@@ -156,6 +156,8 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		v.Action = Ignored
 		return v
 	}
+	// Blocked wins over pending: a source blocked by hand while its
+	// response runs is blocked, whatever the response's outcome.
 	if _, ok := e.blocked[src]; ok {
 		v.Action = AlreadyBlocked
 		return v
