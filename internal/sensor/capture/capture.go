@@ -16,7 +16,7 @@
 // for a probe.
 //
 // The service check (is some local socket using the port?) is not done
-// here: the engine asks internal/sockets later, and only for sources it has
+// here: enforcement asks package sockets later, and only for sources it has
 // not blocked already.
 //
 // The per-packet path allocates nothing, so a fast scan or a flood costs no
