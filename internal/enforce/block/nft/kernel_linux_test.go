@@ -2,7 +2,6 @@ package nft
 
 import (
 	"flag"
-	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/portsentry-go/portsentry/internal/enforce/block/blocktest"
 	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
@@ -63,27 +63,6 @@ var stdAllowed = []netip.Prefix{
 	netip.MustParsePrefix("255.255.255.255/32"),
 }
 
-// listOf returns List as a map for lookups.
-func listOf(t *testing.T, b *Blocker) map[netip.Addr]time.Duration {
-	t.Helper()
-	l, err := b.List()
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := make(map[netip.Addr]time.Duration, len(l))
-	for _, e := range l {
-		m[e.Addr] = e.TTL
-	}
-	return m
-}
-
-func commit(t testing.TB, b *Blocker) {
-	t.Helper()
-	if err := b.Commit(); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestKernelRuleset checks what `nft list table` prints after New,
 // SetAllowed and SetTrap: the kernel understood every message as the nft
 // tool would have written it.
@@ -102,7 +81,7 @@ func TestKernelRuleset(t *testing.T) {
 // bytecode returns the rules of `nft --debug=netlink list table` as the
 // kernel holds them (expressions, registers, data), without rule handles,
 // which differ between two namespaces.
-func bytecode(t *testing.T, n *netns) string {
+func bytecode(t *testing.T, n *testNS) string {
 	out := n.nft(t, "--debug=netlink", "list", "table", "inet", "portsentry")
 	header := regexp.MustCompile(`^(inet \S+ \S+)( \d+)+$`)
 	var b strings.Builder
@@ -164,11 +143,11 @@ func TestKernelNewTwice(t *testing.T) {
 	}
 	b.Add(mustAddr("198.51.100.7"), time.Hour)
 	b.Add(mustAddr("2001:db9::7"), 0)
-	commit(t, b)
+	blocktest.Commit(t, b)
 	b.Close()
 
 	b2 := n.blocker(t, Options{})
-	got := listOf(t, b2)
+	got := blocktest.List(t, b2)
 	if len(got) != 2 || got[mustAddr("2001:db9::7")] != 0 || got[mustAddr("198.51.100.7")] <= 0 {
 		t.Errorf("bans after the second New: %v", got)
 	}
@@ -187,7 +166,7 @@ func TestKernelNewTwice(t *testing.T) {
 	}
 	// A second blocker with another table lives beside the first.
 	other := n.blocker(t, Options{Table: "other"})
-	if l := listOf(t, other); len(l) != 0 {
+	if l := blocktest.List(t, other); len(l) != 0 {
 		t.Errorf("table other: %v", l)
 	}
 	// A restart with another priority moves the chain.
@@ -195,69 +174,11 @@ func TestKernelNewTwice(t *testing.T) {
 	if in := n.nft(t, "list", "chain", "inet", "portsentry", "input"); !strings.Contains(in, "priority filter - 5;") || strings.Count(in, "jump trap") != 1 {
 		t.Errorf("after New with priority -5:\n%s", in)
 	}
-	if got := listOf(t, b2); len(got) != 2 {
+	if got := blocktest.List(t, b2); len(got) != 2 {
 		t.Errorf("bans after the priority change: %v", got)
 	}
 	if !b2.updates {
 		t.Log("this kernel does not replace timeouts on re-add: Commit uses three operations per ban")
-	}
-}
-
-// TestKernelAddList: bans with and without TTL, listed with what remains;
-// adding again replaces the TTL, shorter or longer, or makes it permanent.
-func TestKernelAddList(t *testing.T) {
-	for _, updates := range []bool{true, false} {
-		t.Run(fmt.Sprintf("updates=%v", updates), func(t *testing.T) {
-			n := newNetns(t)
-			b := n.blocker(t, Options{})
-			if updates && !b.updates {
-				t.Skip("this kernel does not replace timeouts on re-add")
-			}
-			b.updates = updates // false: the three-operation path older kernels need
-			want := map[netip.Addr]time.Duration{}
-			for i := range 5 {
-				a4 := netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)})
-				a6 := netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb9, 15: byte(i + 1)})
-				ttl := time.Duration(i+1) * time.Hour
-				if i == 4 {
-					ttl = 0
-				}
-				b.Add(a4, ttl)
-				b.Add(a6, ttl)
-				want[a4], want[a6] = ttl, ttl
-			}
-			commit(t, b)
-			check := func() {
-				t.Helper()
-				got := listOf(t, b)
-				if len(got) != len(want) {
-					t.Fatalf("listed %d bans, want %d: %v", len(got), len(want), got)
-				}
-				for a, ttl := range want {
-					g, ok := got[a]
-					switch {
-					case !ok:
-						t.Errorf("%v not listed", a)
-					case ttl == 0 && g != 0:
-						t.Errorf("%v: TTL %v, want permanent", a, g)
-					case ttl != 0 && (g <= ttl-time.Minute || g > ttl):
-						t.Errorf("%v: TTL %v, want just under %v", a, g, ttl)
-					}
-				}
-			}
-			check()
-			// Re-add: longer, shorter, permanent, and a permanent one
-			// given a TTL.
-			for a, ttl := range map[string]time.Duration{
-				"198.51.100.1": 10 * time.Hour, "198.51.100.2": 10 * time.Minute,
-				"198.51.100.3": 0, "2001:db9::5": 30 * time.Minute,
-			} {
-				b.Add(mustAddr(a), ttl)
-				want[mustAddr(a)] = ttl
-			}
-			commit(t, b)
-			check()
-		})
 	}
 }
 
@@ -269,13 +190,13 @@ func TestKernelExpiry(t *testing.T) {
 	short, perm := mustAddr("198.51.100.1"), mustAddr("2001:db9::1")
 	b.Add(short, 2*time.Second)
 	b.Add(perm, 0)
-	commit(t, b)
-	if got := listOf(t, b); len(got) != 2 {
+	blocktest.Commit(t, b)
+	if got := blocktest.List(t, b); len(got) != 2 {
 		t.Fatalf("listed %v", got)
 	}
 	deadline := time.Now().Add(6 * time.Second)
 	for {
-		got := listOf(t, b)
+		got := blocktest.List(t, b)
 		if _, ok := got[short]; !ok {
 			if _, ok := got[perm]; !ok {
 				t.Fatal("the permanent ban expired too")
@@ -286,38 +207,6 @@ func TestKernelExpiry(t *testing.T) {
 			t.Fatalf("a 2 s ban still listed after 6 s: %v", got)
 		}
 		time.Sleep(250 * time.Millisecond)
-	}
-}
-
-// TestKernelDelete: present and absent addresses in one Commit.
-func TestKernelDelete(t *testing.T) {
-	for _, updates := range []bool{true, false} {
-		t.Run(fmt.Sprintf("updates=%v", updates), func(t *testing.T) {
-			n := newNetns(t)
-			b := n.blocker(t, Options{})
-			b.updates = updates && b.updates
-			b.Add(mustAddr("198.51.100.1"), time.Hour)
-			b.Add(mustAddr("198.51.100.2"), 0)
-			b.Add(mustAddr("2001:db9::1"), time.Hour)
-			commit(t, b)
-			for _, a := range []string{"198.51.100.1", "198.51.100.2", "2001:db9::1", "198.51.100.99", "2001:db9::99"} {
-				b.Delete(mustAddr(a))
-			}
-			commit(t, b)
-			if got := listOf(t, b); len(got) != 0 {
-				t.Errorf("after Delete: %v", got)
-			}
-			// Add and Delete of one address in one Commit: the last wins.
-			b.Add(mustAddr("198.51.100.3"), time.Hour)
-			b.Delete(mustAddr("198.51.100.3"))
-			b.Delete(mustAddr("198.51.100.4"))
-			b.Add(mustAddr("198.51.100.4"), time.Hour)
-			commit(t, b)
-			got := listOf(t, b)
-			if _, ok := got[mustAddr("198.51.100.4")]; len(got) != 1 || !ok {
-				t.Errorf("after Add+Delete and Delete+Add: %v", got)
-			}
-		})
 	}
 }
 
@@ -337,8 +226,8 @@ func TestKernelAllowed(t *testing.T) {
 	for _, a := range []string{"198.51.100.1", "198.51.100.127", "203.0.113.9", "::ffff:203.0.113.10", "2001:db9::1", "198.51.100.128", "2001:db9:0:1::1"} {
 		b.Add(mustAddr(a), time.Hour)
 	}
-	commit(t, b)
-	got := listOf(t, b)
+	blocktest.Commit(t, b)
+	got := blocktest.List(t, b)
 	want := map[netip.Addr]bool{mustAddr("198.51.100.128"): true, mustAddr("2001:db9:0:1::1"): true}
 	if len(got) != len(want) {
 		t.Errorf("listed %v, want only %v", got, want)
@@ -356,8 +245,8 @@ func TestKernelAllowed(t *testing.T) {
 		t.Fatal(err)
 	}
 	b.Add(mustAddr("198.51.100.1"), time.Hour)
-	commit(t, b)
-	if _, ok := listOf(t, b)[mustAddr("198.51.100.1")]; !ok {
+	blocktest.Commit(t, b)
+	if _, ok := blocktest.List(t, b)[mustAddr("198.51.100.1")]; !ok {
 		t.Error("an address of the replaced list still refused")
 	}
 	if set := n.nft(t, "list", "set", "inet", "portsentry", "allow4"); strings.Contains(set, "elements") {
@@ -384,7 +273,7 @@ func TestKernelRestore100k(t *testing.T) {
 	b := n.blocker(t, Options{})
 	for range 2 {
 		restore100k(b)
-		commit(t, b)
+		blocktest.Commit(t, b)
 		l, err := b.List()
 		if err != nil {
 			t.Fatal(err)
@@ -421,7 +310,7 @@ func benchRestore(b *testing.B, updates bool) {
 		bl.updates = updates
 		restore100k(bl)
 		b.StartTimer()
-		commit(b, bl)
+		blocktest.Commit(b, bl)
 	}
 }
 
@@ -430,7 +319,7 @@ func BenchmarkList100k(b *testing.B) {
 	n := newNetns(b)
 	bl := n.blocker(b, Options{})
 	restore100k(bl)
-	commit(b, bl)
+	blocktest.Commit(b, bl)
 	for b.Loop() {
 		if l, err := bl.List(); err != nil || len(l) != 100_000 {
 			b.Fatal(len(l), err)
@@ -449,7 +338,7 @@ func TestKernelErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "MaxBans") {
 		t.Errorf("Commit past MaxBans: %v", err)
 	}
-	if l := listOf(t, b); len(l) != 0 {
+	if l := blocktest.List(t, b); len(l) != 0 {
 		t.Errorf("a failed batch applied in part: %v", l)
 	}
 	// The queue was emptied: nothing is sent again.

@@ -10,6 +10,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/block/blocktest"
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 // The trap end to end: namespace T runs the blocker and a few services,
@@ -26,9 +30,9 @@ const (
 	okWait = 3 * time.Second
 )
 
-// lab is T and S joined by a veth pair.
-type lab struct {
-	T, S   *netns
+// trapLab is T and S joined by a veth pair.
+type trapLab struct {
+	T, S   *testNS
 	tIf    string // T's end of the veth
 	t4, t6 netip.Addr
 	// S's addresses, by role: 0 scans TCP, 1 is a well-behaved client
@@ -36,36 +40,23 @@ type lab struct {
 	s4, s6 [4]netip.Addr
 }
 
-func newLab(t *testing.T) *lab {
+func newTrapLab(t *testing.T) *trapLab {
 	t.Helper()
-	l := &lab{T: newNetns(t), S: newNetns(t),
+	l := &trapLab{T: newNetns(t), S: newNetns(t), tIf: "pst0",
 		t4: mustAddr("192.0.2.1"), t6: mustAddr("2001:db8::1")}
 	for i := range l.s4 {
 		l.s4[i] = netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})
 		l.s6[i] = netip.AddrFrom16([16]byte{0x20, 0x01, 0x0d, 0xb8, 15: byte(0x10 + i)})
 	}
-	id := nsSeq.Add(1)
-	l.tIf = fmt.Sprintf("pst%d", id)
-	sIf := fmt.Sprintf("pss%d", id)
-	run(t, "ip", "link", "add", l.tIf, "netns", l.T.name, "type", "veth", "peer", "name", sIf, "netns", l.S.name)
-	addrs := func(n *netns, ifc string, a4, a6 []netip.Addr) {
-		for _, a := range a4 {
-			// brd +: 192.0.2.255 is the subnet's broadcast address.
-			run(t, "ip", "-n", n.name, "addr", "add", a.String()+"/24", "brd", "+", "dev", ifc)
-		}
-		for _, a := range a6 {
-			// nodad: usable at once, without duplicate address detection.
-			run(t, "ip", "-n", n.name, "addr", "add", a.String()+"/64", "dev", ifc, "nodad")
-		}
-		run(t, "ip", "-n", n.name, "link", "set", ifc, "up")
-	}
-	addrs(l.T, l.tIf, []netip.Addr{l.t4}, []netip.Addr{l.t6})
-	addrs(l.S, sIf, l.s4[:], l.s6[:])
+	// IPv4 on a /24 with its broadcast address, 192.0.2.255.
+	netnstest.Pair(t,
+		netns.Iface{NS: l.T.NS, Name: l.tIf, Addrs: netns.OnLink(l.t4, l.t6)},
+		netns.Iface{NS: l.S.NS, Name: "pss0", Addrs: netns.OnLink(append(l.s4[:], l.s6[:]...)...)})
 	return l
 }
 
 // listen opens a socket in n; the caller closes it.
-func (n *netns) listenTCP(t *testing.T, addr string) net.Listener {
+func (n *testNS) listenTCP(t *testing.T, addr string) net.Listener {
 	t.Helper()
 	var ln net.Listener
 	n.do(t, func() (err error) {
@@ -91,7 +82,7 @@ func (n *netns) listenTCP(t *testing.T, addr string) net.Listener {
 // socket bound to one address answers from it; a wildcard socket answers
 // from whatever address the route prefers, which on a host with several
 // is not always the one asked.
-func (n *netns) serveUDP(t *testing.T, addr string, delay time.Duration) net.PacketConn {
+func (n *testNS) serveUDP(t *testing.T, addr string, delay time.Duration) net.PacketConn {
 	t.Helper()
 	var pc net.PacketConn
 	n.do(t, func() (err error) {
@@ -117,7 +108,7 @@ func (n *netns) serveUDP(t *testing.T, addr string, delay time.Duration) net.Pac
 // sport, if not 0) and reads the greeting. It returns nil on success, or
 // the error: a timeout when the SYN was dropped, ECONNREFUSED when the
 // port was closed and nothing dropped it.
-func (n *netns) connect(t *testing.T, from netip.Addr, sport uint16, to netip.AddrPort, wait time.Duration) error {
+func (n *testNS) connect(t *testing.T, from netip.Addr, sport uint16, to netip.AddrPort, wait time.Duration) error {
 	t.Helper()
 	var result error
 	n.do(t, func() error {
@@ -140,7 +131,7 @@ func (n *netns) connect(t *testing.T, from netip.Addr, sport uint16, to netip.Ad
 }
 
 // query sends "q" over UDP from n and waits for the answer.
-func (n *netns) query(t *testing.T, from netip.Addr, to netip.AddrPort, wait time.Duration) error {
+func (n *testNS) query(t *testing.T, from netip.Addr, to netip.AddrPort, wait time.Duration) error {
 	t.Helper()
 	var result error
 	n.do(t, func() error {
@@ -166,7 +157,7 @@ func (n *netns) query(t *testing.T, from netip.Addr, to netip.AddrPort, wait tim
 
 // sendUDP sends one datagram from n, from:sport → to, and closes the
 // socket at once.
-func (n *netns) sendUDP(t *testing.T, from netip.AddrPort, to netip.AddrPort) {
+func (n *testNS) sendUDP(t *testing.T, from netip.AddrPort, to netip.AddrPort) {
 	t.Helper()
 	n.do(t, func() error {
 		c, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(from), net.UDPAddrFromAddrPort(to))
@@ -181,7 +172,7 @@ func (n *netns) sendUDP(t *testing.T, from netip.AddrPort, to netip.AddrPort) {
 
 // broadcastUDP sends one datagram from n to the broadcast address
 // 192.0.2.255:port from the address from.
-func (n *netns) broadcastUDP(t *testing.T, from netip.Addr, port uint16) {
+func (n *testNS) broadcastUDP(t *testing.T, from netip.Addr, port uint16) {
 	t.Helper()
 	n.do(t, func() error {
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)))
@@ -218,12 +209,12 @@ func isRefused(err error) bool { return errors.Is(err, syscall.ECONNREFUSED) }
 // adds it while handling the probe, so it is there at once.
 func banned(t *testing.T, b *Blocker, a netip.Addr) bool {
 	t.Helper()
-	_, ok := listOf(t, b)[a]
+	_, ok := blocktest.List(t, b)[a]
 	return ok
 }
 
 func TestKernelTrap(t *testing.T) {
-	l := newLab(t)
+	l := newTrapLab(t)
 	b := l.T.blocker(t, Options{})
 	// Services up before the trap: TCP 80 and UDP 53, dual-stack sockets
 	// as Go opens them (IPv4 packets find them too).
@@ -368,7 +359,7 @@ func TestKernelTrap(t *testing.T) {
 		// when someone bans them.
 		b.Add(l.t4, time.Hour)
 		b.Add(l.t6, time.Hour)
-		commit(t, b)
+		blocktest.Commit(t, b)
 		for _, a := range []netip.Addr{l.t4, l.t6} {
 			if err := l.T.connect(t, a, 0, netip.AddrPortFrom(a, 80), okWait); err != nil {
 				t.Errorf("%v to its own service: %v", a, err)
@@ -395,7 +386,7 @@ func TestKernelTrap(t *testing.T) {
 // TestKernelTrapInterfaces: the trap limited to some interfaces, replaced,
 // and removed.
 func TestKernelTrapInterfaces(t *testing.T) {
-	l := newLab(t)
+	l := newTrapLab(t)
 	b := l.T.blocker(t, Options{})
 	probe := func(from netip.Addr) error {
 		return l.S.connect(t, from, 0, netip.AddrPortFrom(l.t4, 23), dropWait)
@@ -414,7 +405,7 @@ func TestKernelTrapInterfaces(t *testing.T) {
 	if err := probe(l.s4[0]); !isTimeout(err) {
 		t.Errorf("probe on a trapped interface: %v, want a timeout", err)
 	}
-	if got := listOf(t, b)[l.s4[0]]; got != 0 {
+	if got := blocktest.List(t, b)[l.s4[0]]; got != 0 {
 		t.Errorf("trap TTL 0 gave a ban of %v, want permanent", got)
 	}
 	if err := b.SetTrap(nil); err != nil {
