@@ -8,12 +8,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -25,6 +22,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
@@ -42,15 +41,18 @@ func TestMain(m *testing.M) {
 	if cfg := os.Getenv(helperEnv); cfg != "" {
 		os.Exit(runHelper(cfg))
 	}
-	os.Exit(m.Run())
+	os.Exit(lab.Main(m))
 }
 
-// needRoot skips a test that opens a packet socket (CAP_NET_RAW) or
-// creates network namespaces (CAP_SYS_ADMIN).
+// lab makes the network namespaces of the real-kernel tests.
+var lab = netnstest.Lab{Prefix: "pscap-"}
+
+// needRoot skips (fails under CI) a test that opens a packet socket
+// (CAP_NET_RAW).
 func needRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs CAP_NET_RAW (packet socket) and CAP_SYS_ADMIN (network namespaces): run as root, e.g. sudo go test")
+		netnstest.SkipOrFail(t, "needs CAP_NET_RAW (packet socket): run as root, e.g. sudo env PATH=$PATH go test ./internal/sensor/capture/")
 	}
 }
 
@@ -443,14 +445,14 @@ type helper struct {
 	lines  chan string // everything but events
 }
 
-func startHelper(t *testing.T, netns string, hc helperConfig) *helper {
+func startHelper(t *testing.T, ns *netns.NS, hc helperConfig) *helper {
 	t.Helper()
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg, _ := json.Marshal(hc)
-	cmd := exec.Command("ip", "netns", "exec", netns, exe, "-test.run=^$")
+	cmd := ns.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), helperEnv+"="+string(cfg))
 	cmd.Stderr = tlogWriter{t}
 	stdin, err := cmd.StdinPipe()
@@ -550,78 +552,35 @@ func (h *helper) next(t *testing.T) event.Event {
 // netPair is two namespaces joined by a veth pair: the target, where the
 // sensor runs, and the scanner.
 type netPair struct {
-	target, scanner   string // namespace names
+	target, scanner   *netns.NS
 	targetIf          string
 	target4, scanner4 netip.Addr
 	target6, scanner6 netip.Addr
 }
 
-func run(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-}
-
 func newNetPair(t *testing.T) *netPair {
 	t.Helper()
-	needRoot(t)
-	if _, err := exec.LookPath("ip"); err != nil {
-		t.Skip("needs ip(8) from iproute2: apt-get install iproute2")
-	}
-	id := fmt.Sprintf("%08x", rand.Uint32())
 	np := &netPair{
-		target: "pscap-" + id + "-t", scanner: "pscap-" + id + "-s",
-		targetIf: "pct" + id,
+		target: lab.New(t, "t"), scanner: lab.New(t, "s"),
+		targetIf: "pct0",
 		target4:  netip.MustParseAddr("198.51.100.1"), scanner4: netip.MustParseAddr("198.51.100.2"),
 		target6: netip.MustParseAddr("2001:db8::1"), scanner6: netip.MustParseAddr("2001:db8::2"),
 	}
-	for _, ns := range []string{np.target, np.scanner} {
-		run(t, "ip", "netns", "add", ns)
-		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
-	}
-	scannerIf := "pcs" + id
-	run(t, "ip", "link", "add", np.targetIf, "netns", np.target, "type", "veth", "peer", "name", scannerIf, "netns", np.scanner)
-	for _, side := range []struct {
-		ns, ifname string
-		a4, a6     netip.Addr
-	}{{np.target, np.targetIf, np.target4, np.target6}, {np.scanner, scannerIf, np.scanner4, np.scanner6}} {
-		run(t, "ip", "-n", side.ns, "addr", "add", side.a4.String()+"/24", "dev", side.ifname)
-		// nodad: usable at once, without duplicate address detection.
-		run(t, "ip", "-n", side.ns, "addr", "add", side.a6.String()+"/64", "dev", side.ifname, "nodad")
-		run(t, "ip", "-n", side.ns, "link", "set", side.ifname, "up")
-		run(t, "ip", "-n", side.ns, "link", "set", "lo", "up")
-	}
+	netnstest.Pair(t,
+		netns.Iface{NS: np.target, Name: np.targetIf, Addrs: netns.OnLink(np.target4, np.target6)},
+		netns.Iface{NS: np.scanner, Name: "pcs0", Addrs: netns.OnLink(np.scanner4, np.scanner6)})
 	return np
 }
 
 // inNetns runs f on a thread that has entered network namespace ns, so the
-// sockets f creates live there. The thread stays locked and is discarded
-// when f returns, never reused in the wrong namespace.
-func inNetns(t *testing.T, ns string, f func() error) {
+// sockets f creates live there.
+func inNetns(t *testing.T, ns *netns.NS, f func() error) {
 	t.Helper()
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the runtime kills the thread
-		fd, err := unix.Open("/var/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("setns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	if err := <-errc; err != nil {
-		t.Fatal(err)
-	}
+	netnstest.Do(t, ns, f)
 }
 
 // synTo sends a SYN from ns to addr:port (the answer is a RST).
-func synTo(t *testing.T, ns string, addr netip.Addr, port uint16) {
+func synTo(t *testing.T, ns *netns.NS, addr netip.Addr, port uint16) {
 	t.Helper()
 	inNetns(t, ns, func() error {
 		c, err := net.DialTimeout("tcp", netip.AddrPortFrom(addr, port).String(), wait)
@@ -634,7 +593,7 @@ func synTo(t *testing.T, ns string, addr netip.Addr, port uint16) {
 
 // udpFrom sends one datagram from ns, source port sport (0: any), to
 // addr:port.
-func udpFrom(t *testing.T, ns string, sport uint16, addr netip.Addr, port uint16) {
+func udpFrom(t *testing.T, ns *netns.NS, sport uint16, addr netip.Addr, port uint16) {
 	t.Helper()
 	inNetns(t, ns, func() error {
 		c, err := net.DialUDP("udp", &net.UDPAddr{Port: int(sport)}, net.UDPAddrFromAddrPort(netip.AddrPortFrom(addr, port)))
@@ -649,7 +608,7 @@ func udpFrom(t *testing.T, ns string, sport uint16, addr netip.Addr, port uint16
 
 // finTo sends a bare TCP FIN from ns to addr:port through a raw socket:
 // what nmap -sF sends.
-func finTo(t *testing.T, ns string, addr netip.Addr, port uint16) {
+func finTo(t *testing.T, ns *netns.NS, addr netip.Addr, port uint16) {
 	t.Helper()
 	inNetns(t, ns, func() error {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
@@ -759,7 +718,7 @@ func TestNetns(t *testing.T) {
 
 // udpFromTo sends one datagram from ns, from local address laddr port
 // lport, to raddr:rport, and closes the socket.
-func udpFromTo(t *testing.T, ns string, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16) {
+func udpFromTo(t *testing.T, ns *netns.NS, laddr netip.Addr, lport uint16, raddr netip.Addr, rport uint16) {
 	t.Helper()
 	inNetns(t, ns, func() error {
 		c, err := net.DialUDP("udp",

@@ -1,7 +1,6 @@
 package connect
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/portset"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // Tests touch loopback only: 127.0.0.1 and ::1.
@@ -77,26 +77,8 @@ func set(ports ...uint16) portset.Set {
 	return s
 }
 
-// logBuffer collects slog text output; safe for concurrent writes.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newLogger() (*slog.Logger, *logBuffer) {
-	b := new(logBuffer)
+func newLogger() (*slog.Logger, *syncbuf.Buffer) {
+	b := new(syncbuf.Buffer)
 	return slog.New(slog.NewTextHandler(b, nil)), b
 }
 
