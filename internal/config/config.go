@@ -161,6 +161,11 @@ type Config struct {
 	// scanner in the kernel's packet path on its first probe, in stealth
 	// and advanced modes when SCAN_TRIGGER is 0 or 1.
 	KernelTrap bool
+	// ProtectInfrastructure (PROTECT_INFRASTRUCTURE, default 1) never
+	// blocks the name servers of /etc/resolv.conf, the default gateways and
+	// the addresses administrators are logged in from, whatever probes
+	// claim to come from them.
+	ProtectInfrastructure bool
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
 	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
@@ -199,19 +204,20 @@ type Config struct {
 // set (or sets to ""). A fresh value each call, so callers may modify it.
 func Default() *Config {
 	c := &Config{
-		AdvancedPortsTCP: 1024,
-		AdvancedPortsUDP: 1024,
-		HostsDenyFile:    "/etc/hosts.deny",
-		CommandTimeout:   30 * time.Second,
-		ResolveTimeout:   2 * time.Second,
-		MaxSources:       65536,
-		Blocker:          "command",
-		KernelTrap:       true,
-		ControlSocket:    DefaultControlSocket,
-		AlertSendmail:    "/usr/sbin/sendmail",
-		AlertDelay:       5 * time.Second,
-		AlertWindow:      time.Minute,
-		AlertMaxPerHour:  60,
+		AdvancedPortsTCP:      1024,
+		AdvancedPortsUDP:      1024,
+		HostsDenyFile:         "/etc/hosts.deny",
+		CommandTimeout:        30 * time.Second,
+		ResolveTimeout:        2 * time.Second,
+		MaxSources:            65536,
+		Blocker:               "command",
+		KernelTrap:            true,
+		ProtectInfrastructure: true,
+		ControlSocket:         DefaultControlSocket,
+		AlertSendmail:         "/usr/sbin/sendmail",
+		AlertDelay:            5 * time.Second,
+		AlertWindow:           time.Minute,
+		AlertMaxPerHour:       60,
 	}
 	// These literals are known good; a failure here is a programming error
 	// caught by TestDefault, so the errors are deliberately dropped.

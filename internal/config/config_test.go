@@ -31,22 +31,23 @@ func ports(t *testing.T, s string) portset.Set {
 
 func TestDefault(t *testing.T) {
 	want := &Config{
-		AdvancedPortsTCP:   1024,
-		AdvancedPortsUDP:   1024,
-		AdvancedExcludeTCP: ports(t, "113,139"),
-		AdvancedExcludeUDP: ports(t, "67,137,138,520"),
-		HostsDenyFile:      "/etc/hosts.deny",
-		HistoryFormat:      History12,
-		CommandTimeout:     30 * time.Second,
-		ResolveTimeout:     2 * time.Second,
-		MaxSources:         65536,
-		Blocker:            "command", // PortSentry's way: KILL_ROUTE
-		KernelTrap:         true,
-		ControlSocket:      "/run/portsentry/portsentry.sock",
-		AlertSendmail:      "/usr/sbin/sendmail",
-		AlertDelay:         5 * time.Second,
-		AlertWindow:        time.Minute,
-		AlertMaxPerHour:    60,
+		AdvancedPortsTCP:      1024,
+		AdvancedPortsUDP:      1024,
+		AdvancedExcludeTCP:    ports(t, "113,139"),
+		AdvancedExcludeUDP:    ports(t, "67,137,138,520"),
+		HostsDenyFile:         "/etc/hosts.deny",
+		HistoryFormat:         History12,
+		CommandTimeout:        30 * time.Second,
+		ResolveTimeout:        2 * time.Second,
+		MaxSources:            65536,
+		Blocker:               "command", // PortSentry's way: KILL_ROUTE
+		KernelTrap:            true,
+		ProtectInfrastructure: true,
+		ControlSocket:         "/run/portsentry/portsentry.sock",
+		AlertSendmail:         "/usr/sbin/sendmail",
+		AlertDelay:            5 * time.Second,
+		AlertWindow:           time.Minute,
+		AlertMaxPerHour:       60,
 	}
 	if diff := cmp.Diff(want, Default(), setsAsStrings); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)

@@ -50,14 +50,15 @@ var keys = map[string]key{
 	"MAX_SOURCES":     {"65536", intKey(1, 10000000, func(c *Config) *int { return &c.MaxSources })},
 
 	// Kernel enforcement and ban lifetime.
-	"BLOCKER":        {"command", modeKey([]string{"command", "nftables", "iptables", "route", "auto"}, func(c *Config) *string { return &c.Blocker })},
-	"KERNEL_TRAP":    {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},
-	"BAN_TIME":       {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
-	"BAN_TIME_MAX":   {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
-	"UNKILL_ROUTE":   {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},
-	"UNKILL_ROUTE6":  {"", targetKey(func(c *Config) *string { return &c.UnkillRoute6 })},
-	"BAN_FILE":       {"", pathKey(func(c *Config) *string { return &c.BanFile })},
-	"CONTROL_SOCKET": {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
+	"BLOCKER":                {"command", modeKey([]string{"command", "nftables", "iptables", "route", "auto"}, func(c *Config) *string { return &c.Blocker })},
+	"KERNEL_TRAP":            {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},
+	"PROTECT_INFRASTRUCTURE": {"1", boolKey(func(c *Config) *bool { return &c.ProtectInfrastructure })},
+	"BAN_TIME":               {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
+	"BAN_TIME_MAX":           {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
+	"UNKILL_ROUTE":           {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},
+	"UNKILL_ROUTE6":          {"", targetKey(func(c *Config) *string { return &c.UnkillRoute6 })},
+	"BAN_FILE":               {"", pathKey(func(c *Config) *string { return &c.BanFile })},
+	"CONTROL_SOCKET":         {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
 
 	// Observability and alerts.
 	"METRICS_ADDRESS":     {"", stringKey(func(c *Config) *string { return &c.MetricsAddress })},

@@ -98,6 +98,16 @@ type Status struct {
 	BanFile string `json:"ban_file,omitempty"`
 	// NextExpiry is when the next ban ends (zero: none will).
 	NextExpiry time.Time `json:"next_expiry,omitzero"`
+	// Infrastructure is what is never blocked beside the ignore list and
+	// this host's addresses; nil when PROTECT_INFRASTRUCTURE is off.
+	Infrastructure *Infrastructure `json:"infrastructure,omitempty"`
+}
+
+// Infrastructure lists the protected addresses by kind.
+type Infrastructure struct {
+	NameServers []string `json:"name_servers"`
+	Gateways    []string `json:"gateways"`
+	Sessions    []string `json:"sessions"` // administrators logged in from
 }
 
 // Errors callers branch on. A *RemoteError from the daemon matches

@@ -127,6 +127,14 @@ func PrintStatus(w io.Writer, s Status) error {
 	}
 	line("Sources tracked", "%d", s.Sources)
 	line("Events", "%d (%d dropped)", s.Events, s.Dropped)
+	if in := s.Infrastructure; in == nil {
+		line("Protected", "ignore list and this host's addresses (PROTECT_INFRASTRUCTURE off)")
+	} else {
+		line("Protected", "ignore list, this host's addresses, and:")
+		line("  name servers", "%s", orNone(in.NameServers))
+		line("  gateways", "%s", orNone(in.Gateways))
+		line("  admin logins", "%s", orNone(in.Sessions))
+	}
 	return tw.Flush()
 }
 
@@ -239,4 +247,11 @@ func FormatDuration(d time.Duration) string {
 	}
 	b.WriteString(s)
 	return b.String()
+}
+
+func orNone(ss []string) string {
+	if len(ss) == 0 {
+		return "none"
+	}
+	return strings.Join(ss, ", ")
 }

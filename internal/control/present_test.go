@@ -69,7 +69,8 @@ func TestPrintStatus(t *testing.T) {
 	err := PrintStatus(&b, Status{
 		Version: "2.0.0", PID: 1234, Started: t0, Modes: []string{"atcp", "audp"}, Blocker: "nftables",
 		Bans: 12, Sources: 345, Events: 123456, Dropped: 7, BanFile: "/var/lib/portsentry/bans.jsonl",
-		NextExpiry: t0.Add(4 * time.Hour),
+		NextExpiry:     t0.Add(4 * time.Hour),
+		Infrastructure: &Infrastructure{NameServers: []string{"192.0.2.53", "2001:db8::53"}, Gateways: []string{"192.0.2.1"}},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -84,6 +85,10 @@ Next expiry:     in 55m (2026-11-22 05:40:36)
 Ban file:        /var/lib/portsentry/bans.jsonl
 Sources tracked: 345
 Events:          123456 (7 dropped)
+Protected:       ignore list, this host's addresses, and:
+  name servers:  192.0.2.53, 2001:db8::53
+  gateways:      192.0.2.1
+  admin logins:  none
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("PrintStatus (-want +got):\n%s", diff)

@@ -13,6 +13,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/enforce"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/ignore"
+	"github.com/portsentry-go/portsentry/internal/infra"
 	"github.com/portsentry-go/portsentry/internal/report"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
 	"github.com/portsentry-go/portsentry/internal/report/metrics"
@@ -40,8 +41,9 @@ const (
 	// sensor that outruns the engine loses events (counted and reported),
 	// never grows a queue.
 	eventQueue = 4096
-	// localRefresh is how often this host's own addresses are re-read, so an
-	// address gained by DHCP is protected without a reload.
+	// localRefresh is how often this host's own addresses and
+	// infrastructure are re-read, so an address gained by DHCP or a new SSH
+	// session is protected without a reload.
 	localRefresh = 30 * time.Second
 )
 
@@ -138,10 +140,11 @@ func (d *Daemon) openEnforcement(ctx context.Context, s *settings.Settings) erro
 	if err != nil {
 		return err
 	}
-	guard := enforce.NewGuard(d.opts.AllowLocal, ignore.LocalPrefixes)
+	guard := enforce.NewGuard(d.opts.AllowLocal, ignore.LocalPrefixes, func() (infra.Infra, error) { return infra.Discover(infra.Paths{}) })
 	guard.SetIgnore(s.Ignore)
-	if err := guard.RefreshLocal(); err != nil {
-		d.log.Warn(logline.Warning("cannot list this host's addresses: " + err.Error()))
+	guard.ProtectInfrastructure(s.Conf.ProtectInfrastructure)
+	if err := guard.Refresh(); err != nil {
+		d.log.Warn(logline.Warning(err.Error()))
 	}
 	var services *enforce.ServiceCheck
 	if !d.opts.NoServiceCheck {
@@ -218,7 +221,7 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 		case <-hup:
 			d.reload()
 		case <-tick.C:
-			d.enf.RefreshLocal()
+			d.enf.RefreshGuard()
 			if n := d.lost(); n > d.counts.warned {
 				d.log.Warn(logline.EventsDropped(int64(n - d.counts.warned)))
 				d.counts.warned = n
@@ -247,12 +250,12 @@ func (d *Daemon) reload() {
 	if old.Blocker != s.Conf.Blocker || old.BanFile != s.Conf.BanFile || old.BanTime != s.Conf.BanTime || old.BanTimeMax != s.Conf.BanTimeMax {
 		d.log.Warn(logline.Warning("BLOCKER, BAN_FILE, BAN_TIME and BAN_TIME_MAX changes take effect at the next start"))
 	}
-	d.enf.SetIgnore(s.Ignore)
+	d.enf.SetGuard(s.Ignore, s.Conf.ProtectInfrastructure)
+	d.enf.RefreshGuard()
 	if err := d.enf.Reconfigure(s.Enforce()); err != nil {
 		d.log.Error(logline.Error(err.Error()))
 	}
 	d.rep.Reconfigure(s.Report())
-	d.enf.RefreshLocal()
 	d.settings.Store(s)
 	d.rep.Reloaded(s.Summary()+d.boundSummary(), nil)
 }
@@ -309,7 +312,7 @@ func (d *Daemon) listenControl(s *settings.Settings) *control.Server {
 // about is the daemon's part of portsentry status.
 func (d *Daemon) about() control.Status {
 	s := d.settings.Load()
-	st := control.Status{Version: Version, PID: os.Getpid(), Started: d.started, Events: d.counts.seen.Load(), BanFile: s.Conf.BanFile}
+	st := control.Status{Version: Version, PID: os.Getpid(), Started: d.started, Events: d.counts.seen.Load(), Dropped: d.lost(), BanFile: s.Conf.BanFile}
 	for _, m := range s.Modes {
 		st.Modes = append(st.Modes, m.String())
 	}

@@ -112,5 +112,18 @@ func (c *Control) Status() control.Status {
 		st.NextExpiry = t
 	}
 	st.Sources = c.e.Sources()
+	if found, on := c.e.guard.Infrastructure(); on {
+		st.Infrastructure = &control.Infrastructure{
+			NameServers: strs(found.NameServers), Gateways: strs(found.Gateways), Sessions: strs(found.Sessions),
+		}
+	}
 	return st
+}
+
+func strs(as []netip.Addr) []string {
+	out := make([]string, 0, len(as))
+	for _, a := range as {
+		out = append(out, a.String())
+	}
+	return out
 }

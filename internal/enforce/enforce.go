@@ -272,11 +272,11 @@ func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
 	}
 }
 
-// RefreshLocal re-reads this host's addresses and keeps the kernel's
-// never-ban list in step.
-func (e *Enforcer) RefreshLocal() {
-	if err := e.guard.RefreshLocal(); err != nil {
-		e.log.Warn(logline.Warning("cannot list this host's addresses: " + err.Error()))
+// RefreshGuard re-reads this host's addresses and infrastructure, and
+// keeps the kernel's never-ban list in step.
+func (e *Enforcer) RefreshGuard() {
+	if err := e.guard.Refresh(); err != nil {
+		e.log.Warn(logline.Warning(err.Error()))
 	}
 	if err := e.jail.SetNeverBan(e.guard.Prefixes()); err != nil {
 		e.log.Error(logline.Error("updating the kernel's never-ban list: " + err.Error()))
@@ -286,9 +286,13 @@ func (e *Enforcer) RefreshLocal() {
 // Sources is how many sources the engine counted at the last event.
 func (e *Enforcer) Sources() int { return int(e.sources.Load()) }
 
-// SetIgnore replaces the ignore list (a reload); Reconfigure then brings
-// the kernel's never-ban list in step.
-func (e *Enforcer) SetIgnore(l *ignore.List) { e.guard.SetIgnore(l) }
+// SetGuard replaces the ignore list and turns the infrastructure's
+// protection on or off (a reload); RefreshGuard then brings the kernel's
+// never-ban list in step.
+func (e *Enforcer) SetGuard(l *ignore.List, protectInfrastructure bool) {
+	e.guard.SetIgnore(l)
+	e.guard.ProtectInfrastructure(protectInfrastructure)
+}
 
 // Jail is where the bans are kept.
 func (e *Enforcer) Jail() *Jail { return e.jail }

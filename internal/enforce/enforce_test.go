@@ -16,6 +16,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/ignore"
+	"github.com/portsentry-go/portsentry/internal/infra"
 	"github.com/portsentry-go/portsentry/internal/portset"
 	"github.com/portsentry-go/portsentry/internal/report"
 	"github.com/portsentry-go/portsentry/internal/report/output"
@@ -28,6 +29,8 @@ var (
 	scanner6 = netip.MustParseAddr("2001:db8::7")
 	ignored  = netip.MustParseAddr("192.0.2.9")   // in the ignore list
 	local    = netip.MustParseAddr("203.0.113.1") // "this host"
+	gateway  = netip.MustParseAddr("198.51.100.1")
+	resolver = netip.MustParseAddr("2001:db8::53")
 )
 
 // rig is an Enforcer over a fake blocker, with a real engine, ban record
@@ -43,8 +46,10 @@ type rig struct {
 type rigOptions struct {
 	traps      bool // the blocker is a Trapper (nftables)
 	allowLocal bool // -L
-	banTime    time.Duration
-	settings   Settings
+	// unprotected is PROTECT_INFRASTRUCTURE="0".
+	unprotected bool
+	banTime     time.Duration
+	settings    Settings
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -66,9 +71,12 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	jail := NewJail(store, kind, r.fake.asBlocker(), log)
 	guard := NewGuard(o.allowLocal, func() ([]netip.Prefix, error) {
 		return []netip.Prefix{netip.PrefixFrom(local, 32)}, nil
+	}, func() (infra.Infra, error) {
+		return infra.Infra{NameServers: []netip.Addr{resolver}, Gateways: []netip.Addr{gateway}}, nil
 	})
 	guard.SetIgnore(ignore.New(netip.MustParsePrefix("192.0.2.0/24")))
-	if err := guard.RefreshLocal(); err != nil {
+	guard.ProtectInfrastructure(!o.unprotected)
+	if err := guard.Refresh(); err != nil {
 		t.Fatal(err)
 	}
 	rep := report.New(log, report.Settings{})
@@ -173,15 +181,43 @@ func TestGuardNeverBlocks(t *testing.T) {
 		r.fake.mu.Lock()
 		got := slices.Clone(r.fake.allowed)
 		r.fake.mu.Unlock()
-		want := []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("203.0.113.1/32")}
+		want := []netip.Prefix{
+			netip.MustParsePrefix("192.0.2.0/24"), netip.MustParsePrefix("198.51.100.1/32"),
+			netip.MustParsePrefix("203.0.113.1/32"), netip.MustParsePrefix("2001:db8::53/128"),
+		}
 		if !slices.Equal(got, want) {
 			t.Errorf("kernel never-ban list %v, want %v", got, want)
+		}
+	})
+	t.Run("infrastructure: forged probes ban nobody", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true})
+		for _, a := range []netip.Addr{gateway, resolver} {
+			r.probe(a, 143)
+			r.waitLog("Scan from: [" + a.String() + "] (" + a.String() + ") protocol: [TCP] port: [143] type: [TCP SYN/Normal scan] IP opts: [unknown] ignored: [true]")
+		}
+		r.settle()
+		for _, a := range []netip.Addr{gateway, resolver} {
+			if _, ok := r.fake.ttl(a); ok {
+				t.Errorf("infrastructure address %v banned", a)
+			}
+		}
+		st := r.e.Control(func() control.Status { return control.Status{} }).Status()
+		if st.Infrastructure == nil || !slices.Equal(st.Infrastructure.Gateways, []string{"198.51.100.1"}) || !slices.Equal(st.Infrastructure.NameServers, []string{"2001:db8::53"}) {
+			t.Errorf("status shows infrastructure %+v", st.Infrastructure)
+		}
+	})
+	t.Run("infrastructure protection off", func(t *testing.T) {
+		r := newRig(t, rigOptions{traps: true, unprotected: true})
+		r.probe(gateway, 143)
+		r.waitLog("Host 198.51.100.1 has been blocked via nftables")
+		if st := r.e.Control(func() control.Status { return control.Status{} }).Status(); st.Infrastructure != nil {
+			t.Errorf("status shows infrastructure %+v although protection is off", st.Infrastructure)
 		}
 	})
 	t.Run("by hand", func(t *testing.T) {
 		r := newRig(t, rigOptions{traps: true})
 		c := r.e.Control(func() control.Status { return control.Status{} })
-		for _, a := range []netip.Addr{ignored, local} {
+		for _, a := range []netip.Addr{ignored, local, gateway} {
 			if _, err := c.Block(a, time.Hour, ""); err == nil || !strings.Contains(err.Error(), "never blocked") {
 				t.Errorf("Block(%v) = %v, want a never-blocked refusal", a, err)
 			}
@@ -303,7 +339,7 @@ func TestRestoreReconciles(t *testing.T) {
 	log := output.New(&syncbuf.Buffer{}, slog.LevelInfo)
 	jail := NewJail(store, "nftables", fake, log)
 	defer jail.Close()
-	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil })
+	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil }, nil)
 	e := New(context.Background(), jail, guard, report.New(log, report.Settings{}), nil, log)
 	if err := e.Restore(path, ""); err != nil {
 		t.Fatal(err)
