@@ -1,7 +1,6 @@
 package selftest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -15,7 +14,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/netns"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // Names of the end-to-end checks (per-family ones through FamilyChecks).
@@ -43,151 +44,196 @@ func FamilyChecks(family string) [4]string {
 // readyLine is the daemon's readiness line.
 var readyLine = strings.TrimPrefix(logline.Active, "adminalert: ")
 
-// endToEnd runs the "End to end" section.
+// failure is a check that failed: the evidence, what to do about it,
+// and what the checks after it are skipped for ("needs " + needs).
+type failure struct {
+	detail, remedy, needs string
+}
+
+// check is one check of a chain: run returns its result (the name is
+// filled in), or a failure, which skips the rest of the chain.
+type check struct {
+	name string
+	run  func(ctx context.Context) (Result, *failure)
+}
+
+// chain runs checks in order. After a failure it marks the checks left and
+// then those of after skipped, and reports false.
+func (r *runner) chain(ctx context.Context, checks []check, after []string) bool {
+	for i, c := range checks {
+		res, f := c.run(ctx)
+		if f == nil {
+			res.Name = c.name
+			r.add(res)
+			continue
+		}
+		r.add(Result{Name: c.name, Status: Fail, Detail: f.detail, Remedy: f.remedy})
+		for _, rest := range checks[i+1:] {
+			r.add(Result{Name: rest.name, Status: Skip, Detail: "needs " + f.needs})
+		}
+		for _, n := range after {
+			r.add(Result{Name: n, Status: Skip, Detail: "needs " + f.needs})
+		}
+		return false
+	}
+	return true
+}
+
+// e2e is the end-to-end section under way, with what its set-up made.
+type e2e struct {
+	*runner
+	bin, dir string
+	t, s     Netns // target and scanner
+	noV6     bool  // the kernel has IPv6 turned off
+	conf     string
+	daemon   Process
+}
+
+// endToEnd runs the "End to end" section: the set-up checks (binary,
+// network, service, configuration, daemon), each of which skips the rest
+// when it fails, then the checks of each family and of the service.
 func (r *runner) endToEnd(ctx context.Context) {
 	r.section = SectionE2E
-	later := []string{CheckNetwork, CheckService, CheckConfig, CheckDaemon}
-	for _, fam := range []string{"IPv4", "IPv6"} {
-		c := FamilyChecks(fam)
-		later = append(later, c[:]...)
+	e := &e2e{runner: r}
+	setup := []check{
+		{CheckBinary, e.findBinary},
+		{CheckNetwork, e.buildNetwork},
+		{CheckService, e.startService},
+		{CheckConfig, e.writeConfig},
+		{CheckDaemon, e.startDaemon},
 	}
-	later = append(later, CheckServiceQuiet)
-	// skip marks the checks from name on as skipped.
-	skip := func(name, why string) {
-		i := 0
-		for i < len(later) && later[i] != name {
-			i++
-		}
-		for _, n := range later[i:] {
-			r.add(Result{Name: n, Status: Skip, Detail: why})
-		}
+	later := append(familyNames(), CheckServiceQuiet)
+	if e.chain(ctx, setup, later) {
+		e.families(ctx, later)
 	}
+}
 
-	bin, err := r.binary()
-	if err != nil {
-		r.add(Result{Name: CheckBinary, Status: Fail, Detail: err.Error(),
-			Remedy: "give the binary to test with -bin FILE"})
-		skip(CheckNetwork, "needs the binary")
-		return
-	}
-	r.add(Result{Name: CheckBinary, Status: OK, Detail: bin})
+// familyNames are the per-family checks, IPv4's then IPv6's.
+func familyNames() []string {
+	v4, v6 := FamilyChecks("IPv4"), FamilyChecks("IPv6")
+	return append(v4[:], v6[:]...)
+}
 
-	removeStaleDirs(r.opts.TempRoot)
-	dir, err := os.MkdirTemp(r.opts.TempRoot, fmt.Sprintf("%s%d-", tempPrefix, os.Getpid()))
+func (e *e2e) findBinary(context.Context) (Result, *failure) {
+	bin, err := e.binary()
 	if err != nil {
-		r.add(Result{Name: CheckNetwork, Status: Fail, Detail: "temporary directory: " + err.Error(),
-			Remedy: "make $TMPDIR writable, or point TMPDIR elsewhere"})
-		skip(CheckService, "needs a temporary directory")
-		return
+		return Result{}, &failure{err.Error(), "give the binary to test with -bin FILE", "the binary"}
 	}
-	r.rep.TempDir = dir
-	r.onCleanup("temporary directory", func() error {
-		if r.opts.Keep {
+	e.bin = bin
+	return Result{Status: OK, Detail: bin}, nil
+}
+
+// buildNetwork makes the temporary directory and the two namespaces.
+func (e *e2e) buildNetwork(context.Context) (Result, *failure) {
+	removeStaleDirs(e.opts.TempRoot)
+	dir, err := os.MkdirTemp(e.opts.TempRoot, fmt.Sprintf("%s%d-", tempPrefix, os.Getpid()))
+	if err != nil {
+		return Result{}, &failure{"temporary directory: " + err.Error(),
+			"make $TMPDIR writable, or point TMPDIR elsewhere", "a temporary directory"}
+	}
+	e.dir, e.rep.TempDir = dir, dir
+	e.onCleanup("temporary directory", func() error {
+		if e.opts.Keep {
 			return nil
 		}
 		return os.RemoveAll(dir)
 	})
-
-	t, s, err := r.lab()
-	noV6 := errors.Is(err, ErrNoIPv6)
-	if noV6 {
-		err = nil
-	}
-	if err != nil {
-		r.add(Result{Name: CheckNetwork, Status: Fail, Detail: err.Error(),
-			Remedy: "see the kernel checks above; veth pairs need CONFIG_VETH (modprobe veth)"})
-		skip(CheckService, "needs the test network")
-		return
-	}
-	if noV6 {
-		r.add(Result{Name: CheckNetwork, Status: Warn, Detail: fmt.Sprintf(
+	e.t, e.s, err = e.lab()
+	if e.noV6 = errors.Is(err, ErrNoIPv6); e.noV6 {
+		return Result{Status: Warn, Detail: fmt.Sprintf(
 			"T=%s (%s) and S=%s (%s), one veth pair, no default route; IPv6 is turned off in this kernel",
-			t.Name(), TargetV4, s.Name(), ScannerV4),
-			Remedy: "the IPv6 checks are skipped; to run them, boot without ipv6.disable=1 and set net.ipv6.conf.default.disable_ipv6=0"})
-	} else {
-		r.add(Result{Name: CheckNetwork, Status: OK, Detail: fmt.Sprintf(
-			"T=%s (%s, %s) and S=%s (%s, %s), one veth pair, no default route",
-			t.Name(), TargetV4, TargetV6, s.Name(), ScannerV4, ScannerV6)})
+			e.t.Name(), TargetV4, e.s.Name(), ScannerV4),
+			Remedy: "the IPv6 checks are skipped; to run them, boot without ipv6.disable=1 and set net.ipv6.conf.default.disable_ipv6=0"}, nil
 	}
-
-	svc := netip.AddrPortFrom(netip.IPv6Unspecified(), ServicePort)
-	l, err := t.Listen(svc)
 	if err != nil {
-		r.add(Result{Name: CheckService, Status: Fail, Detail: err.Error()})
-		skip(CheckConfig, "needs the service")
-		return
+		return Result{}, &failure{err.Error(), "see the kernel checks above; veth pairs need CONFIG_VETH (modprobe veth)", "the test network"}
+	}
+	return Result{Status: OK, Detail: fmt.Sprintf(
+		"T=%s (%s, %s) and S=%s (%s, %s), one veth pair, no default route",
+		e.t.Name(), TargetV4, TargetV6, e.s.Name(), ScannerV4, ScannerV6)}, nil
+}
+
+// startService starts the TCP service in T, before the daemon.
+func (e *e2e) startService(context.Context) (Result, *failure) {
+	l, err := e.t.Listen(netip.AddrPortFrom(netip.IPv6Unspecified(), ServicePort))
+	if err != nil {
+		return Result{}, &failure{detail: err.Error(), needs: "the service"}
 	}
 	var served sync.WaitGroup
 	served.Go(func() { serve(l) })
-	r.onCleanup("service", func() error {
+	e.onCleanup("service", func() error {
 		err := l.Close()
 		served.Wait()
 		return err
 	})
-	r.add(Result{Name: CheckService, Status: OK, Detail: fmt.Sprintf(
-		"a TCP service listens on port %d in T, started before the daemon", ServicePort)})
+	return Result{Status: OK, Detail: fmt.Sprintf(
+		"a TCP service listens on port %d in T, started before the daemon", ServicePort)}, nil
+}
 
-	conf, detail, err := r.configure(ctx, bin, dir, t)
+func (e *e2e) writeConfig(ctx context.Context) (Result, *failure) {
+	conf, detail, err := e.configure(ctx, e.bin, e.dir, e.t)
 	if err != nil {
-		r.add(Result{Name: CheckConfig, Status: Fail, Detail: err.Error(), Remedy: detail})
-		skip(CheckDaemon, "needs a configuration")
-		return
+		return Result{}, &failure{err.Error(), detail, "a configuration"}
 	}
-	r.add(Result{Name: CheckConfig, Status: OK, Detail: detail})
+	e.conf = conf
+	return Result{Status: OK, Detail: detail}, nil
+}
 
-	argv := []string{bin, "-c", conf, "-atcp", "-audp"}
-	r.log = &logBuf{}
-	var out io.Writer = r.log
-	if f, err := os.Create(filepath.Join(dir, "daemon.log")); err == nil {
-		out = io.MultiWriter(r.log, f)
-		r.onCleanup("daemon log", f.Close)
+// startDaemon starts the daemon in T, its output going to e.log and
+// daemon.log, and waits until it says it is ready.
+func (e *e2e) startDaemon(ctx context.Context) (Result, *failure) {
+	argv := []string{e.bin, "-c", e.conf, "-atcp", "-audp"}
+	e.log = &daemonLog{}
+	var out io.Writer = e.log
+	if f, err := os.Create(filepath.Join(e.dir, "daemon.log")); err == nil {
+		out = io.MultiWriter(e.log, f)
+		e.onCleanup("daemon log", f.Close)
 	}
-	p, err := r.sys.Start(t, argv, dir, out)
+	p, err := e.sys.Start(e.t, argv, e.dir, out)
 	if err != nil {
-		r.add(Result{Name: CheckDaemon, Status: Fail, Detail: strings.Join(argv, " ") + ": " + err.Error()})
-		skip(FamilyChecks("IPv4")[0], "needs the daemon")
-		return
+		return Result{}, &failure{detail: strings.Join(argv, " ") + ": " + err.Error(), needs: "the daemon"}
 	}
-	r.onCleanup("daemon", func() error { return p.Stop(stopGrace) })
-	line, err := r.waitLine(ctx, p, readyWait, func(l string) int {
+	e.onCleanup("daemon", func() error { return p.Stop(stopGrace) })
+	e.daemon = p
+	line, err := e.waitLine(ctx, p, readyWait, func(l string) int {
 		if strings.Contains(l, readyLine) {
 			return found
 		}
 		return 0
 	})
 	if err != nil {
-		r.add(Result{Name: CheckDaemon, Status: Fail, Detail: err.Error(),
-			Remedy: "see the daemon log below"})
-		skip(FamilyChecks("IPv4")[0], "needs the daemon")
-		return
+		return Result{}, &failure{err.Error(), "see the daemon log below", "the daemon"}
 	}
-	r.add(Result{Name: CheckDaemon, Status: OK, Detail: "in T, advanced mode (-atcp -audp): " + trimStamp(line)})
+	return Result{Status: OK, Detail: "in T, advanced mode (-atcp -audp): " + trimStamp(line)}, nil
+}
 
+// families runs the checks of each family, then of the service. When the
+// time runs out, every check not yet run is reported, so that the
+// checklist is complete.
+func (e *e2e) families(ctx context.Context, later []string) {
 	for _, v6 := range []bool{false, true} {
 		if ctx.Err() != nil {
 			break
 		}
-		if v6 && noV6 {
+		if v6 && e.noV6 {
 			for _, n := range FamilyChecks("IPv6") {
-				r.add(Result{Name: n, Status: Skip, Detail: "IPv6 is turned off in this kernel"})
+				e.add(Result{Name: n, Status: Skip, Detail: "IPv6 is turned off in this kernel"})
 			}
 			continue
 		}
-		r.family(ctx, s, p, v6)
+		e.family(ctx, e.s, e.daemon, v6)
 	}
 	if err := ctx.Err(); err != nil {
-		// Whatever has not run yet is reported, so that the checklist is
-		// complete.
 		st := Fail
 		for _, n := range later {
-			if _, ok := r.rep.Find(n); !ok {
-				r.add(Result{Name: n, Status: st, Detail: "not run: " + timeoutWords(err)})
+			if _, ok := e.rep.Find(n); !ok {
+				e.add(Result{Name: n, Status: st, Detail: "not run: " + timeoutWords(err)})
 				st = Skip
 			}
 		}
 		return
 	}
-	r.serviceQuiet()
+	e.serviceQuiet()
 }
 
 // binary is the portsentry executable under test.
@@ -231,7 +277,7 @@ func removeStaleDirs(root string) {
 			continue
 		}
 		pidStr, _, _ := strings.Cut(rest, "-")
-		if pid, err := strconv.Atoi(pidStr); err == nil && pid > 0 && pid != os.Getpid() && !processRuns(pid) {
+		if pid, err := strconv.Atoi(pidStr); err == nil && pid > 0 && pid != os.Getpid() && !netns.Runs(pid) {
 			_ = os.RemoveAll(filepath.Join(root, e.Name()))
 		}
 	}
@@ -279,51 +325,67 @@ func serve(l net.Listener) {
 	}
 }
 
-// family runs the service, probe, block and hold checks over IPv4 or IPv6.
+// family runs the service, probe, block and hold checks over IPv4 or
+// IPv6, from s against the daemon p.
 func (r *runner) family(ctx context.Context, s Netns, p Process, v6 bool) {
-	fam, src, dst := "IPv4", ScannerV4, TargetV4
+	f := &famRun{runner: r, s: s, p: p, fam: "IPv4", src: ScannerV4, dst: TargetV4}
 	if v6 {
-		fam, src, dst = "IPv6", ScannerV6, TargetV6
+		f.fam, f.src, f.dst = "IPv6", ScannerV6, TargetV6
 	}
-	names := FamilyChecks(fam)
-	skipFrom := func(i int, why string) {
-		for _, n := range names[i:] {
-			r.add(Result{Name: n, Status: Skip, Detail: why})
-		}
-	}
-	svc := netip.AddrPortFrom(dst, ServicePort)
+	f.svc = netip.AddrPortFrom(f.dst, ServicePort)
+	names := FamilyChecks(f.fam)
+	r.chain(ctx, []check{
+		{names[0], f.reach},
+		{names[1], f.detect},
+		{names[2], f.blocked},
+		{names[3], f.holds},
+	}, nil)
+}
 
-	local, err := dialService(ctx, s, svc)
+// famRun is the checks of one family under way.
+type famRun struct {
+	*runner
+	s        Netns
+	p        Process
+	fam      string
+	src, dst netip.Addr
+	svc      netip.AddrPort
+}
+
+// reach: S reaches the service in T.
+func (f *famRun) reach(ctx context.Context) (Result, *failure) {
+	local, err := dialService(ctx, f.s, f.svc)
 	if err != nil {
-		r.add(Result{Name: names[0], Status: Fail, Detail: fmt.Sprintf("%s → %s: %v", src, svc, err),
-			Remedy: "the test network does not carry this traffic; see the daemon log below"})
-		skipFrom(1, "needs the service reachable")
-		return
+		return Result{}, &failure{fmt.Sprintf("%s → %s: %v", f.src, f.svc, err),
+			"the test network does not carry this traffic; see the daemon log below", "the service reachable"}
 	}
-	r.add(Result{Name: names[0], Status: OK, Detail: fmt.Sprintf("%s → %s: connected, read the service's greeting", local, svc)})
+	return Result{Status: OK, Detail: fmt.Sprintf("%s → %s: connected, read the service's greeting", local, f.svc)}, nil
+}
 
-	probe := netip.AddrPortFrom(dst, ProbePort)
-	answer := sendProbe(ctx, s, probe)
+// detect: a probe of a free port from S is reported.
+func (f *famRun) detect(ctx context.Context) (Result, *failure) {
+	probe := netip.AddrPortFrom(f.dst, ProbePort)
+	answer := sendProbe(ctx, f.s, probe)
 	port := strconv.Itoa(ProbePort)
-	attack, err := r.waitLine(ctx, p, detectWait, func(l string) int {
-		if strings.Contains(l, "attackalert:") && strings.Contains(l, "/"+src.String()+" to TCP port: "+port) {
+	attack, err := f.waitLine(ctx, f.p, detectWait, func(l string) int {
+		if strings.Contains(l, "attackalert:") && strings.Contains(l, "/"+f.src.String()+" to TCP port: "+port) {
 			return found
 		}
 		return 0
 	})
 	if err != nil {
-		r.add(Result{Name: names[1], Status: Fail,
-			Detail: fmt.Sprintf("TCP SYN %s → %s (%s); no attackalert: %v", src, probe, answer, err),
-			Remedy: "the packet sensor did not report the probe; see the daemon log below"})
-		skipFrom(2, "needs the probe detected")
-		return
+		return Result{}, &failure{fmt.Sprintf("TCP SYN %s → %s (%s); no attackalert: %v", f.src, probe, answer, err),
+			"the packet sensor did not report the probe; see the daemon log below", "the probe detected"}
 	}
-	r.add(Result{Name: names[1], Status: OK, Detail: trimStamp(attack)})
+	return Result{Status: OK, Detail: trimStamp(attack)}, nil
+}
 
-	blockedVia := "Host " + src.String() + " has been blocked"
-	scanFrom := "Scan from: [" + src.String() + "]"
-	notBlocked := "Host " + src.String() + " was NOT blocked"
-	line, err := r.waitLine(ctx, p, detectWait, func(l string) int {
+// blocked: the daemon says it blocked S.
+func (f *famRun) blocked(ctx context.Context) (Result, *failure) {
+	blockedVia := "Host " + f.src.String() + " has been blocked"
+	scanFrom := "Scan from: [" + f.src.String() + "]"
+	notBlocked := "Host " + f.src.String() + " was NOT blocked"
+	line, err := f.waitLine(ctx, f.p, detectWait, func(l string) int {
 		switch {
 		case strings.Contains(l, notBlocked):
 			return failed
@@ -334,36 +396,34 @@ func (r *runner) family(ctx context.Context, s Netns, p Process, v6 bool) {
 	})
 	if err != nil {
 		detail := err.Error()
-		if errs := r.log.matching(func(l string) bool {
-			return strings.Contains(l, "ERROR") && strings.Contains(l, src.String())
+		if errs := f.log.matching(func(l string) bool {
+			return strings.Contains(l, "ERROR") && strings.Contains(l, f.src.String())
 		}); len(errs) > 0 {
 			detail = strings.Join(errs, " | ")
 		}
-		r.add(Result{Name: names[2], Status: Fail, Detail: detail,
-			Remedy: "the block did not happen; see the attackalert: ERROR lines in the daemon log below"})
-		skipFrom(3, "needs the scanner blocked")
-		return
+		return Result{}, &failure{detail,
+			"the block did not happen; see the attackalert: ERROR lines in the daemon log below", "the scanner blocked"}
 	}
 	// The wrappers/route line says how; the Scan from line only that it was.
-	if how := r.log.matching(func(l string) bool { return strings.Contains(l, blockedVia) }); len(how) > 0 {
+	if how := f.log.matching(func(l string) bool { return strings.Contains(l, blockedVia) }); len(how) > 0 {
 		line = how[0]
 	}
-	r.add(Result{Name: names[2], Status: OK, Detail: trimStamp(line)})
+	return Result{Status: OK, Detail: trimStamp(line)}, nil
+}
 
-	c, err := s.Dial(ctx, svc, holdWait)
+// holds: S can no longer reach the service.
+func (f *famRun) holds(ctx context.Context) (Result, *failure) {
+	c, err := f.s.Dial(ctx, f.svc, holdWait)
 	if err == nil {
 		from := c.LocalAddr().String()
 		c.Close()
-		r.add(Result{Name: names[3], Status: Fail,
-			Detail: fmt.Sprintf("%s → %s connected after the block", from, svc),
-			Remedy: "the block command ran but did not stop the scanner's traffic: check KILL_ROUTE / BLOCKER in the configuration"})
-		return
+		return Result{}, &failure{detail: fmt.Sprintf("%s → %s connected after the block", from, f.svc),
+			remedy: "the block command ran but did not stop the scanner's traffic: check KILL_ROUTE / BLOCKER in the configuration"}
 	}
 	if ctx.Err() != nil {
-		r.add(Result{Name: names[3], Status: Fail, Detail: "not run: " + timeoutWords(ctx.Err())})
-		return
+		return Result{}, &failure{detail: "not run: " + timeoutWords(ctx.Err())}
 	}
-	r.add(Result{Name: names[3], Status: OK, Detail: fmt.Sprintf("%s → %s now fails: %s", src, svc, dialWords(err))})
+	return Result{Status: OK, Detail: fmt.Sprintf("%s → %s now fails: %s", f.src, f.svc, dialWords(err))}, nil
 }
 
 // serviceQuiet checks that the connections to the service, before and
@@ -448,7 +508,7 @@ func (r *runner) waitLine(ctx context.Context, p Process, d time.Duration, match
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		for _, l := range r.log.lines() {
+		for _, l := range r.log.Lines() {
 			switch match(l) {
 			case found:
 				return l, nil
@@ -459,7 +519,7 @@ func (r *runner) waitLine(ctx context.Context, p Process, d time.Duration, match
 		select {
 		case <-p.Done():
 			// A last look: the line may have come with the exit.
-			for _, l := range r.log.lines() {
+			for _, l := range r.log.Lines() {
 				if match(l) == found {
 					return l, nil
 				}
@@ -484,37 +544,15 @@ func trimStamp(l string) string {
 	return l
 }
 
-// logBuf collects the daemon's output while the self-test reads it.
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
+// daemonLog is the daemon's output, written by the process while the
+// self-test reads it.
+type daemonLog struct{ syncbuf.Buffer }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// lines returns the complete lines so far.
-func (l *logBuf) lines() []string {
-	s := l.String()
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		return strings.Split(s[:i], "\n")
-	}
-	return nil
-}
-
-// matching returns the lines (timestamps dropped) for which keep is true.
-func (l *logBuf) matching(keep func(string) bool) []string {
+// matching returns the complete lines (timestamps dropped) for which keep
+// is true.
+func (l *daemonLog) matching(keep func(string) bool) []string {
 	var out []string
-	for _, line := range l.lines() {
+	for _, line := range l.Lines() {
 		if t := trimStamp(line); keep(t) {
 			out = append(out, t)
 		}

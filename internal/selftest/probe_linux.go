@@ -136,7 +136,7 @@ func sockDiag() error {
 // nft creates a table in the namespace, lets build add to it, loads it all
 // in one batch, and deletes the table.
 func (n *linuxNetns) nft(build func(*nftables.Conn, *nftables.Table) error) error {
-	c, err := nftables.New(nftables.WithNetNSFd(int(n.h)))
+	c, err := nftables.New(nftables.WithNetNSFd(n.ns.Fd()))
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // The real tests need root (namespaces, packet sockets, nftables) and
@@ -82,18 +84,11 @@ func requireRoot(t *testing.T) {
 // ourNamespaces lists this process's namespaces in /run/netns.
 func ourNamespaces(t *testing.T) []string {
 	t.Helper()
-	ents, err := os.ReadDir(netnsDir)
-	if err != nil && !os.IsNotExist(err) {
+	names, err := netns.List(netns.Own(NamePrefix))
+	if err != nil {
 		t.Fatal(err)
 	}
-	var out []string
-	prefix := NamePrefix + strconv.Itoa(os.Getpid()) + "-"
-	for _, e := range ents {
-		if strings.HasPrefix(e.Name(), prefix) {
-			out = append(out, e.Name())
-		}
-	}
-	return out
+	return names
 }
 
 // TestRealSelftest runs the whole self-test against a freshly built
@@ -170,7 +165,7 @@ func TestRealCancel(t *testing.T) {
 	defer cancel()
 	w := &cancelOn{sub: "[ OK ] " + CheckDaemon, cancel: cancel}
 	rep := Run(ctx, NewSystem(), Options{Binary: bin, Out: w, TempRoot: t.TempDir()})
-	t.Logf("%s", w.b.String())
+	t.Logf("%s", w.String())
 	if rep.Passed() {
 		t.Error("an interrupted self-test passed")
 	}
@@ -183,27 +178,24 @@ func TestRealCancel(t *testing.T) {
 	if _, err := os.Stat(rep.TempDir); !os.IsNotExist(err) {
 		t.Errorf("temporary directory %s left behind (%v)", rep.TempDir, err)
 	}
-	if !strings.Contains(w.b.String(), "interrupted") {
-		t.Errorf("the checklist does not say it was interrupted:\n%s", w.b.String())
+	if !strings.Contains(w.String(), "interrupted") {
+		t.Errorf("the checklist does not say it was interrupted:\n%s", w.String())
 	}
 }
 
 // cancelOn cancels once the output contains sub.
 type cancelOn struct {
-	mu     sync.Mutex
-	b      bytes.Buffer
+	syncbuf.Buffer
 	sub    string
 	cancel func()
 }
 
 func (c *cancelOn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.b.Write(p)
-	if strings.Contains(c.b.String(), c.sub) {
+	n, err := c.Buffer.Write(p)
+	if strings.Contains(c.String(), c.sub) {
 		c.cancel()
 	}
-	return len(p), nil
+	return n, err
 }
 
 // TestRealKeep keeps the temporary directory with the history the daemon

@@ -25,14 +25,13 @@ package selftest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
 // Status is the outcome of one check.
@@ -206,13 +205,11 @@ func Run(ctx context.Context, sys System, opts Options) *Report {
 	}
 	ctx, cancel := context.WithTimeout(ctx, opts.Timeout)
 	defer cancel()
-	var rnd [3]byte
-	_, _ = rand.Read(rnd[:])
 	r := &runner{
 		sys:  sys,
 		opts: opts,
 		rep:  &Report{},
-		id:   fmt.Sprintf("%s%d-%s", NamePrefix, os.Getpid(), hex.EncodeToString(rnd[:])),
+		id:   netns.ID(NamePrefix),
 	}
 	defer r.cleanup() // also on panic; a no-op after the explicit call below
 	if r.kernel(ctx) {
@@ -235,7 +232,7 @@ type runner struct {
 	printed string // last section header printed
 	// undo holds the clean-up steps, run last first.
 	undo []undoStep
-	log  *logBuf // the daemon's output; nil until started
+	log  *daemonLog // the daemon's output; nil until started
 }
 
 type undoStep struct {

@@ -2,11 +2,12 @@ package selftest
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
 // System is the kernel and process plumbing the self-test drives. The real
@@ -95,5 +96,6 @@ const (
 )
 
 // ErrNoIPv6 is wrapped by System.Link's error when the kernel has IPv6
-// turned off: the IPv6 checks are then skipped, not failed.
-var ErrNoIPv6 = errors.New("IPv6 is turned off in this kernel")
+// turned off: the IPv6 checks are then skipped, not failed. It is
+// netns.ErrNoIPv6, which the real System's Link wraps.
+var ErrNoIPv6 = netns.ErrNoIPv6

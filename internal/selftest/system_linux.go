@@ -9,32 +9,24 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/netip"
 	"os"
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
-	"golang.org/x/sys/unix"
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
-
-// netnsDir is where named namespaces live (iproute2's and
-// vishvananda/netns's convention).
-const netnsDir = "/run/netns"
 
 // NewSystem returns the real System of this host.
 //
-// Namespaces are named (under /run/netns, as `ip netns add` makes them), so
-// that `ip netns exec` can enter them and an operator can see them. Programs
+// Namespaces are named (under /run/netns, as `ip netns add` makes them:
+// package netns), so that `ip netns exec` can enter them and an operator
+// can see them. Programs
 // are started inside a namespace with `ip netns exec NAME` when iproute2 is
 // installed: it also gives the program a /sys of its namespace and is what
 // an operator would type. Without iproute2 they are started from a goroutine
@@ -114,131 +106,26 @@ func effectiveCaps() (uint64, error) {
 
 func (*linuxSystem) LookPath(file string) (string, error) { return exec.LookPath(file) }
 
-func (*linuxSystem) RemoveStale(prefix string) ([]string, error) {
-	ents, err := os.ReadDir(netnsDir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var removed []string
-	var errs []error
-	for _, e := range ents {
-		rest, ok := strings.CutPrefix(e.Name(), prefix)
-		if !ok {
-			continue
-		}
-		pidStr, _, _ := strings.Cut(rest, "-")
-		pid, err := strconv.Atoi(pidStr)
-		if err != nil || pid <= 0 || pid == os.Getpid() {
-			continue
-		}
-		if processRuns(pid) {
-			continue
-		}
-		if err := netns.DeleteNamed(e.Name()); err != nil {
-			errs = append(errs, fmt.Errorf("removing leftover namespace %s: %w", e.Name(), err))
-			continue
-		}
-		removed = append(removed, e.Name())
-	}
-	return removed, errors.Join(errs...)
-}
+func (*linuxSystem) RemoveStale(prefix string) ([]string, error) { return netns.Sweep(prefix) }
 
-// onThread runs fn on a fresh goroutine locked to its OS thread, which fn
-// may move into another network namespace: the thread is moved back
-// afterwards, and if that fails it is not reused (the goroutine exits
-// locked, so the runtime ends the thread).
-func onThread(fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("current namespace: %w", err)
-			return
-		}
-		defer orig.Close()
-		err = fn()
-		if rerr := netns.Set(orig); rerr == nil {
-			runtime.UnlockOSThread()
-		} else if err == nil {
-			err = fmt.Errorf("returning to the original namespace: %w", rerr)
-		}
-		errc <- err
-	}()
-	return <-errc
-}
-
-// linuxNetns is a named namespace and an open handle on it.
+// linuxNetns is a namespace made by NewNetns.
 type linuxNetns struct {
-	sys  *linuxSystem
-	name string
-	h    netns.NsHandle
+	ns *netns.NS
 }
 
 func (s *linuxSystem) NewNetns(name string) (Netns, error) {
-	if strings.ContainsAny(name, "/\x00") || name == "" || name == "." || name == ".." {
-		return nil, fmt.Errorf("bad namespace name %q", name)
-	}
-	var h netns.NsHandle
-	err := onThread(func() error {
-		var err error
-		h, err = netns.NewNamed(name)
-		return err
-	})
+	n, err := netns.Create(name)
 	if err != nil {
-		if !errors.Is(err, fs.ErrExist) {
-			// NewNamed may have made the mount point before failing.
-			p := filepath.Join(netnsDir, name)
-			_ = unix.Unmount(p, unix.MNT_DETACH)
-			_ = os.Remove(p)
-		}
 		return nil, err
 	}
-	n := &linuxNetns{sys: s, name: name, h: h}
-	hdl, err := netlink.NewHandleAt(h)
-	if err == nil {
-		var lo netlink.Link
-		if lo, err = hdl.LinkByName("lo"); err == nil {
-			err = hdl.LinkSetUp(lo)
-		}
-		hdl.Close()
-	}
-	if err != nil {
-		_ = n.Remove()
-		return nil, fmt.Errorf("loopback up in %s: %w", name, err)
-	}
-	return n, nil
+	return &linuxNetns{ns: n}, nil
 }
 
-func (n *linuxNetns) Name() string { return n.name }
-
-func (n *linuxNetns) Remove() error {
-	if n.h.IsOpen() {
-		n.h.Close()
-	}
-	err := netns.DeleteNamed(n.name)
-	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, unix.EINVAL) {
-		// Already gone (EINVAL: not a mount point any more).
-		if _, serr := os.Stat(filepath.Join(netnsDir, n.name)); errors.Is(serr, fs.ErrNotExist) {
-			return nil
-		}
-	}
-	return err
-}
+func (n *linuxNetns) Name() string  { return n.ns.Name() }
+func (n *linuxNetns) Remove() error { return n.ns.Delete() }
 
 // do runs fn on an OS thread inside the namespace.
-func (n *linuxNetns) do(fn func() error) error {
-	return onThread(func() error {
-		if err := netns.Set(n.h); err != nil {
-			return fmt.Errorf("entering %s: %w", n.name, err)
-		}
-		return fn()
-	})
-}
+func (n *linuxNetns) do(fn func() error) error { return n.ns.Do(fn) }
 
 // Go's net package makes the socket in the calling goroutine, so on the
 // locked thread, inside the namespace; the socket stays there whichever
@@ -264,77 +151,15 @@ func (n *linuxNetns) Dial(ctx context.Context, addr netip.AddrPort, timeout time
 	return c, err
 }
 
+// Link joins a (psst0) and b (psst1) with a veth pair made inside a with
+// its peer inside b: no name ever exists in this host's own namespace.
 func (s *linuxSystem) Link(a, b Netns, aAddrs, bAddrs []netip.Prefix) error {
 	na, ok1 := a.(*linuxNetns)
 	nb, ok2 := b.(*linuxNetns)
 	if !ok1 || !ok2 {
 		return errors.New("selftest: Link of namespaces from another System")
 	}
-	ha, err := netlink.NewHandleAt(na.h)
-	if err != nil {
-		return err
-	}
-	defer ha.Close()
-	hb, err := netlink.NewHandleAt(nb.h)
-	if err != nil {
-		return err
-	}
-	defer hb.Close()
-	// Made inside a with its peer inside b: no name ever exists in this
-	// host's own namespace.
-	const nameA, nameB = "psst0", "psst1"
-	veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: nameA}, PeerName: nameB, PeerNamespace: netlink.NsFd(int(nb.h))}
-	if err := ha.LinkAdd(veth); err != nil {
-		return fmt.Errorf("adding veth pair: %w", err)
-	}
-	sides := []struct {
-		h     *netlink.Handle
-		name  string
-		addrs []netip.Prefix
-		link  netlink.Link
-	}{{h: ha, name: nameA, addrs: aAddrs}, {h: hb, name: nameB, addrs: bAddrs}}
-	// IPv4 first, so that a kernel without IPv6 still gets a working
-	// IPv4 network.
-	for _, v6 := range []bool{false, true} {
-		for i := range sides {
-			side := &sides[i]
-			if side.link == nil {
-				if side.link, err = side.h.LinkByName(side.name); err != nil {
-					return err
-				}
-				if err := side.h.LinkSetUp(side.link); err != nil {
-					return fmt.Errorf("%s up: %w", side.name, err)
-				}
-			}
-			for _, p := range side.addrs {
-				if p.Addr().Is6() != v6 {
-					continue
-				}
-				addr := &netlink.Addr{IPNet: &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}}
-				if v6 {
-					addr.Flags = unix.IFA_F_NODAD
-				}
-				err := side.h.AddrAdd(side.link, addr)
-				if err != nil && v6 && noIPv6(err) {
-					return fmt.Errorf("%w (address %s on %s: %v)", ErrNoIPv6, p, side.name, err)
-				}
-				if err != nil {
-					return fmt.Errorf("address %s on %s: %w", p, side.name, err)
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// noIPv6 reports whether adding an IPv6 address failed because IPv6 is
-// off: not built or ipv6.disable=1 (no /proc/sys/net/ipv6; EAFNOSUPPORT),
-// or disable_ipv6 set (EACCES, EPERM).
-func noIPv6(err error) bool {
-	if _, serr := os.Stat("/proc/sys/net/ipv6"); errors.Is(serr, fs.ErrNotExist) {
-		return true
-	}
-	return errors.Is(err, unix.EAFNOSUPPORT) || errors.Is(err, unix.EACCES) || errors.Is(err, unix.EPERM)
+	return netns.Pair(netns.Iface{NS: na.ns, Name: "psst0", Addrs: aAddrs}, netns.Iface{NS: nb.ns, Name: "psst1", Addrs: bAddrs})
 }
 
 // childEnv is the environment of programs the self-test starts: this
@@ -364,8 +189,8 @@ func (s *linuxSystem) command(ctx context.Context, ns Netns, argv []string) (*ex
 	if !ok {
 		return nil, nil, errors.New("selftest: namespace from another System")
 	}
-	if ip := s.ipPath(); ip != "" {
-		return exec.CommandContext(ctx, ip, append([]string{"netns", "exec", n.name}, argv...)...), nil, nil
+	if s.ipPath() != "" {
+		return n.ns.CommandContext(ctx, argv[0], argv[1:]...), nil, nil
 	}
 	return exec.CommandContext(ctx, argv[0], argv[1:]...), n, nil
 }
@@ -374,7 +199,7 @@ func start(cmd *exec.Cmd, in *linuxNetns) error {
 	if in == nil {
 		return cmd.Start()
 	}
-	return in.do(cmd.Start)
+	return in.ns.Start(cmd)
 }
 
 func (s *linuxSystem) Output(ctx context.Context, ns Netns, argv []string) ([]byte, error) {
@@ -457,10 +282,4 @@ func (p *linuxProcess) Stop(grace time.Duration) error {
 		return fmt.Errorf("killing process group %d: %w", pid, err)
 	}
 	return nil
-}
-
-// processRuns reports whether a process with this PID exists (or may: a
-// permission error says it does).
-func processRuns(pid int) bool {
-	return !errors.Is(syscall.Kill(pid, 0), syscall.ESRCH)
 }
