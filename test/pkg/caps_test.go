@@ -2,27 +2,27 @@ package pkg
 
 import (
 	"bufio"
-	"bytes"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
+	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
 
-// nsPrefix starts the name of every namespace these tests create, followed
-// by the creating PID, so that leftovers of a crashed run can be told from a
-// concurrent run's namespaces.
-const nsPrefix = "pspkg-"
+// lab makes the network namespaces of these tests (netnstest).
+var lab = netnstest.Lab{Prefix: "pspkg-"}
 
 // Addresses that exist only inside a lab's two namespaces.
 const (
@@ -62,7 +62,6 @@ const ruleset = `table inet lab {
 func TestBoundedCapabilities(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
-	ipTool := requireTool(t, "ip", "iproute2")
 	setpriv := requireTool(t, "setpriv", "util-linux")
 	requireTool(t, "unshare", "util-linux")
 	nft := requireTool(t, "nft", "nftables")
@@ -70,10 +69,8 @@ func TestBoundedCapabilities(t *testing.T) {
 	_, root := builtDeb(t)
 	bin := filepath.Join(root, "usr/sbin/portsentry")
 
-	l := newLab(t, ipTool)
-	inT := func(args ...string) *exec.Cmd {
-		return exec.Command(ipTool, append([]string{"netns", "exec", l.t}, args...)...)
-	}
+	l := newCapsLab(t)
+	inT := func(args ...string) *exec.Cmd { return l.t.Command(args[0], args[1:]...) }
 	if out, err := withStdin(inT(nft, "-f", "-"), ruleset).CombinedOutput(); err != nil {
 		t.Fatalf("nft -f in %s: %v\n%s", l.t, err, out)
 	}
@@ -117,7 +114,7 @@ func TestBoundedCapabilities(t *testing.T) {
 
 	scan := func(ports string) string {
 		t.Helper()
-		out, err := exec.Command(ipTool, "netns", "exec", l.s, nmap, "-n", "-Pn", "-sS", "-T4",
+		out, err := l.s.Command(nmap, "-n", "-Pn", "-sS", "-T4",
 			"--max-retries", "1", "--initial-rtt-timeout", "100ms", "--max-rtt-timeout", "200ms", "--min-rate", "2000",
 			"--host-timeout", "60s", "-p", ports, labTarget).CombinedOutput()
 		if err != nil {
@@ -145,7 +142,7 @@ func TestBoundedCapabilities(t *testing.T) {
 	if ls := d.lines(scanFrom); !strings.Contains(ls[0], "type: [TCP SYN/Normal scan]") {
 		t.Errorf("first event %q, want a TCP SYN/Normal scan", ls[0])
 	}
-	if got := banned(t, inT, nft); !slicesContains(got, labScanner) {
+	if got := banned(t, inT, nft); !slices.Contains(got, netip.MustParseAddr(labScanner)) {
 		t.Errorf("nft set ban4 holds %q, want the scanner %s", got, labScanner)
 	}
 	hist, err := os.ReadFile(filepath.Join(dir, "state", "portsentry.history"))
@@ -174,71 +171,17 @@ func TestBoundedCapabilities(t *testing.T) {
 	}
 }
 
-// lab is two network namespaces joined by a veth pair: t (the daemon's
-// target) and s (the scanner). Nothing else is connected to them.
-type lab struct{ t, s string }
+// capsLab is two network namespaces joined by a veth pair: t (the
+// daemon's target) and s (the scanner). Nothing else is connected to them.
+type capsLab struct{ t, s *netns.NS }
 
-func newLab(t *testing.T, ipTool string) *lab {
+func newCapsLab(t *testing.T) *capsLab {
 	t.Helper()
-	var rnd [3]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	id := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), hex.EncodeToString(rnd[:]))
-	l := &lab{t: id + "-t", s: id + "-s"}
-	ip := func(args ...string) {
-		t.Helper()
-		if out, err := exec.Command(ipTool, args...).CombinedOutput(); err != nil {
-			t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-		}
-	}
-	for _, ns := range []string{l.t, l.s} {
-		ip("netns", "add", ns)
-		t.Cleanup(func() { deleteNetns(ns) })
-	}
-	// Created directly inside the namespaces: no name ever exists in the
-	// host's own namespace.
-	ip("link", "add", "eth0", "netns", l.t, "type", "veth", "peer", "name", "eth0", "netns", l.s)
-	for ns, addr := range map[string]string{l.t: labTarget, l.s: labScanner} {
-		ip("-n", ns, "link", "set", "dev", "lo", "up")
-		ip("-n", ns, "addr", "add", addr+"/24", "dev", "eth0")
-		ip("-n", ns, "link", "set", "dev", "eth0", "up")
-	}
+	l := &capsLab{t: lab.New(t, "t"), s: lab.New(t, "s")}
+	netnstest.Pair(t,
+		netns.Iface{NS: l.t, Name: "eth0", Addrs: netns.OnLink(netip.MustParseAddr(labTarget))},
+		netns.Iface{NS: l.s, Name: "eth0", Addrs: netns.OnLink(netip.MustParseAddr(labScanner))})
 	return l
-}
-
-// deleteNetns ends the processes left in a test namespace, by PID, then
-// deletes it.
-func deleteNetns(name string) {
-	if out, err := exec.Command("ip", "netns", "pids", name).Output(); err == nil {
-		for _, s := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(s); err == nil && pid > 1 {
-				_ = syscall.Kill(pid, syscall.SIGKILL)
-			}
-		}
-	}
-	_ = exec.Command("ip", "netns", "del", name).Run()
-}
-
-// removeLeftovers deletes namespaces that a crashed earlier run left; a
-// namespace whose creator still lives belongs to a concurrent run.
-func removeLeftovers() {
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		return
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || !strings.HasPrefix(f[0], nsPrefix) {
-			continue
-		}
-		if pidStr, _, ok := strings.Cut(strings.TrimPrefix(f[0], nsPrefix), "-"); ok {
-			if pid, err := strconv.Atoi(pidStr); err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
-				continue
-			}
-		}
-		deleteNetns(f[0])
-	}
 }
 
 func withStdin(cmd *exec.Cmd, s string) *exec.Cmd {
@@ -340,7 +283,7 @@ exec setpriv --bounding-set "-all,$caps" --inh-caps=-all --ambient-caps=-all --n
 // sandboxed is a daemon started by startSandboxed.
 type sandboxed struct {
 	cmd  *exec.Cmd
-	out  syncBuf
+	out  syncbuf.Buffer
 	done chan struct{}
 }
 
@@ -420,56 +363,15 @@ func procStatus(t *testing.T, pid int) map[string]string {
 }
 
 // banned lists the members of the target's ban4 set.
-func banned(t *testing.T, inT func(...string) *exec.Cmd, nft string) []string {
+func banned(t *testing.T, inT func(...string) *exec.Cmd, nft string) []netip.Addr {
 	t.Helper()
 	out, err := inT(nft, "-j", "list", "set", "inet", "portsentry", "ban4").Output()
 	if err != nil {
 		t.Fatalf("nft list set: %v", err)
 	}
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Elem []any `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
+	elems, err := nftset.Parse(out)
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("nft -j: %v\n%s", err, out)
-	}
-	var elems []string
-	for _, o := range doc.Nftables {
-		if o.Set != nil {
-			for _, e := range o.Set.Elem {
-				elems = append(elems, fmt.Sprint(e))
-			}
-		}
-	}
-	return elems
-}
-
-func slicesContains(s []string, v string) bool {
-	for _, x := range s {
-		if x == v {
-			return true
-		}
-	}
-	return false
-}
-
-// syncBuf collects a process's output while the test reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	return nftset.Addrs(elems)
 }

@@ -12,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 var (
@@ -39,10 +41,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(tmpRoot)
-	if os.Geteuid() == 0 {
-		removeLeftovers()
-	}
-	return m.Run()
+	return lab.Main(m)
 }
 
 // findRepo is the directory holding go.mod: go test runs a package's tests
@@ -58,38 +57,19 @@ func findRepo() (string, error) {
 	return abs, nil
 }
 
-// skipOrFail skips with the remedy, or fails under CI (CI set), where every
-// test must really run.
-func skipOrFail(t *testing.T, why string) {
-	t.Helper()
-	if os.Getenv("CI") != "" {
-		t.Fatalf("CI is set but this test %s", why)
-	}
-	t.Skip(why)
-}
-
+// requireRoot skips the test (fails it under CI) when not root.
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipOrFail(t, "needs root: run `sudo env PATH=$PATH go test ./test/pkg/`")
+		netnstest.SkipOrFail(t, "needs root: run `sudo env PATH=$PATH go test ./test/pkg/`")
 	}
 }
 
-// requireTool returns the path of a program the test runs, or skips (fails
-// under CI) naming the Debian package that has it.
+// requireTool returns the path of a program the test runs, or skips the
+// test (fails it under CI) naming the Debian package that has it.
 func requireTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	for _, dir := range []string{"", "/usr/sbin", "/sbin"} {
-		p := name
-		if dir != "" {
-			p = filepath.Join(dir, name)
-		}
-		if full, err := exec.LookPath(p); err == nil {
-			return full
-		}
-	}
-	skipOrFail(t, fmt.Sprintf("needs %s: apt-get install %s", name, pkg))
-	return ""
+	return netnstest.RequireTool(t, name, pkg)
 }
 
 // command runs name with args and returns its combined output; it fails the

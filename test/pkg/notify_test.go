@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // TestNotify: portsentry.service is Type=notify, so systemd holds the start
@@ -62,7 +64,7 @@ func TestNotify(t *testing.T) {
 	// traffic can reach them.
 	cmd := exec.Command("unshare", "--net", "--", bin, "-c", conf, "--connect")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	var out syncBuf
+	var out syncbuf.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

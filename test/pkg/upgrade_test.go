@@ -8,9 +8,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 // TestInstallUpgradePurge installs the package for real in throw-away
@@ -362,7 +365,7 @@ func debianRoot(t *testing.T) string {
 		baseDir = dir
 	})
 	if baseSkip != "" {
-		skipOrFail(t, baseSkip)
+		netnstest.SkipOrFail(t, baseSkip)
 	}
 	if baseErr != nil {
 		t.Fatal(baseErr)
@@ -452,7 +455,7 @@ func aptMirror(suite string) string {
 					fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
 				}
 			}
-			if slicesContains(strings.Fields(fields["Types"]), "deb") && slicesContains(strings.Fields(fields["Suites"]), suite) {
+			if slices.Contains(strings.Fields(fields["Types"]), "deb") && slices.Contains(strings.Fields(fields["Suites"]), suite) {
 				if uris := strings.Fields(fields["URIs"]); len(uris) > 0 {
 					return uris[0]
 				}
