@@ -20,13 +20,20 @@ build:
 run: build
 	./$(BIN) -c packaging/portsentry.conf
 
+# Packages the race detector runs over: all but the end-to-end suites under
+# test/, which drive the real (cgo-free) binary and gain nothing from it.
+RACE_PKGS = $$(go list ./... | grep -v '^github.com/portsentry-go/portsentry/test/')
+
 # Every test: static checks, unit and fuzz-seed tests, then the end-to-end
-# suite in network namespaces (root; real nmap, nftables, fail2ban).
+# suite in network namespaces (root; real nmap, nftables, fail2ban); then
+# the unit tests again under the race detector, which needs cgo (gcc,
+# libc6-dev): only those test binaries are built with it, never bin/.
 test: deps
 	go vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	go build ./...
 	PORTSENTRY_DEBIAN_CONF=$$(test -f $(DEBIAN_CONF) && echo $(DEBIAN_CONF)) go test -count=1 ./...
+	PORTSENTRY_DEBIAN_CONF=$$(test -f $(DEBIAN_CONF) && echo $(DEBIAN_CONF)) CGO_ENABLED=1 go test -race -count=1 $(RACE_PKGS)
 
 # Installs the Debian packages the tests use (once; quick when present).
 deps:
