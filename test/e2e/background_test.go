@@ -9,14 +9,14 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // runBackground runs `portsentry -D args...` inside ns, as an init script
@@ -27,16 +27,16 @@ import (
 //
 // With a non-nil sl, the daemon sees sl as the machine's syslog instead of
 // the real one (see fakeSyslog).
-func runBackground(t *testing.T, ns string, sl *fakeSyslog, args ...string) (code int, out, outPath string) {
+func runBackground(t *testing.T, ns *netns.NS, sl *fakeSyslog, args ...string) (code int, out, outPath string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	argv := []string{"netns", "exec", ns}
+	var argv []string
 	if sl != nil {
-		argv = append(argv, sl.wrap()...)
+		argv = sl.wrap()
 	}
-	argv = append(append(argv, binPath, "-D"), args...)
-	cmd := exec.CommandContext(ctx, "ip", argv...)
+	argv = ns.Argv(append(append(argv, binPath, "-D"), args...)...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
 	cmd.Dir = t.TempDir()
 	outPath = filepath.Join(t.TempDir(), "output")
 	f, err := os.Create(outPath)
@@ -81,7 +81,7 @@ func holds(t *testing.T, pid int, path string) []string {
 // backgroundPid returns the portsentry process left running in ns after a
 // -D start (commands it runs may come and go beside it), and makes Cleanup
 // kill it.
-func backgroundPid(t *testing.T, ns string) int {
+func backgroundPid(t *testing.T, ns *netns.NS) int {
 	t.Helper()
 	var daemons []int
 	for _, pid := range nsPids(t, ns) {
@@ -99,53 +99,14 @@ func backgroundPid(t *testing.T, ns string) int {
 // boundPorts reads, from the kernel's socket tables of namespace ns, the
 // TCP ports with a listening socket and the bound UDP ports. It starts no
 // process, so it sees the state at the moment it is called.
-func boundPorts(t *testing.T, ns string) (tcp, udp map[int]bool) {
+func boundPorts(t *testing.T, ns *netns.NS) (tcp, udp map[int]bool) {
 	t.Helper()
-	type result struct {
-		tcp, udp map[int]bool
-		err      error
-	}
-	ch := make(chan result, 1)
-	go func() {
-		// This thread alone enters ns, and is moved back before it is let
-		// go. (Were it left there and it happened to be the main thread,
-		// `ip netns pids` would list the test process, and deleteNetns
-		// would kill it.) If moving back fails it stays locked, and Go
-		// ends it with the goroutine.
-		runtime.LockOSThread()
-		r := result{tcp: map[int]bool{}, udp: map[int]bool{}}
-		defer func() { ch <- r }()
-		orig, err := os.Open("/proc/thread-self/ns/net")
-		if err != nil {
-			r.err = err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer orig.Close()
-		f, err := os.Open(filepath.Join("/run/netns", ns))
-		if err != nil {
-			r.err = err
-			runtime.UnlockOSThread()
-			return
-		}
-		defer f.Close()
-		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-			r.err = fmt.Errorf("setns %s: %w", ns, err)
-			runtime.UnlockOSThread()
-			return
-		}
-		defer func() {
-			if err := unix.Setns(int(orig.Fd()), unix.CLONE_NEWNET); err != nil {
-				r.err = fmt.Errorf("setns back: %w", err)
-				return
-			}
-			runtime.UnlockOSThread()
-		}()
+	tcp, udp = map[int]bool{}, map[int]bool{}
+	err := ns.Do(func() error {
 		for _, table := range []string{"tcp", "tcp6", "udp", "udp6"} {
 			b, err := os.ReadFile("/proc/thread-self/net/" + table)
 			if err != nil {
-				r.err = err
-				return
+				return err
 			}
 			for _, ln := range strings.Split(string(b), "\n")[1:] {
 				// "sl local_address rem_address st ...", local as HEXADDR:HEXPORT
@@ -160,18 +121,18 @@ func boundPorts(t *testing.T, ns string) (tcp, udp map[int]bool) {
 				}
 				switch {
 				case strings.HasPrefix(table, "udp"):
-					r.udp[int(port)] = true
+					udp[int(port)] = true
 				case f[3] == "0A": // TCP_LISTEN
-					r.tcp[int(port)] = true
+					tcp[int(port)] = true
 				}
 			}
 		}
-	}()
-	r := <-ch
-	if r.err != nil {
-		t.Fatalf("reading the sockets of %s: %v", ns, r.err)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("reading the sockets of %s: %v", ns, err)
 	}
-	return r.tcp, r.udp
+	return tcp, udp
 }
 
 // stopBackground sends SIGTERM to a backgrounded daemon and waits until it
@@ -198,7 +159,7 @@ func stopBackground(t *testing.T, pid int) {
 // the same way. The host's own /run and /dev/log are not touched.
 type fakeSyslog struct {
 	dir  string
-	msgs syncBuf // one datagram a line
+	msgs syncbuf.Buffer // one datagram a line
 }
 
 func newFakeSyslog(t *testing.T, listening bool) *fakeSyslog {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 // f2bLines is fail2ban-regex's summary: "Lines: 2 lines, 0 ignored, 2 matched, 0 missed".
@@ -75,7 +77,7 @@ func TestFail2ban(t *testing.T) {
 			t.Parallel()
 			requireTool(t, "fail2ban-regex", "fail2ban")
 			if _, err := os.Stat(tc.filter); err != nil {
-				skipOrFail(t, fmt.Sprintf("needs the filter %s: apt-get install fail2ban (%v)", tc.filter, err))
+				netnstest.SkipOrFail(t, fmt.Sprintf("needs the filter %s: apt-get install fail2ban (%v)", tc.filter, err))
 			}
 			l := newLab(t)
 			c := newConfig(t)

@@ -3,8 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,10 +12,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // Fixed test addresses. They exist only inside a lab's namespaces.
@@ -32,7 +33,7 @@ var (
 
 // host is one namespace of a lab.
 type host struct {
-	ns     string
+	ns     *netns.NS
 	v4, v6 netip.Addr
 }
 
@@ -48,52 +49,24 @@ func (h host) addr(v6 bool) netip.Addr {
 // (friend) on one bridge that lives in a fourth namespace, the hub.
 type lab struct {
 	T, S, F host
-	hub     string
+	hub     *netns.NS
 }
 
 // newLab builds a lab; t.Cleanup deletes it, also when the test fails.
 func newLab(t *testing.T) *lab {
 	t.Helper()
-	requireNetns(t)
-	var rnd [3]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		t.Fatal(err)
-	}
-	id := fmt.Sprintf("%s%d-%s", nsPrefix, os.Getpid(), hex.EncodeToString(rnd[:]))
 	l := &lab{
-		hub: id + "-h",
-		T:   host{ns: id + "-t", v4: targetV4, v6: targetV6},
-		S:   host{ns: id + "-s", v4: scannerV4, v6: scannerV6},
-		F:   host{ns: id + "-f", v4: friendV4, v6: friendV6},
+		hub: namespaces.New(t, "h"),
+		T:   host{ns: namespaces.New(t, "t"), v4: targetV4, v6: targetV6},
+		S:   host{ns: namespaces.New(t, "s"), v4: scannerV4, v6: scannerV6},
+		F:   host{ns: namespaces.New(t, "f"), v4: friendV4, v6: friendV6},
 	}
-	for _, ns := range []string{l.hub, l.T.ns, l.S.ns, l.F.ns} {
-		mustIP(t, "netns", "add", ns)
-		t.Cleanup(func() { deleteNetns(ns) })
+	var ifaces []netns.Iface
+	for _, h := range []host{l.T, l.S, l.F} {
+		ifaces = append(ifaces, netns.Iface{NS: h.ns, Name: "eth0", Addrs: netns.OnLink(h.v4, h.v6)})
 	}
-	mustIP(t, "-n", l.hub, "link", "set", "dev", "lo", "up")
-	mustIP(t, "-n", l.hub, "link", "add", "br0", "type", "bridge", "mcast_snooping", "0")
-	mustIP(t, "-n", l.hub, "link", "set", "dev", "br0", "up")
-	for _, h := range []struct {
-		port string
-		h    host
-	}{{"to-t", l.T}, {"to-s", l.S}, {"to-f", l.F}} {
-		// Created directly inside the namespaces: no name ever exists in
-		// the host's own namespace, so parallel labs cannot collide.
-		mustIP(t, "link", "add", "eth0", "netns", h.h.ns, "type", "veth", "peer", "name", h.port, "netns", l.hub)
-		mustIP(t, "-n", l.hub, "link", "set", "dev", h.port, "master", "br0", "up")
-		mustIP(t, "-n", h.h.ns, "link", "set", "dev", "lo", "up")
-		mustIP(t, "-n", h.h.ns, "addr", "add", h.h.v4.String()+"/24", "dev", "eth0")
-		mustIP(t, "-n", h.h.ns, "addr", "add", h.h.v6.String()+"/64", "dev", "eth0", "nodad")
-		mustIP(t, "-n", h.h.ns, "link", "set", "dev", "eth0", "up")
-	}
+	netnstest.Star(t, l.hub, "br0", ifaces...)
 	return l
-}
-
-func mustIP(t *testing.T, args ...string) {
-	t.Helper()
-	if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
-		t.Fatalf("ip %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
 }
 
 // reply is the netclient's report.
@@ -108,7 +81,7 @@ type reply struct {
 func probe(t *testing.T, from host, proto string, to netip.Addr, port int, wait time.Duration) reply {
 	t.Helper()
 	ap := netip.AddrPortFrom(to, uint16(port)).String()
-	cmd := exec.Command("ip", "netns", "exec", from.ns, clientPath, "-proto", proto, "-addr", ap, "-wait", wait.String())
+	cmd := from.ns.Command(clientPath, "-proto", proto, "-addr", ap, "-wait", wait.String())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -122,29 +95,11 @@ func probe(t *testing.T, from host, proto string, to netip.Addr, port int, wait 
 	return r
 }
 
-// syncBuf collects a process's output while the test reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // daemon is a running portsentry.
 type daemon struct {
 	cmd    *exec.Cmd
-	stdout syncBuf
-	stderr syncBuf
+	stdout syncbuf.Buffer
+	stderr syncbuf.Buffer
 	done   chan struct{} // closed when the process has been waited for
 	err    error         // Wait's result, valid after done
 }
@@ -154,18 +109,17 @@ const readyLine = "now active and listening"
 
 // startDaemon runs `portsentry -c conf args...` inside ns and waits until it
 // says it is listening. Cleanup kills its process group if it still runs.
-func startDaemon(t *testing.T, ns, conf string, args ...string) *daemon {
+func startDaemon(t *testing.T, ns *netns.NS, conf string, args ...string) *daemon {
 	t.Helper()
 	d := startDaemonNoWait(t, ns, conf, args...)
 	d.waitFor(t, readyLine, 10*time.Second)
 	return d
 }
 
-func startDaemonNoWait(t *testing.T, ns, conf string, args ...string) *daemon {
+func startDaemonNoWait(t *testing.T, ns *netns.NS, conf string, args ...string) *daemon {
 	t.Helper()
 	d := &daemon{done: make(chan struct{})}
-	argv := append([]string{"netns", "exec", ns, binPath, "-c", conf}, args...)
-	d.cmd = exec.Command("ip", argv...)
+	d.cmd = ns.Command(binPath, append([]string{"-c", conf}, args...)...)
 	// A directory of its own, so that a relative path resolved against the
 	// working directory instead of the config's shows up as a failure.
 	d.cmd.Dir = t.TempDir()

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 // termLimit is how soon the daemon must be gone after SIGTERM.
@@ -100,7 +102,7 @@ func TestCheck(t *testing.T) {
 			conf = filepath.Join(repoDir, ".cache", "debian-portsentry", "etc", "portsentry", "portsentry.conf")
 		}
 		if _, err := os.Stat(conf); err != nil {
-			skipOrFail(t, fmt.Sprintf("needs Debian's portsentry.conf (%v): set PORTSENTRY_DEBIAN_CONF, or run .ci/run or scripts/test-deps, which extract it with apt-get download portsentry", err))
+			netnstest.SkipOrFail(t, fmt.Sprintf("needs Debian's portsentry.conf (%v): set PORTSENTRY_DEBIAN_CONF, or run .ci/run or scripts/test-deps, which extract it with apt-get download portsentry", err))
 		}
 		if out, err := runCheck(t, conf); err != nil {
 			t.Errorf("check of Debian's portsentry.conf: %v\n%s", err, out)

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -20,8 +19,7 @@ func TestNmap(t *testing.T) {
 
 	run := func(args ...string) string {
 		t.Helper()
-		argv := append([]string{"netns", "exec", l.S.ns, nmap, "-n", "-Pn", "--max-retries", "1", "--host-timeout", "60s"}, args...)
-		out, err := exec.Command("ip", argv...).CombinedOutput()
+		out, err := l.S.ns.Command(nmap, append([]string{"-n", "-Pn", "--max-retries", "1", "--host-timeout", "60s"}, args...)...).CombinedOutput()
 		if err != nil {
 			t.Fatalf("nmap %s: %v\n%s", strings.Join(args, " "), err, out)
 		}

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
 // Observability end to end: the Prometheus endpoint (METRICS_ADDRESS), the
@@ -29,9 +30,9 @@ const metricsAddr = "127.0.0.1:9617"
 type series map[string]float64
 
 // scrape GETs /metrics from inside ns with the netclient.
-func scrape(t *testing.T, ns string) series {
+func scrape(t *testing.T, ns *netns.NS) series {
 	t.Helper()
-	cmd := exec.Command("ip", "netns", "exec", ns, clientPath, "-http", "http://"+metricsAddr+"/metrics", "-wait", "5s")
+	cmd := ns.Command(clientPath, "-http", "http://"+metricsAddr+"/metrics", "-wait", "5s")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -96,7 +97,7 @@ func (s series) dump() string {
 
 // waitScrape scrapes until ok accepts the result or the wait runs out, and
 // returns the last scrape with ok's complaint ("" when accepted).
-func waitScrape(t *testing.T, ns string, ok func(series) string) (series, string) {
+func waitScrape(t *testing.T, ns *netns.NS, ok func(series) string) (series, string) {
 	t.Helper()
 	deadline := time.Now().Add(logWait)
 	for {

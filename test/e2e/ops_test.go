@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // Helpers of the operations tests (reload, restart, -D, failures): signals,
@@ -44,9 +46,8 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) error {
 // netclient flags (e.g. "-delay", "1s").
 func startListener(t *testing.T, h host, proto, addr, reply string, extra ...string) {
 	t.Helper()
-	args := append([]string{"netns", "exec", h.ns, clientPath, "-listen", "-proto", proto, "-addr", addr, "-reply", reply}, extra...)
-	cmd := exec.Command("ip", args...)
-	var stderr syncBuf
+	cmd := h.ns.Command(clientPath, append([]string{"-listen", "-proto", proto, "-addr", addr, "-reply", reply}, extra...)...)
+	var stderr syncbuf.Buffer
 	cmd.Stderr = &stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := cmd.StdoutPipe()
@@ -84,17 +85,11 @@ func startListener(t *testing.T, h host, proto, addr, reply string, extra ...str
 }
 
 // nsPids lists the processes in a namespace.
-func nsPids(t *testing.T, ns string) []int {
+func nsPids(t *testing.T, ns *netns.NS) []int {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "pids", ns).Output()
+	pids, err := netns.Pids(ns.Name())
 	if err != nil {
-		t.Fatalf("ip netns pids %s: %v", ns, err)
-	}
-	var pids []int
-	for _, f := range strings.Fields(string(out)) {
-		if pid, err := strconv.Atoi(f); err == nil {
-			pids = append(pids, pid)
-		}
+		t.Fatal(err)
 	}
 	return pids
 }

@@ -5,11 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
 // netnsEtc gives a lab namespace its own /etc files: `ip netns exec NS`
@@ -17,7 +17,7 @@ import (
 // the program it runs. Cleanup removes the folder, and /etc/netns too when
 // a test run created it and nothing else is left in it (a marker file
 // tells a folder these tests made from the system's own).
-func netnsEtc(t *testing.T, ns string, files map[string]string) {
+func netnsEtc(t *testing.T, ns *netns.NS, files map[string]string) {
 	t.Helper()
 	const base = "/etc/netns"
 	marker := filepath.Join(base, ".pse2e-created")
@@ -28,17 +28,15 @@ func netnsEtc(t *testing.T, ns string, files map[string]string) {
 		writeFile(t, marker, "made by portsentry's e2e tests; removed when empty\n")
 	}
 	// Folders left by a crashed run (its PID is gone) go, as its
-	// namespaces do in removeLeftovers.
+	// namespaces do (netns.Sweep).
 	if ents, err := os.ReadDir(base); err == nil {
 		for _, e := range ents {
-			rest, ok := strings.CutPrefix(e.Name(), nsPrefix)
-			pidStr, _, _ := strings.Cut(rest, "-")
-			if pid, err := strconv.Atoi(pidStr); ok && err == nil && pid != os.Getpid() && syscall.Kill(pid, 0) != nil {
+			if pid := netns.Owner(namespaces.Prefix, e.Name()); pid != 0 && pid != os.Getpid() && !netns.Runs(pid) {
 				_ = os.RemoveAll(filepath.Join(base, e.Name()))
 			}
 		}
 	}
-	dir := filepath.Join(base, ns)
+	dir := filepath.Join(base, ns.Name())
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"os/exec"
 	"regexp"
 	"slices"
 	"strconv"
@@ -13,6 +12,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
 
 // The stealth and advanced modes against real traffic: the real binary in
@@ -56,40 +57,84 @@ const stRuleset = `table inet lab {
 }
 `
 
-// stLab is a lab whose target has the nftables set, the two services and a
-// stealth or advanced-mode daemon.
+// stLab is a lab whose target runs the two services and a stealth or
+// advanced-mode daemon whose blocks are real: members of the nftables sets
+// ban4 and ban6 in T are dropped. Either KILL_ROUTE adds the scanner to
+// the sets of the lab's own table, inet lab (newStLab), or the daemon's
+// native blocker and its kernel trap ban it in the daemon's table, inet
+// portsentry (newKLab, kernel_test.go).
 type stLab struct {
 	*lab
 	c     *config
+	conf  string // the config file the daemon runs on
+	flags []string
 	d     *daemon
 	nft   string
 	nmap  string
 	start time.Time
 	modes map[string]string // "tcp"/"udp" → what $MODE$ expands to
+	table string            // the table holding ban4 and ban6: labTable or nativeTable
 }
 
+// The tables that hold a lab's ban sets.
+const (
+	labTable    = "lab"        // the lab's own (stRuleset), filled by KILL_ROUTE
+	nativeTable = "portsentry" // the native blocker's
+)
+
 // newStLab builds the lab, the firewall and the services, writes the config
-// (edit may change it) and starts the daemon with flags.
+// (KILL_ROUTE and KILL_ROUTE6 add to the lab's sets; edit may change it)
+// and starts the daemon with flags.
 func newStLab(t *testing.T, flags []string, edit func(*config)) *stLab {
+	t.Helper()
+	s := newStBase(t, flags, labTable)
+	s.nftExec(t, stRuleset, "-f", "-")
+	s.c.set("KILL_ROUTE", s.nft+" add element inet lab ban4 { $TARGET$ } && /bin/echo route $TARGET$ $PORT$ $MODE$ >> "+s.c.path("actions.log"))
+	s.c.set("KILL_ROUTE6", s.nft+" add element inet lab ban6 { $TARGET$ } && /bin/echo route $TARGET$ $PORT$ $MODE$ >> "+s.c.path("actions.log"))
+	s.run(t, edit)
+	return s
+}
+
+// newStBase builds the lab and T's services, and makes the standard
+// config; table is where the bans will be.
+func newStBase(t *testing.T, flags []string, table string) *stLab {
 	t.Helper()
 	s := &stLab{
 		nft:   requireTool(t, "nft", "nftables"),
 		nmap:  requireTool(t, "nmap", "nmap"),
 		start: time.Now(),
+		flags: flags,
 		modes: stModes(flags),
+		table: table,
 	}
 	s.lab = newLab(t)
-	s.nftExec(t, stRuleset, "-f", "-")
 	startListener(t, s.T, "tcp", fmt.Sprintf(":%d", stWebPort), stWebReply)
 	startListener(t, s.T, "udp", fmt.Sprintf(":%d", stDNSPort), stDNSReply)
 	s.c = newConfig(t)
-	s.c.set("KILL_ROUTE", s.nft+" add element inet lab ban4 { $TARGET$ } && /bin/echo route $TARGET$ $PORT$ $MODE$ >> "+s.c.path("actions.log"))
-	s.c.set("KILL_ROUTE6", s.nft+" add element inet lab ban6 { $TARGET$ } && /bin/echo route $TARGET$ $PORT$ $MODE$ >> "+s.c.path("actions.log"))
+	return s
+}
+
+// run lets edit change the config, writes it and starts the daemon.
+func (s *stLab) run(t *testing.T, edit func(*config)) {
+	t.Helper()
 	if edit != nil {
 		edit(s.c)
 	}
-	s.d = startDaemon(t, s.T.ns, s.c.write(t), flags...)
-	return s
+	s.conf = s.c.write(t)
+	s.d = s.startDaemon(t)
+}
+
+// startDaemon starts (or restarts) the daemon on the lab's config; with
+// the native blocker it checks that the daemon set the kernel trap.
+func (s *stLab) startDaemon(t *testing.T) *daemon {
+	t.Helper()
+	d := startDaemon(t, s.T.ns, s.conf, s.flags...)
+	if s.table == nativeTable {
+		if ls := d.lines("adminalert: kernel trap set on "); len(ls) != 1 {
+			t.Fatalf("the daemon did not report its kernel trap: %q", ls)
+		}
+	}
+	return d
 }
 
 // stModes is what $MODE$ expands to per protocol for these flags.
@@ -113,7 +158,7 @@ var stAdvanced = []string{"-atcp", "-audp"}
 // nftExec runs nft in T with stdin.
 func (s *stLab) nftExec(t *testing.T, stdin string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", s.T.ns, s.nft}, args...)...)
+	cmd := s.T.ns.Command(s.nft, args...)
 	cmd.Stdin = strings.NewReader(stdin)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -122,65 +167,91 @@ func (s *stLab) nftExec(t *testing.T, stdin string, args ...string) []byte {
 	return out
 }
 
-// banned lists the members of T's ban set for the family of v6.
-func (s *stLab) banned(t *testing.T, v6 bool) []string {
+// banSet is the set of T's ban table that holds a.
+func banSet(a netip.Addr) string {
+	if a.Is6() {
+		return "ban6"
+	}
+	return "ban4"
+}
+
+// set lists a set (ban4, ban6) of T's ban table.
+func (s *stLab) set(t *testing.T, name string) []nftset.Elem {
 	t.Helper()
-	set := "ban4"
-	if v6 {
-		set = "ban6"
-	}
-	out := s.nftExec(t, "", "-j", "list", "set", "inet", "lab", set)
-	var doc struct {
-		Nftables []struct {
-			Set *struct {
-				Elem []any `json:"elem"`
-			} `json:"set"`
-		} `json:"nftables"`
-	}
-	if err := json.Unmarshal(out, &doc); err != nil {
-		t.Fatalf("nft -j list set %s: %v\n%s", set, err, out)
-	}
-	var elems []string
-	for _, o := range doc.Nftables {
-		if o.Set == nil {
-			continue
-		}
-		for _, e := range o.Set.Elem {
-			elems = append(elems, fmt.Sprint(e))
-		}
+	out := s.nftExec(t, "", "-j", "list", "set", "inet", s.table, name)
+	elems, err := nftset.Parse(out)
+	if err != nil {
+		t.Fatalf("nft -j list set inet %s %s: %v\n%s", s.table, name, err, out)
 	}
 	return elems
+}
+
+// elem returns a's element of its ban set, if there is one.
+func (s *stLab) elem(t *testing.T, a netip.Addr) (nftset.Elem, bool) {
+	t.Helper()
+	for _, e := range s.set(t, banSet(a)) {
+		if e.Addr == a {
+			return e, true
+		}
+	}
+	return nftset.Elem{}, false
 }
 
 // assertBanned checks that T's ban sets hold exactly want (either family).
 func (s *stLab) assertBanned(t *testing.T, want ...netip.Addr) {
 	t.Helper()
-	for _, v6 := range []bool{false, true} {
-		var w []string
+	for _, set := range []string{"ban4", "ban6"} {
+		var got, w []string
+		for _, e := range s.set(t, set) {
+			got = append(got, e.Addr.String())
+		}
 		for _, a := range want {
-			if a.Is6() == v6 {
+			if banSet(a) == set {
 				w = append(w, a.String())
 			}
 		}
-		got := s.banned(t, v6)
 		slices.Sort(got)
 		slices.Sort(w)
 		if !slices.Equal(got, w) {
-			t.Errorf("nft ban set (IPv6 %v) holds %q, want %q", v6, got, w)
+			t.Errorf("inet %s %s holds %q, want %q", s.table, set, got, w)
 		}
 	}
 }
 
-// scan runs nmap in S, always with -n (no reverse DNS) and -Pn, fast
-// timing and few retries; args add the scan type, ports and the target.
+// waitGone waits until a is in neither ban set.
+func (s *stLab) waitGone(t *testing.T, a netip.Addr, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if _, ok := s.elem(t, a); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s still in %s after %v", a, banSet(a), timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// runNmap runs nmap in from's namespace, always with -n (no reverse DNS)
+// and -Pn, fast timing and one retry; args add the scan type, ports and
+// the target. It returns nmap's standard output.
+func (s *stLab) runNmap(t *testing.T, from host, args ...string) []byte {
+	t.Helper()
+	cmd := from.ns.Command(s.nmap, append([]string{"-n", "-Pn", "-T4", "--max-retries", "1", "--host-timeout", "30s"}, args...)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("nmap %s: %v\n%s%s", strings.Join(args, " "), err, out, stderr.Bytes())
+	}
+	return out
+}
+
+// scan runs nmap in S (runNmap) and returns its report.
 func (s *stLab) scan(t *testing.T, args ...string) string {
 	t.Helper()
-	argv := append([]string{"netns", "exec", s.S.ns, s.nmap, "-n", "-Pn", "-T4", "--max-retries", "1", "--host-timeout", "30s"}, args...)
-	out, err := exec.Command("ip", argv...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("nmap %s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
+	return string(s.runNmap(t, s.S, args...))
 }
 
 // messages returns the daemon's stdout lines containing sub, without their
@@ -245,16 +316,19 @@ func (s *stLab) waitBlocked(t *testing.T, src netip.Addr) int {
 
 // assertBlockedOnce checks everything one blocked source leaves behind:
 // exactly one triggering Scan from line (type, IP opts and flags exact),
-// one attackalert line, the route line, exactly one KILL_ROUTE run, one
-// 1.2 history line; ports lists the ports the trigger may be on. It returns
+// one attackalert line, the block itself (assertBlockAction), one 1.2
+// history line; ports lists the ports the trigger may be on. It returns
 // the port. Checking the ban set is left to the caller, who knows every
 // source blocked in the lab.
 func (s *stLab) assertBlockedOnce(t *testing.T, src netip.Addr, proto, kind string, ports []int) int {
 	t.Helper()
 	port := s.waitBlocked(t, src)
+	if s.table == nativeTable {
+		s.d.waitFor(t, nativeLine(src, "permanently"), logWait)
+	}
 	time.Sleep(settle)
 	if len(ports) > 0 && !slices.Contains(ports, port) {
-		t.Errorf("%s blocked on port %d, which it never probed (probed %v)", src, port, ports)
+		t.Errorf("%s blocked on port %d, which is not a port it probed (%v)", src, port, ports)
 	}
 	want := stScanLine(src, proto, port, kind)
 	trig := s.messages("Scan from: [" + src.String() + "]")
@@ -265,6 +339,32 @@ func (s *stLab) assertBlockedOnce(t *testing.T, src netip.Addr, proto, kind stri
 	alerts := s.messages(fmt.Sprintf(" from host: %s/%s to ", src, src))
 	if wantA := stAlertLine(src, proto, port, kind); len(alerts) != 1 || alerts[0] != wantA {
 		t.Errorf("attackalert lines for %s: %q, want exactly %q", src, alerts, wantA)
+	}
+	s.assertBlockAction(t, src, proto, port)
+	var hist []string
+	for _, h := range fileLines(t, s.c.path("portsentry.history")) {
+		if strings.Contains(h, " Host: "+src.String()+"/") {
+			hist = append(hist, h)
+		}
+	}
+	if len(hist) != 1 {
+		t.Errorf("history lines for %s: %q, want one", src, hist)
+	} else {
+		assertHistory12(t, hist[0], src, port, proto, s.start)
+	}
+	return port
+}
+
+// assertBlockAction checks how src was blocked: by the native blocker,
+// exactly one "blocked via nftables permanently" line (BAN_TIME 0, the
+// default); by KILL_ROUTE, its route line and exactly one run of it.
+func (s *stLab) assertBlockAction(t *testing.T, src netip.Addr, proto string, port int) {
+	t.Helper()
+	if s.table == nativeTable {
+		if got := s.messages(fmt.Sprintf("attackalert: Host %s has been blocked via nftables", src)); len(got) != 1 || !strings.HasPrefix(got[0], nativeLine(src, "permanently")) {
+			t.Errorf("nftables block lines for %s: %q, want exactly one starting %q", src, got, nativeLine(src, "permanently"))
+		}
+		return
 	}
 	mode := s.modes[proto]
 	if got := s.messages(routeLine(src, s.routeCmd(src, port, mode))); len(got) != 1 {
@@ -279,18 +379,6 @@ func (s *stLab) assertBlockedOnce(t *testing.T, src netip.Addr, proto, kind stri
 	if w := routeRecord(src, port, mode); len(runs) != 1 || runs[0] != w {
 		t.Errorf("KILL_ROUTE ran for %s as %q, want exactly once as %q", src, runs, w)
 	}
-	var hist []string
-	for _, h := range fileLines(t, s.c.path("portsentry.history")) {
-		if strings.Contains(h, " Host: "+src.String()+"/") {
-			hist = append(hist, h)
-		}
-	}
-	if len(hist) != 1 {
-		t.Errorf("history lines for %s: %q, want one", src, hist)
-	} else {
-		assertHistory12(t, hist[0], src, port, proto, s.start)
-	}
-	return port
 }
 
 // assertServicesQuiet checks that no probe of a running service port (80
@@ -326,8 +414,7 @@ func (s *stLab) assertNoErrors(t *testing.T) {
 // -dial, -send).
 func stProbe(from host, proto string, to netip.Addr, port int, wait time.Duration, extra ...string) (reply, error) {
 	ap := netip.AddrPortFrom(to, uint16(port)).String()
-	argv := append([]string{"netns", "exec", from.ns, clientPath, "-proto", proto, "-addr", ap, "-wait", wait.String()}, extra...)
-	cmd := exec.Command("ip", argv...)
+	cmd := from.ns.Command(clientPath, append([]string{"-proto", proto, "-addr", ap, "-wait", wait.String()}, extra...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -581,8 +668,8 @@ func (s *stLab) assertFriendUntouched(t *testing.T) {
 		if ls := s.messages("Host " + a.String() + " "); len(ls) != 0 {
 			t.Errorf("the friend %s was acted on: %q", a, ls)
 		}
-		if slices.Contains(s.banned(t, a.Is6()), a.String()) {
-			t.Errorf("the friend %s is in T's ban set", a)
+		if _, ok := s.elem(t, a); ok {
+			t.Errorf("the friend %s is in T's %s", a, banSet(a))
 		}
 	}
 }
@@ -714,7 +801,7 @@ func TestStealthOwnTraffic(t *testing.T) {
 // "tcp:80", sorted, without duplicates (one socket serves IPv4 and IPv6).
 func (s *stLab) boundPorts(t *testing.T) []string {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "exec", s.T.ns, "ss", "-Htuln").CombinedOutput()
+	out, err := s.T.ns.Command("ss", "-Htuln").CombinedOutput()
 	if err != nil {
 		t.Fatalf("ss in %s: %v\n%s", s.T.ns, err, out)
 	}
