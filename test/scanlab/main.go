@@ -51,6 +51,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
 func main() {
@@ -296,7 +298,7 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 	}
 	defer func() { rep.elapsed = time.Since(start) }()
 
-	progress("creating namespaces %s%d-{h,t,s,i}", nsPrefix, os.Getpid())
+	progress("creating namespaces %s*-{h,t,s,i}", netns.Own(nsPrefix))
 	l, err := newLab(ctx)
 	if err != nil {
 		return rep, fmt.Errorf("building the lab: %w", err)
@@ -304,7 +306,7 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 	defer l.close()
 	defer killAll() // processes first, then the namespaces
 
-	services, err := startProc("services in T", true, nsExec(l.T.ns, self, helperServe)...)
+	services, err := startProc("services in T", true, l.T.ns.Argv(self, helperServe)...)
 	if err != nil {
 		return rep, err
 	}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -11,25 +10,9 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
-
-// syncBuf collects a process's output while scanlab reads it.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // proc is a child process in a process group of its own, so that Ctrl-C at
 // the terminal reaches scanlab only (which then stops everything in order)
@@ -37,7 +20,7 @@ func (s *syncBuf) String() string {
 type proc struct {
 	name  string
 	cmd   *exec.Cmd
-	out   syncBuf // stdout and stderr together
+	out   syncbuf.Buffer // stdout and stderr together
 	stdin io.WriteCloser
 	done  chan struct{} // closed once the process has been waited for
 	err   error         // Wait's result, valid after done

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
 
 // scanDef is one scan of the benchmark.
@@ -283,149 +284,241 @@ var dropRE = regexp.MustCompile(`(\d+) packets? dropped by kernel`)
 
 // runScan runs one scan with a fresh ban table and daemon, and measures it.
 // Every process it starts is stopped before it returns.
-func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin, self, dir string) (r *scanResult) {
-	r = &scanResult{def: def}
-	argv := def.argv(l)
-	r.command = strings.Join(argv, " ")
-	fail := func(err error) *scanResult {
-		if r.err == nil {
-			r.err = err
-		}
-		return r
+func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin, self, dir string) *scanResult {
+	sc := &scanRun{ctx: ctx, l: l, o: o, def: def, t: t, bin: bin, self: self, dir: dir,
+		r: &scanResult{def: def, blocker: o.blocker, command: strings.Join(def.argv(l), " ")}}
+	defer sc.cleanup()
+	_ = sc.run()
+	return sc.r
+}
+
+// scanRun is one scan under way.
+type scanRun struct {
+	ctx            context.Context
+	l              *lab
+	o              *options
+	def            scanDef
+	t              tools
+	bin, self, dir string
+	r              *scanResult
+	undo           []func() // run last first when the scan ends
+}
+
+// fail records err as the scan's error, unless an earlier one is, and
+// returns it.
+func (sc *scanRun) fail(err error) error {
+	if sc.r.err == nil {
+		sc.r.err = err
 	}
-	r.blocker = o.blocker
-	conf, err := writeDaemonFiles(dir, t, o.blocker)
+	return err
+}
+
+// cleanup stops what the scan started, last first.
+func (sc *scanRun) cleanup() {
+	for i := len(sc.undo) - 1; i >= 0; i-- {
+		sc.undo[i]()
+	}
+	sc.undo = nil
+}
+
+// run goes through the scan's phases: ban table and daemon, capture,
+// innocent host, scanner, then the measurements.
+func (sc *scanRun) run() error {
+	conf, err := sc.prepare()
 	if err != nil {
-		return fail(err)
+		return sc.fail(err)
 	}
-	switch o.blocker {
+	daemon, err := sc.startDaemon(conf)
+	if err != nil {
+		return sc.fail(err)
+	}
+	dump, pcap, err := sc.startCapture()
+	if err != nil {
+		return sc.fail(err)
+	}
+	inn, err := sc.startInnocent()
+	if err != nil {
+		return sc.fail(err)
+	}
+	scanner, err := sc.runScanner()
+	if err != nil {
+		return sc.fail(err)
+	}
+	// Let block commands in flight finish and late replies arrive.
+	select {
+	case <-sc.ctx.Done():
+		return sc.fail(sc.ctx.Err())
+	case <-time.After(time.Second):
+	}
+	sc.stopInnocent(inn)
+	sc.stopCapture(dump)
+	also, err := sc.bans(daemon.out.String())
+	if err != nil {
+		return sc.fail(err)
+	}
+	return sc.measure(pcap, scanner.out.String(), also)
+}
+
+// prepare writes the daemon's files and gives T a fresh ban table: the
+// lab's, for the command blocker; none (the daemon makes its own) for
+// nftables. It returns the configuration's path.
+func (sc *scanRun) prepare() (string, error) {
+	conf, err := writeDaemonFiles(sc.dir, sc.t, sc.o.blocker)
+	if err != nil {
+		return "", err
+	}
+	switch sc.o.blocker {
 	case blockerCommand:
-		if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "nft.rules"))...); err != nil {
-			return fail(fmt.Errorf("loading T's ban table: %w", err))
+		if _, err := runCmd(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "nft.rules"))...); err != nil {
+			return "", fmt.Errorf("loading T's ban table: %w", err)
 		}
 	case blockerNFT:
-		if _, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "-f", filepath.Join(dir, "reset.nft"))...); err != nil {
-			return fail(fmt.Errorf("deleting the previous scan's table inet %s in T: %w", daemonTable, err))
+		if _, err := runCmd(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "reset.nft"))...); err != nil {
+			return "", fmt.Errorf("deleting the previous scan's table inet %s in T: %w", daemonTable, err)
 		}
 	}
+	return conf, nil
+}
 
-	// The daemon, after the services, so that it sees them in use.
-	dargv := []string{bin, "-c", conf}
-	for _, m := range o.modes {
+// startDaemon starts the daemon in T (after the services, so that it sees
+// them in use) and waits until it listens; with nftables it must have set
+// the kernel trap. The daemon is stopped, and its log kept, at the end.
+func (sc *scanRun) startDaemon(conf string) (*proc, error) {
+	dargv := []string{sc.bin, "-c", conf}
+	for _, m := range sc.o.modes {
 		dargv = append(dargv, "-"+m)
 	}
-	daemon, err := startProc("portsentry", false, nsExec(l.T.ns, dargv...)...)
+	daemon, err := startProc("portsentry", false, sc.l.T.ns.Argv(dargv...)...)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	defer func() {
-		if err := daemon.stop(syscall.SIGTERM, 5*time.Second); err != nil && r.err == nil && !isSignalExit(err) {
-			r.notes = append(r.notes, fmt.Sprintf("the daemon's exit: %v", err))
+	sc.undo = append(sc.undo, func() {
+		if err := daemon.stop(syscall.SIGTERM, 5*time.Second); err != nil && sc.r.err == nil && !isSignalExit(err) {
+			sc.r.notes = append(sc.r.notes, fmt.Sprintf("the daemon's exit: %v", err))
 		}
-		_ = os.WriteFile(filepath.Join(dir, "daemon.log"), []byte(daemon.out.String()), 0o644)
-	}()
-	if err := daemon.waitOutput(ctx, "active and listening", 15*time.Second); err != nil {
+		_ = os.WriteFile(filepath.Join(sc.dir, "daemon.log"), []byte(daemon.out.String()), 0o644)
+	})
+	if err := daemon.waitOutput(sc.ctx, "active and listening", 15*time.Second); err != nil {
 		if out := daemon.out.String(); strings.Contains(out, "not supported") {
-			return fail(fmt.Errorf("%w -%s: %s\n(connect mode works today: -mode tcp,udp)",
-				errModeUnsupported, strings.Join(o.modes, " -"), strings.TrimSpace(tail(out, 1))))
+			return nil, fmt.Errorf("%w -%s: %s\n(connect mode works today: -mode tcp,udp)",
+				errModeUnsupported, strings.Join(sc.o.modes, " -"), strings.TrimSpace(tail(out, 1)))
 		}
-		return fail(fmt.Errorf("starting the daemon: %w", err))
+		return nil, fmt.Errorf("starting the daemon: %w", err)
 	}
-	if o.blocker == blockerNFT {
+	if sc.o.blocker == blockerNFT {
 		for _, line := range strings.Split(daemon.out.String(), "\n") {
 			if strings.Contains(line, trapMark) {
-				r.trapLine = strings.TrimSpace(line)
+				sc.r.trapLine = strings.TrimSpace(line)
 				break
 			}
 		}
-		if r.trapLine == "" {
-			return fail(fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, daemon.tail()))
+		if sc.r.trapLine == "" {
+			return nil, fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, daemon.tail())
 		}
 	}
+	return daemon, nil
+}
 
-	// The capture: everything from and to S's addresses on T's interface.
-	pcap := filepath.Join(dir, "t.pcap")
-	filter := fmt.Sprintf("ip host %s or ip6 host %s", l.S.v4, l.S.v6)
-	dump, err := startProc("tcpdump", false, nsExec(l.T.ns, t.tcpdump, "-i", labIf, "-nn", "-tt", "-Z", "root",
+// startCapture records everything from and to S's addresses on T's
+// interface; it returns tcpdump and the capture file.
+func (sc *scanRun) startCapture() (*proc, string, error) {
+	pcap := filepath.Join(sc.dir, "t.pcap")
+	filter := fmt.Sprintf("ip host %s or ip6 host %s", sc.l.S.v4, sc.l.S.v6)
+	dump, err := startProc("tcpdump", false, sc.l.T.ns.Argv(sc.t.tcpdump, "-i", labIf, "-nn", "-tt", "-Z", "root",
 		"-s", "256", "-B", "32768", "--time-stamp-precision=nano", "-w", pcap, filter)...)
 	if err != nil {
-		return fail(err)
+		return nil, "", err
 	}
-	defer dump.kill()
-	if err := dump.waitOutput(ctx, "listening on", 10*time.Second); err != nil {
-		return fail(fmt.Errorf("starting tcpdump: %w", err))
+	sc.undo = append(sc.undo, dump.kill)
+	if err := dump.waitOutput(sc.ctx, "listening on", 10*time.Second); err != nil {
+		return nil, "", fmt.Errorf("starting tcpdump: %w", err)
 	}
+	return dump, pcap, nil
+}
 
-	// The innocent host, already using T's services when the scan starts.
-	inn, err := startProc("innocent client", true, nsExec(l.I.ns, self, helperInnocent,
-		"-v4", l.T.v4.String(), "-v6", l.T.v6.String(), "-every", "50ms")...)
+// startInnocent starts the innocent host, using T's services already when
+// the scan starts.
+func (sc *scanRun) startInnocent() (*proc, error) {
+	inn, err := startProc("innocent client", true, sc.l.I.ns.Argv(sc.self, helperInnocent,
+		"-v4", sc.l.T.v4.String(), "-v6", sc.l.T.v6.String(), "-every", "50ms")...)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
-	defer inn.kill()
-	if err := inn.waitOutput(ctx, readyMark, 10*time.Second); err != nil {
-		return fail(fmt.Errorf("the innocent host cannot use T's services before the scan: %w", err))
+	sc.undo = append(sc.undo, inn.kill)
+	if err := inn.waitOutput(sc.ctx, readyMark, 10*time.Second); err != nil {
+		return nil, fmt.Errorf("the innocent host cannot use T's services before the scan: %w", err)
 	}
+	return inn, nil
+}
 
-	// The scan.
-	path := t.nmap
-	if def.tool == "masscan" {
-		path = t.masscan
+// runScanner runs the scan in S to its end. A scanner that fails is
+// recorded and the scan still measured; only an interruption is an error.
+func (sc *scanRun) runScanner() (*proc, error) {
+	argv := sc.def.argv(sc.l)
+	path := sc.t.nmap
+	if sc.def.tool == "masscan" {
+		path = sc.t.masscan
 	}
-	scanner, err := startProc(def.tool, false, nsExec(l.S.ns, append([]string{path}, argv[1:]...)...)...)
+	scanner, err := startProc(sc.def.tool, false, sc.l.S.ns.Argv(append([]string{path}, argv[1:]...)...)...)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 	began := time.Now()
-	serr := scanner.wait(ctx, def.timeout)
-	r.duration = time.Since(began)
-	if ctx.Err() != nil {
-		return fail(context.Cause(ctx))
+	serr := scanner.wait(sc.ctx, sc.def.timeout)
+	sc.r.duration = time.Since(began)
+	if sc.ctx.Err() != nil {
+		return nil, context.Cause(sc.ctx)
 	}
-	_ = os.WriteFile(filepath.Join(dir, "scanner.out"), []byte(scanner.out.String()), 0o644)
+	_ = os.WriteFile(filepath.Join(sc.dir, "scanner.out"), []byte(scanner.out.String()), 0o644)
 	if serr != nil {
-		r.err = fmt.Errorf("%s: %v:\n%s", def.tool, serr, scanner.tail())
+		sc.r.err = fmt.Errorf("%s: %v:\n%s", sc.def.tool, serr, scanner.tail())
 	}
-	r.scanned = scannerView(def.tool, scanner.out.String())
+	sc.r.scanned = scannerView(sc.def.tool, scanner.out.String())
+	return scanner, nil
+}
 
-	// Let block commands in flight finish and late replies arrive.
-	select {
-	case <-ctx.Done():
-		return fail(ctx.Err())
-	case <-time.After(time.Second):
-	}
-
+// stopInnocent ends the innocent host and reads what it went through.
+func (sc *scanRun) stopInnocent(inn *proc) {
 	_ = inn.stop(0, 8*time.Second)
 	if ir, err := parseInnocent(inn.out.String()); err != nil {
-		r.notes = append(r.notes, fmt.Sprintf("innocent client: %v: %s", err, inn.tail()))
-		r.innocent.Failures = -1
+		sc.r.notes = append(sc.r.notes, fmt.Sprintf("innocent client: %v: %s", err, inn.tail()))
+		sc.r.innocent.Failures = -1
 	} else {
-		r.innocent = ir
+		sc.r.innocent = ir
 	}
+}
 
+// stopCapture ends tcpdump and reads how many packets it dropped.
+func (sc *scanRun) stopCapture(dump *proc) {
 	if err := dump.stop(syscall.SIGINT, 10*time.Second); err != nil && !isSignalExit(err) {
-		r.notes = append(r.notes, fmt.Sprintf("tcpdump: %v", err))
+		sc.r.notes = append(sc.r.notes, fmt.Sprintf("tcpdump: %v", err))
 	}
 	if m := dropRE.FindStringSubmatch(dump.out.String()); m != nil {
-		r.drops, _ = strconv.Atoi(m[1])
+		sc.r.drops, _ = strconv.Atoi(m[1])
 	}
+}
 
-	// Who was banned, and when.
+// bans reads who was banned, and when, and what the daemon's log says of
+// the innocent host. It returns the addresses other than S and I that
+// were banned.
+func (sc *scanRun) bans(daemonLog string) ([]string, error) {
+	r, l := sc.r, sc.l
 	scannerAddr := l.S.v4
-	if def.v6 {
+	if sc.def.v6 {
 		scannerAddr = l.S.v6
 	}
 	var also []string
-	switch o.blocker {
+	var err error
+	switch sc.o.blocker {
 	case blockerCommand:
-		also, err = r.commandBans(ctx, l, t, dir, scannerAddr)
+		also, err = r.commandBans(sc.ctx, l, sc.t, sc.dir, scannerAddr)
 	case blockerNFT:
-		also, err = r.nftBans(ctx, l, t, daemon.out.String(), scannerAddr)
+		also, err = r.nftBans(sc.ctx, l, sc.t, daemonLog, scannerAddr)
 	}
 	if err != nil {
-		return fail(err)
+		return also, err
 	}
-	for _, line := range strings.Split(daemon.out.String(), "\n") {
+	for _, line := range strings.Split(daemonLog, "\n") {
 		if !mentions(line, l.I.v4) && !mentions(line, l.I.v6) {
 			continue
 		}
@@ -436,16 +529,21 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 			r.innocentBanned = append(r.innocentBanned, "daemon log: "+strings.TrimSpace(line))
 		}
 	}
+	return also, nil
+}
 
-	// What the capture shows.
+// measure reads the capture: probes, replies, and when the block landed;
+// and adds the notes worth a reader's attention.
+func (sc *scanRun) measure(pcap, scannerOut string, also []string) error {
+	r, l := sc.r, sc.l
 	pkts, err := readPcap(pcap)
 	if err != nil {
-		return fail(fmt.Errorf("reading the capture: %w", err))
+		return sc.fail(fmt.Errorf("reading the capture: %w", err))
 	}
 	scanners, targets := []netip.Addr{l.S.v4, l.S.v6}, []netip.Addr{l.T.v4, l.T.v6}
 	r.stats = analyze(pkts, scanners, targets, r.blockTime())
 	if r.stats.probes == 0 {
-		return fail(errors.New("the capture holds no probe from S"))
+		return sc.fail(errors.New("the capture holds no probe from S"))
 	}
 	for _, a := range also {
 		r.notes = append(r.notes, "also banned: "+a)
@@ -455,8 +553,8 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 		lines, _ := describeReplies(pkts, scanners, targets, r.stats.firstProbe, maxListedReplies)
 		r.notes = append(r.notes, "T's replies to S, after the first probe: "+strings.Join(lines, "; "))
 	}
-	if def.tool == "masscan" {
-		if n := strings.Count(scanner.out.String(), "Discovered open port"); n != r.stats.open {
+	if sc.def.tool == "masscan" {
+		if n := strings.Count(scannerOut, "Discovered open port"); n != r.stats.open {
 			r.notes = append(r.notes, fmt.Sprintf("masscan reported %d open ports; T answered %d ports with SYN/ACK", n, r.stats.open))
 		}
 	}
@@ -466,7 +564,7 @@ func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin,
 	if r.innocentSeen > 0 {
 		r.notes = append(r.notes, fmt.Sprintf("the daemon logged %d lines naming the innocent host, e.g. `%s`", r.innocentSeen, r.innocentSample))
 	}
-	return r
+	return nil
 }
 
 // isSignalExit reports an exit caused by the signal scanlab sent.
@@ -565,7 +663,7 @@ func (r *scanResult) commandBans(ctx context.Context, l *lab, t tools, dir strin
 			also = append(also, fmt.Sprintf("%s (%s)", b.addr, b.set))
 		}
 	}
-	table, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "table", "inet", "lab")...)
+	table, err := runCmd(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "list", "table", "inet", "lab")...)
 	if err != nil {
 		return also, err
 	}
@@ -593,15 +691,15 @@ func (r *scanResult) nftBans(ctx context.Context, l *lab, t tools, daemonLog str
 	}
 	var also []string
 	for _, set := range []string{"ban4", "ban6"} {
-		out, err := runCmd(ctx, 10*time.Second, nsExec(l.T.ns, t.nft, "list", "set", "inet", daemonTable, set)...)
+		out, err := runCmd(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "-j", "list", "set", "inet", daemonTable, set)...)
 		if err != nil {
 			return also, fmt.Errorf("reading the daemon's ban set: %w", err)
 		}
-		elems, err := setElements(out)
+		elems, err := nftset.Parse([]byte(out))
 		if err != nil {
-			return also, fmt.Errorf("nft list set inet %s %s: %w", daemonTable, set, err)
+			return also, fmt.Errorf("nft -j list set inet %s %s: %w", daemonTable, set, err)
 		}
-		for _, a := range elems {
+		for _, a := range nftset.Addrs(elems) {
 			switch {
 			case a == scannerAddr:
 				r.inSet = true
@@ -645,32 +743,4 @@ func nativeBlocks(daemonLog string) []blockRecord {
 		recs = append(recs, blockRecord{set: "nftables", addr: a.Unmap(), at: at})
 	}
 	return recs
-}
-
-// setElements returns the addresses in `nft list set` output:
-//
-//	elements = { 10.232.0.2 timeout 1h expires 59m58s,
-//		     10.232.0.9 timeout 1h expires 59m59s }
-func setElements(out string) ([]netip.Addr, error) {
-	i := strings.Index(out, "elements = {")
-	if i < 0 {
-		return nil, nil
-	}
-	body, _, ok := strings.Cut(out[i+len("elements = {"):], "}")
-	if !ok {
-		return nil, fmt.Errorf("unterminated elements in %q", out)
-	}
-	var addrs []netip.Addr
-	for _, e := range strings.Split(body, ",") {
-		f := strings.Fields(e)
-		if len(f) == 0 {
-			continue
-		}
-		a, err := netip.ParseAddr(f[0])
-		if err != nil {
-			return addrs, fmt.Errorf("element %q: %v", strings.TrimSpace(e), err)
-		}
-		addrs = append(addrs, a)
-	}
-	return addrs, nil
 }

@@ -279,30 +279,6 @@ func TestNativeBlocks(t *testing.T) {
 	}
 }
 
-func TestSetElements(t *testing.T) {
-	out := `table inet portsentry {
-	set ban4 {
-		type ipv4_addr
-		size 1048576
-		flags dynamic,timeout
-		elements = { 10.232.0.2 timeout 1h expires 59m58s808ms,
-			     10.232.0.9 timeout 1h expires 59m59s }
-	}
-}
-`
-	got, err := setElements(out)
-	if err != nil || len(got) != 2 || got[0] != scannerV4 || got[1] != netip.MustParseAddr("10.232.0.9") {
-		t.Errorf("setElements = %v, %v", got, err)
-	}
-	empty := "table inet portsentry {\n\tset ban6 {\n\t\ttype ipv6_addr\n\t}\n}\n"
-	if got, err := setElements(empty); err != nil || len(got) != 0 {
-		t.Errorf("empty set: %v, %v", got, err)
-	}
-	if _, err := setElements("elements = { bogus }"); err == nil {
-		t.Error("setElements accepted a bad element")
-	}
-}
-
 func TestWriteDaemonFiles(t *testing.T) {
 	tl := tools{nft: "/usr/sbin/nft", date: "/bin/date"}
 	for _, c := range []struct {
