@@ -3,7 +3,7 @@ package packet
 import (
 	"errors"
 	"net/netip"
-	"runtime"
+	"os"
 	"testing"
 	"time"
 	"unsafe"
@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 )
 
 // These tests hand the filter to the real kernel: the classic BPF checker
@@ -28,7 +29,7 @@ func packetSocket(t *testing.T) int {
 	t.Helper()
 	fd, err := unix.Socket(unix.AF_PACKET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		t.Skip("AF_PACKET needs CAP_NET_RAW: run as root")
+		netnstest.SkipOrFail(t, "AF_PACKET needs CAP_NET_RAW: run as root")
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -84,70 +85,51 @@ type seen struct {
 	err     error
 }
 
+// lab makes the fresh network namespaces of the kernel tests.
+var lab = netnstest.Lab{Prefix: "pspkt-"}
+
+func TestMain(m *testing.M) { os.Exit(lab.Main(m)) }
+
 // TestFilterKernelTraffic sends real loopback traffic in a fresh network
 // namespace (so no other traffic interferes) and checks what three filtered
 // sockets receive.
 func TestFilterKernelTraffic(t *testing.T) {
 	packetSocket(t) // skips when not allowed
 
-	type result struct {
+	var r struct {
 		plain, outgoing, excluded []seen
 		v6                        bool
-		err                       error
-		skip                      string
 	}
-	done := make(chan result)
-	go func() {
-		// The namespace belongs to this thread, which is never unlocked:
-		// when the goroutine ends the runtime discards the thread instead
-		// of handing a goroutine a thread in the wrong namespace.
-		runtime.LockOSThread()
-		var r result
-		defer func() { done <- r }()
-		if err := unix.Unshare(unix.CLONE_NEWNET); err != nil {
-			r.skip = "unshare(CLONE_NEWNET) failed (" + err.Error() + "): needs CAP_SYS_ADMIN, run as root"
-			return
-		}
-		if err := linkUp("lo"); err != nil {
-			r.err = err
-			return
-		}
+	// Every socket is made on a thread inside the namespace, so it
+	// belongs there.
+	netnstest.Do(t, lab.New(t, "f"), func() error {
 		lo := 1 // loopback is always ifindex 1 in a new namespace
 		plain, err := boundPacketSocket(FilterOptions{}, lo)
 		if err != nil {
-			r.err = err
-			return
+			return err
 		}
 		defer unix.Close(plain)
 		outgoing, err := boundPacketSocket(FilterOptions{Outgoing: true}, lo)
 		if err != nil {
-			r.err = err
-			return
+			return err
 		}
 		defer unix.Close(outgoing)
 		excluded, err := boundPacketSocket(FilterOptions{ExcludeIfindex: []int{lo}, Outgoing: true}, lo)
 		if err != nil {
-			r.err = err
-			return
+			return err
 		}
 		defer unix.Close(excluded)
 
-		if r.err = traffic(netip.MustParseAddr("127.0.0.1")); r.err != nil {
-			return
+		if err := traffic(netip.MustParseAddr("127.0.0.1")); err != nil {
+			return err
 		}
 		// ::1 appears when lo comes up unless IPv6 is disabled.
 		if err := traffic(netip.MustParseAddr("::1")); err == nil {
 			r.v6 = true
 		}
 		r.plain, r.outgoing, r.excluded = drain(plain), drain(outgoing), drain(excluded)
-	}()
-	r := <-done
-	if r.skip != "" {
-		t.Skip(r.skip)
-	}
-	if r.err != nil {
-		t.Fatal(r.err)
-	}
+		return nil
+	})
 
 	type key struct {
 		pkttype uint8
@@ -330,22 +312,4 @@ func drain(fd int) []seen {
 		s.err = Decode(buf[:n], &s.p)
 		out = append(out, s)
 	}
-}
-
-// linkUp sets IFF_UP on the named interface.
-func linkUp(name string) error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return err
-	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(name)
-	if err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return err
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
 }
