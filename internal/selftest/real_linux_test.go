@@ -5,6 +5,7 @@ package selftest
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
 	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
@@ -74,10 +76,11 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// requireRoot skips (fails under CI) when the real self-test cannot run.
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if _, err := NewSystem().Privileges(); err != nil {
-		t.Skipf("needs root (%v): run sudo go test ./internal/selftest/ (or make test as root)", err)
+		netnstest.SkipOrFail(t, fmt.Sprintf("needs root (%v): run sudo go test ./internal/selftest/ (or make test as root)", err))
 	}
 }
 
