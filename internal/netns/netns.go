@@ -17,8 +17,8 @@
 // in it and removes it, Pair and Star join namespaces with veth pairs and a
 // bridge and give the ends their addresses, Do runs Go code on a thread
 // inside a namespace (sockets it opens stay there) and Command runs a
-// program there. Elsewhere every operation fails with an error wrapping
-// errors.ErrUnsupported.
+// program there. Elsewhere creating, entering or wiring one fails with an
+// error wrapping errors.ErrUnsupported, and there are none to list or sweep.
 //
 // The testing layer (Require, t.Cleanup, fatal errors) is package
 // netnstest, below this one.
