@@ -161,6 +161,9 @@ type Event struct {
 	Flags  uint8 // TCP flags (Flag* bits); meaningful for stealth TCP kinds
 	IPOpts IPOpts
 	Mode   Mode
+	// TTL is the IPv4 TTL or IPv6 hop limit the probe arrived with; 0 when
+	// the sensor cannot tell (connect mode).
+	TTL uint8
 }
 
 // Describe returns the scan type as PortSentry writes it in the "type: [...]"

@@ -235,6 +235,7 @@ type Sensor struct {
 
 	inspected, emitted, undecodable atomic.Uint64
 	dropped                         atomic.Uint64 // kernel drops harvested so far
+	implausible                     atomic.Uint64 // sources no host can have (see plausibleSource)
 
 	// Used by the reading goroutine only.
 	flows *flowTable
@@ -336,7 +337,7 @@ func (s *Sensor) Run(ctx context.Context, emit func(event.Event)) error {
 	s.emit = nil
 	s.mu.Unlock()
 	s.log.Debug("capture: stopped", "inspected", s.inspected.Load(), "emitted", s.emitted.Load(),
-		"dropped", s.dropped.Load(), "undecodable", s.undecodable.Load())
+		"dropped", s.dropped.Load(), "undecodable", s.undecodable.Load(), "implausible", s.implausible.Load())
 	return err
 }
 
@@ -508,8 +509,15 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 	if !h.isLocal(dst, ifindex) {
 		return // forwarded, or to an address this host has not got yet
 	}
-	src := p.Src.Unmap()
+	if !plausibleSource(p.Src) {
+		s.implausible.Add(1)
+		return
+	}
+	src := p.Src
 	if p.Proto == event.UDP && s.flows.isReply(p.DstPort, src, p.SrcPort, s.clock(now)) {
+		return
+	}
+	if p.Proto == event.UDP && isTraceroute(p.DstPort, p.TTL) {
 		return
 	}
 	kind, ok := p.Probe()
@@ -527,5 +535,37 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 		Flags:  p.Flags,
 		IPOpts: p.IPOpts,
 		Mode:   mode,
+		TTL:    p.TTL,
 	})
+}
+
+// plausibleSource reports whether a packet's source address could be a
+// host that sent it. A multicast, broadcast or unspecified source is
+// forged or broken (the kernel drops such martians before any socket sees
+// them), and an IPv4-mapped IPv6 source
+// (::ffff:a.b.c.d) is never sent by a real IPv6 stack: read as IPv4 it
+// would let an IPv6 packet name an IPv4 host to ban.
+func plausibleSource(a netip.Addr) bool {
+	return a.IsValid() && !a.Is4In6() && !a.IsUnspecified() && !a.IsMulticast() &&
+		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
+}
+
+// Traceroute's UDP probes go to ports 33434 and up, one port per probe
+// (30 hops × 3 probes by default; mtr in UDP mode the same), with TTLs
+// counted up from 1: those that reach this host arrive with what is left,
+// 1 for the probe whose TTL was exactly the hop count, a little more for
+// the ones sent with it in parallel. Ordinary traffic arrives with most of
+// its initial 64, 128 or 255 left.
+const (
+	tracerouteFirstPort = 33434
+	tracerouteLastPort  = 33534
+	tracerouteMaxTTL    = 30
+)
+
+// isTraceroute reports whether a UDP datagram to port with arriving TTL
+// ttl looks like a traceroute probe: someone measuring the path to this
+// host, not scanning it. Such a datagram is not a probe; the kernel trap
+// lets it through too, so the port-unreachable reply ends the traceroute.
+func isTraceroute(port uint16, ttl uint8) bool {
+	return port >= tracerouteFirstPort && port <= tracerouteLastPort && ttl <= tracerouteMaxTTL
 }

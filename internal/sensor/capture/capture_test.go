@@ -86,7 +86,20 @@ func (p pkt) on(ifindex int) pkt        { p.ifindex = ifindex; return p }
 func (p pkt) after(d time.Duration) pkt { p.at = d; return p }
 
 func ev(src, dst netip.Addr, port uint16, proto event.Proto, kind event.Kind, flags uint8, opts event.IPOpts, mode event.Mode) event.Event {
-	return event.Event{Src: src, Dst: dst, Port: port, Proto: proto, Kind: kind, Flags: flags, IPOpts: opts, Mode: mode}
+	// Every hand-built packet leaves with TTL 64 (build_test.go).
+	return event.Event{Src: src, Dst: dst, Port: port, Proto: proto, Kind: kind, Flags: flags, IPOpts: opts, Mode: mode, TTL: 64}
+}
+
+func withEvTTL(e event.Event, ttl uint8) event.Event { e.TTL = ttl; return e }
+
+// withTTL sets a built packet's TTL (IPv4) or hop limit (IPv6).
+func withTTL(b []byte, ttl uint8) []byte {
+	if b[0]>>4 == 4 {
+		b[8] = ttl
+	} else {
+		b[7] = ttl
+	}
+	return b
 }
 
 func TestHandle(t *testing.T) {
@@ -101,6 +114,8 @@ func TestHandle(t *testing.T) {
 	all.Interfaces = []string{All}
 	advanced := stealth()
 	advanced.TCPMode, advanced.UDPMode = event.ModeATCP, event.ModeAUDP
+	trace := advanced
+	trace.UDP = ports(33433, 33435, 33440, 33534, 33535)
 
 	tests := []struct {
 		name string
@@ -138,8 +153,32 @@ func TestHandle(t *testing.T) {
 				ev(peer6, here6, 143, event.TCP, event.SYN, syn, v6, event.ModeSTCP),
 				ev(peer6, here6, 40000, event.UDP, event.UDPProbe, 0, v6, event.ModeSUDP),
 			}},
-		{"IPv4-mapped source is unmapped", stealth(), []pkt{in(tcpPacket(mapped, here6, 40001, 22, syn))},
-			[]event.Event{ev(peer4, here6, 22, event.TCP, event.SYN, syn, v6, event.ModeSTCP)}},
+		// Sources no host can have: an IPv6 packet claiming an IPv4-mapped
+		// source would otherwise name an IPv4 host to ban.
+		{"IPv4-mapped source refused", stealth(), []pkt{in(tcpPacket(mapped, here6, 40001, 22, syn))}, nil},
+		{"multicast, broadcast and unspecified sources refused", stealth(), []pkt{
+			in(tcpPacket(netip.MustParseAddr("224.0.0.1"), here4, 40001, 22, syn)),
+			in(udpPacket(netip.MustParseAddr("255.255.255.255"), here4, 40001, 53)),
+			in(tcpPacket(netip.IPv4Unspecified(), here4, 40001, 22, syn)),
+			in(tcpPacket(netip.MustParseAddr("ff02::1"), here6, 40001, 22, syn)),
+			in(tcpPacket(netip.IPv6Unspecified(), here6, 40001, 22, syn)),
+		}, nil},
+
+		// Traceroute's last probes (UDP to 33434 and up, arriving with
+		// what is left of a small TTL) are no probes; the same port with
+		// an ordinary TTL, or a low TTL elsewhere, is.
+		{"traceroute", trace, []pkt{
+			in(withTTL(udpPacket(peer4, here4, 40001, 33435), 1)),
+			in(withTTL(udpPacket(peer4, here4, 40001, 33440), 3)),
+			in(withTTL(udpPacket(peer6, here6, 40001, 33534), 30)),
+			in(withTTL(udpPacket(peer4, here4, 40001, 33435), 31)),
+			in(withTTL(udpPacket(peer4, here4, 40001, 33535), 1)),
+			in(withTTL(udpPacket(peer4, here4, 40001, 33433), 1)),
+		}, []event.Event{
+			withEvTTL(ev(peer4, here4, 33435, event.UDP, event.UDPProbe, 0, v4, event.ModeAUDP), 31),
+			withEvTTL(ev(peer4, here4, 33535, event.UDP, event.UDPProbe, 0, v4, event.ModeAUDP), 1),
+			withEvTTL(ev(peer4, here4, 33433, event.UDP, event.UDPProbe, 0, v4, event.ModeAUDP), 1),
+		}},
 		{"loopback not watched", stealth(), []pkt{in(tcpPacket(lo4, lo4, 40001, 22, syn)).on(ifLo)}, nil},
 		{"loopback watched", all, []pkt{
 			in(tcpPacket(lo4, lo4, 40001, 22, syn)).on(ifLo),

@@ -65,6 +65,10 @@ type Packet struct {
 	SrcPort, DstPort uint16       // transport ports
 	Flags            uint8        // TCP flags byte as on the wire (event.Flag* plus ECE 0x40, CWR 0x80); 0 for UDP
 	IPOpts           event.IPOpts // IPv4: set or not set; IPv6: unknown
+	// TTL is the IPv4 TTL or IPv6 hop limit as the packet arrived: what
+	// is left of the sender's initial value after the routers on its way,
+	// so a sender's hop count shows in it (see enforce's peers).
+	TTL uint8
 }
 
 // Decode reads the network-layer packet b — as an AF_PACKET SOCK_DGRAM
@@ -121,6 +125,7 @@ func decode4(b []byte, p *Packet) error {
 	}
 	q.Src = netip.AddrFrom4([4]byte(b[12:16]))
 	q.Dst = netip.AddrFrom4([4]byte(b[16:20]))
+	q.TTL = b[8]
 	q.IPOpts = event.IPOptsNotSet
 	if hlen > 20 {
 		q.IPOpts = event.IPOptsSet
@@ -182,6 +187,7 @@ func decode6(b []byte, p *Packet) error {
 	}
 	q.Src = netip.AddrFrom16([16]byte(b[8:24]))
 	q.Dst = netip.AddrFrom16([16]byte(b[24:40]))
+	q.TTL = b[7]
 	q.IPOpts = event.IPOptsUnknown
 	*p = q
 	return nil

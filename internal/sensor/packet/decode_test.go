@@ -31,22 +31,28 @@ var (
 )
 
 func tcp4(flags uint8) Packet {
-	return Packet{Src: src4, Dst: dst4, Proto: event.TCP, SrcPort: 40000, DstPort: 143, Flags: flags, IPOpts: event.IPOptsNotSet}
+	return Packet{Src: src4, Dst: dst4, Proto: event.TCP, SrcPort: 40000, DstPort: 143, Flags: flags, IPOpts: event.IPOptsNotSet, TTL: 64}
 }
 
 func tcp6(flags uint8) Packet {
-	return Packet{Src: src6, Dst: dst6, Proto: event.TCP, SrcPort: 40000, DstPort: 143, Flags: flags, IPOpts: event.IPOptsUnknown}
+	return Packet{Src: src6, Dst: dst6, Proto: event.TCP, SrcPort: 40000, DstPort: 143, Flags: flags, IPOpts: event.IPOptsUnknown, TTL: 64}
 }
 
 func udp4() Packet {
-	return Packet{Src: src4, Dst: dst4, Proto: event.UDP, SrcPort: 5353, DstPort: 31337, IPOpts: event.IPOptsNotSet}
+	return Packet{Src: src4, Dst: dst4, Proto: event.UDP, SrcPort: 5353, DstPort: 31337, IPOpts: event.IPOptsNotSet, TTL: 64}
 }
 
 func udp6() Packet {
-	return Packet{Src: src6, Dst: dst6, Proto: event.UDP, SrcPort: 5353, DstPort: 31337, IPOpts: event.IPOptsUnknown}
+	return Packet{Src: src6, Dst: dst6, Proto: event.UDP, SrcPort: 5353, DstPort: 31337, IPOpts: event.IPOptsUnknown, TTL: 64}
 }
 
 func withOpts(p Packet) Packet { p.IPOpts = event.IPOptsSet; return p }
+
+func ttl(p Packet, v uint8) Packet { p.TTL = v; return p }
+
+// withTTL sets the TTL or hop-limit byte at off (8 in IPv4, 7 in IPv6).
+// Neither is covered by a checksum the decoder reads.
+func withTTL(b []byte, off int, v uint8) []byte { b[off] = v; return b }
 
 type decodeCase struct {
 	name string
@@ -84,6 +90,11 @@ func decodeCases() []decodeCase {
 		{name: "v4 UDP", b: ipv4(17, 0, nil, udpHdr(5353, 31337, 0)), want: udp4()},
 		{name: "v4 UDP payload", b: ipv4(17, 0, nil, udpHdr(5353, 31337, 3), []byte("abc")), want: udp4(), hdr: 28},
 		{name: "v4 UDP options", b: ipv4(17, 0, optNOP4, udpHdr(5353, 31337, 0)), want: withOpts(udp4())},
+		// The arriving TTL / hop limit is kept as it is: the last probe of
+		// a traceroute arrives with 1.
+		{name: "v4 UDP TTL 1", b: withTTL(ipv4(17, 0, nil, udpHdr(5353, 31337, 0)), 8, 1), want: ttl(udp4(), 1)},
+		{name: "v6 UDP hop limit 1", b: withTTL(ipv6(17, udpHdr(5353, 31337, 0)), 7, 1), want: ttl(udp6(), 1)},
+		{name: "v4 SYN TTL 255", b: withTTL(ipv4(6, 0, nil, tcpHdr(40000, 143, syn)), 8, 255), want: ttl(tcp4(syn), 255)},
 
 		// IPv4 fragments: the first is decoded, later ones never are.
 		{name: "v4 first fragment TCP", b: ipv4(6, mf, nil, tcpHdr(40000, 143, syn)), want: tcp4(syn)},

@@ -26,6 +26,7 @@ func gopacketView(b []byte) (Packet, bool) {
 	case *layers.IPv4:
 		p.Src, _ = netip.AddrFromSlice(n.SrcIP)
 		p.Dst, _ = netip.AddrFromSlice(n.DstIP)
+		p.TTL = n.TTL
 		p.IPOpts = event.IPOptsNotSet
 		if n.IHL > 5 {
 			p.IPOpts = event.IPOptsSet
@@ -33,6 +34,7 @@ func gopacketView(b []byte) (Packet, bool) {
 	case *layers.IPv6:
 		p.Src, _ = netip.AddrFromSlice(n.SrcIP)
 		p.Dst, _ = netip.AddrFromSlice(n.DstIP)
+		p.TTL = n.HopLimit
 	default:
 		return p, false
 	}
