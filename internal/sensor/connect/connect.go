@@ -3,6 +3,10 @@
 // reports each contact as an event.Event. A TCP alarm needs a completed
 // handshake, so spoofed sources cannot raise one; any UDP datagram is one.
 //
+// PORT_BANNER goes to every TCP client (its handshake proves its address)
+// but to a UDP source at most once a minute, so that datagrams forged from a
+// victim's address cannot make this host flood the victim with banners.
+//
 // Each port gets one dual-stack socket on [::] that accepts IPv4 as well
 // (IPv4-only 0.0.0.0 when the host has no IPv6) and one goroutine serving it.
 // A port some service already holds is skipped with a warning: that is
@@ -61,8 +65,9 @@ type Config struct {
 	TCP, UDP portset.Set
 
 	// Banner is PORT_BANNER: written to a TCP client before close, sent
-	// back to a UDP sender; "" = nothing. It is sent as is, with no
-	// newline added.
+	// back to a UDP sender at most once per source address per minute
+	// (see bannerWindow); "" = nothing. It is sent as is, with no newline
+	// added.
 	Banner string
 }
 
@@ -86,6 +91,9 @@ type Sensor struct {
 
 	// sem counts banner writers in flight; see maxBannerWriters.
 	sem chan struct{}
+
+	// replies limits UDP banners to one per source per bannerWindow.
+	replies *replyLimiter
 
 	// wg counts trap goroutines and banner writers; Run waits for it.
 	wg sync.WaitGroup
@@ -115,10 +123,11 @@ func Open(cfg Config, log *slog.Logger) (*Sensor, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Sensor{
-		log: log,
-		sem: make(chan struct{}, maxBannerWriters),
-		tcp: make(map[uint16]*net.TCPListener),
-		udp: make(map[uint16]*net.UDPConn),
+		log:     log,
+		sem:     make(chan struct{}, maxBannerWriters),
+		replies: newReplyLimiter(bannerSources, bannerWindow),
+		tcp:     make(map[uint16]*net.TCPListener),
+		udp:     make(map[uint16]*net.UDPConn),
 	}
 	if err := s.Reconfigure(cfg); err != nil {
 		s.Close()
@@ -413,9 +422,10 @@ func (s *Sensor) serveUDPLocked(port uint16, pc *net.UDPConn) {
 				continue
 			}
 			delay = 0
+			src := from.Addr().Unmap().WithZone("")
 			emit(event.Event{
 				Time:   time.Now(),
-				Src:    from.Addr().Unmap().WithZone(""),
+				Src:    src,
 				Dst:    packetDst(oob[:oobn]),
 				Port:   port,
 				Proto:  event.UDP,
@@ -423,10 +433,14 @@ func (s *Sensor) serveUDPLocked(port uint16, pc *net.UDPConn) {
 				IPOpts: event.IPOptsUnknown,
 				Mode:   event.ModeUDP,
 			})
-			// As PortSentry does, the banner goes back to whatever
-			// source the datagram claims. A failed send (no route,
-			// full buffer) costs nothing worth reporting.
-			if b := s.banner.Load(); b != nil {
+			// The banner goes back to whatever source the datagram
+			// claims, which anyone can forge: unlike PortSentry, which
+			// answers every datagram, a source is answered once per
+			// bannerWindow, so that a flood forged from a victim's
+			// address draws one banner, not one per datagram. A failed
+			// send (no route, full buffer) costs nothing worth
+			// reporting.
+			if b := s.banner.Load(); b != nil && s.replies.allow(src) {
 				pc.WriteToUDPAddrPort(*b, from)
 			}
 		}

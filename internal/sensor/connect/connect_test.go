@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -488,8 +489,13 @@ func TestReconfigure(t *testing.T) {
 			t.Errorf("event %+v, want a connect on %d", e, p)
 		}
 	}
-	for _, p := range []uint16{keptUDP, newUDP} {
-		if got := sendUDP(t, lo4, p, true); got != "new" {
+	// One source each: a source gets one UDP banner per bannerWindow.
+	for _, u := range []struct {
+		p   uint16
+		src netip.Addr
+	}{{keptUDP, lo4}, {newUDP, lo6}} {
+		p := u.p
+		if got := sendUDP(t, u.src, p, true); got != "new" {
 			t.Errorf("UDP port %d: banner %q, want %q", p, got, "new")
 		}
 		if e := next(t, events); e.Port != p || e.Kind != event.UDPProbe {
@@ -617,6 +623,11 @@ func TestConcurrent(t *testing.T) {
 	tcpPorts, udpPorts, extra := ports[:4], ports[4:8], ports[8]
 	base := Config{TCP: set(tcpPorts...), UDP: set(udpPorts...), Banner: "x"}
 	s := open(t, base, nil)
+	// Every UDP probe waits for its banner, and a source gets one banner
+	// per bannerWindow: a clock a window further on each time it is read
+	// lets every reply through the limiter.
+	var tick atomic.Int64
+	s.replies.now = func() time.Time { return time.Unix(0, tick.Add(int64(bannerWindow))) }
 
 	var (
 		mu  sync.Mutex
