@@ -22,6 +22,8 @@ type fakeBlocker struct {
 	allowed []netip.Prefix
 	trap    *block.Trap
 	traps   bool // false: a plain Blocker (iptables, routes)
+	peers   []block.Peer
+	reads   int // calls of Peers
 }
 
 func newFake(traps bool) *fakeBlocker {
@@ -83,6 +85,20 @@ func (f *fakeBlocker) SetTrap(t *block.Trap) error {
 
 func (f *fakeBlocker) Stats() (block.Stats, error) {
 	return block.Stats{}, errors.New("fake: no counters")
+}
+
+func (f *fakeBlocker) Peers() ([]block.Peer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.reads++
+	return slices.Clone(f.peers), nil
+}
+
+// setPeers makes the kernel know these peers from now on.
+func (f *fakeBlocker) setPeers(ps ...block.Peer) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.peers = ps
 }
 
 // ttl reports whether a is held, and for how long.

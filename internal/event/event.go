@@ -119,6 +119,28 @@ func ParseMode(s string) (Mode, bool) {
 	return 0, false
 }
 
+// Traceroute's UDP probes go to ports 33434 and up, one port per probe
+// (30 hops × 3 probes by default; mtr in UDP mode the same), with TTLs
+// counted up from 1: those that reach the host arrive with what is left,
+// 1 for the probe whose TTL was exactly the hop count, a little more for
+// the ones sent with it in parallel. Ordinary traffic arrives with most of
+// its initial 64, 128 or 255 left.
+const (
+	TracerouteFirstPort = 33434
+	TracerouteLastPort  = 33534
+	TracerouteMaxTTL    = 30
+)
+
+// IsTraceroute reports whether a UDP datagram to port, arriving with TTL
+// (or hop limit) ttl, looks like a traceroute probe: someone measuring the
+// path to this host, not scanning it. The capture sensor does not report
+// it, and the kernel trap lets it through, so that the port-unreachable
+// reply ends the traceroute. A scanner can use this to learn that these
+// 101 UDP ports are closed, and nothing else.
+func IsTraceroute(port uint16, ttl uint8) bool {
+	return port >= TracerouteFirstPort && port <= TracerouteLastPort && ttl <= TracerouteMaxTTL
+}
+
 // IPOpts says whether the IPv4 header carried options.
 type IPOpts uint8
 

@@ -58,6 +58,20 @@ type Trapper interface {
 	SetTrap(t *Trap) error
 	// Stats reads the kernel's counters.
 	Stats() (Stats, error)
+	// Peers lists the sources the trap knows as peers (Trap.Peers), with
+	// the hop counts their packets arrive with.
+	Peers() ([]Peer, error)
+}
+
+// Peer is a source with an established TCP connection to or from this
+// host in the last Trap.Peers: it completed a handshake, which nobody can
+// forge blindly, so its address is really its own.
+type Peer struct {
+	Addr netip.Addr // unmapped
+	// Hops are the TTLs (IPv4) or hop limits (IPv6) its packets arrived
+	// with: what is left of the sender's initial value after the routers
+	// on its way. A forger elsewhere sends from another distance.
+	Hops []uint8
 }
 
 // Trap is the in-kernel trap of stealth and advanced modes (SCAN_TRIGGER 0
@@ -74,6 +88,11 @@ type Trap struct {
 	// (exact names, as `ip link` prints them). Empty means every interface
 	// but loopback.
 	Interfaces []string
+	// Peers, when above 0, makes the trap learn peers (see Peer), each
+	// for this long after its last packet, and spare them: a probe that
+	// claims a peer's address but arrives with a hop count the peer's own
+	// packets never had is dropped without a ban, as forged. 0: no peers.
+	Peers time.Duration
 }
 
 // Counter is a packet and byte count kept by the kernel.
@@ -90,4 +109,10 @@ type Stats struct {
 	// Trapped counts probes that hit the trap since the last SetTrap:
 	// each one banned its source and was dropped.
 	Trapped Counter
+	// Forged counts probes dropped without a ban since the last SetTrap
+	// because they claimed a peer's address with another hop count.
+	Forged Counter
+	// Full counts probes dropped without a ban since the last SetTrap
+	// because the ban set was full.
+	Full Counter
 }

@@ -517,7 +517,7 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 	if p.Proto == event.UDP && s.flows.isReply(p.DstPort, src, p.SrcPort, s.clock(now)) {
 		return
 	}
-	if p.Proto == event.UDP && isTraceroute(p.DstPort, p.TTL) {
+	if p.Proto == event.UDP && event.IsTraceroute(p.DstPort, p.TTL) {
 		return
 	}
 	kind, ok := p.Probe()
@@ -548,24 +548,4 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 func plausibleSource(a netip.Addr) bool {
 	return a.IsValid() && !a.Is4In6() && !a.IsUnspecified() && !a.IsMulticast() &&
 		a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
-}
-
-// Traceroute's UDP probes go to ports 33434 and up, one port per probe
-// (30 hops × 3 probes by default; mtr in UDP mode the same), with TTLs
-// counted up from 1: those that reach this host arrive with what is left,
-// 1 for the probe whose TTL was exactly the hop count, a little more for
-// the ones sent with it in parallel. Ordinary traffic arrives with most of
-// its initial 64, 128 or 255 left.
-const (
-	tracerouteFirstPort = 33434
-	tracerouteLastPort  = 33534
-	tracerouteMaxTTL    = 30
-)
-
-// isTraceroute reports whether a UDP datagram to port with arriving TTL
-// ttl looks like a traceroute probe: someone measuring the path to this
-// host, not scanning it. Such a datagram is not a probe; the kernel trap
-// lets it through too, so the port-unreachable reply ends the traceroute.
-func isTraceroute(port uint16, ttl uint8) bool {
-	return port >= tracerouteFirstPort && port <= tracerouteLastPort && ttl <= tracerouteMaxTTL
 }

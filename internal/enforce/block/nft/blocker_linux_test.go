@@ -66,8 +66,8 @@ func TestNewLayout(t *testing.T) {
 	for n := range f.st.sets {
 		sets = append(sets, n)
 	}
-	if len(sets) != 7 {
-		t.Errorf("sets %v, want 7 (and no probe set left)", sets)
+	if len(sets) != 11 {
+		t.Errorf("sets %v, want 11 (and no probe set left)", sets)
 	}
 	if n := len(f.st.chains[chainInput]); n != 6 {
 		t.Errorf("input chain has %d rules, want 6", n)
@@ -320,9 +320,10 @@ func trapShape(f *fakeConn) []string {
 			case *expr.Ct:
 				s = append(s, "ct")
 			case *expr.Lookup:
-				s = append(s, "@"+e.SetName)
+				s = append(s, map[bool]string{false: "@", true: "!@"}[e.Invert]+e.SetName)
 			case *expr.Dynset:
-				s = append(s, fmt.Sprintf("add@%s/%v", e.SetName, e.Timeout))
+				op := map[uint32]string{unix.NFT_DYNSET_OP_ADD: "add", unix.NFT_DYNSET_OP_UPDATE: "update"}[e.Operation]
+				s = append(s, fmt.Sprintf("%s@%s/%v", op, e.SetName, e.Timeout))
 			case *expr.Verdict:
 				s = append(s, map[expr.VerdictKind]string{expr.VerdictReturn: "return", expr.VerdictDrop: "drop"}[e.Kind])
 			}
@@ -334,18 +335,24 @@ func trapShape(f *fakeConn) []string {
 
 func TestSetTrap(t *testing.T) {
 	b, f, _ := fakeBlocker(t, true)
-	tr := &Trap{TCP: ports(t, "1-1023"), TTL: 90 * time.Second, Interfaces: []string{"eth0", "eth1", "eth0"}}
+	tr := &Trap{TCP: ports(t, "1-1023"), TTL: 90 * time.Second, Interfaces: []string{"eth0", "eth1", "eth0"}, Peers: 10 * time.Minute}
 	if err := b.SetTrap(tr); err != nil {
 		t.Fatal(err)
 	}
 	want := []string{
-		"iifname @trap_ifaces return",
+		"iifname !@trap_ifaces return",
 		"return", // pkttype
+		"ct update@peer4/10m0s update@hop4/10m0s", // learn peers, before established packets return
+		"ct update@peer6/10m0s update@hop6/10m0s",
 		"ct return",
 		"socket return",
 		"socket return",
+		"@peer4 !@hop4 drop", // forged: a peer's address, another hop count
+		"@peer6 !@hop6 drop",
 		"@trap_tcp add@ban4/1m30s drop",
+		"@trap_tcp drop", // the ban set is full: still dropped
 		"@trap_tcp add@ban6/1m30s drop",
+		"@trap_tcp drop",
 	}
 	if diff := cmp.Diff(want, trapShape(f)); diff != "" {
 		t.Errorf("trap rules (-want +got):\n%s", diff)
@@ -366,8 +373,12 @@ func TestSetTrap(t *testing.T) {
 		"ct return",
 		"socket return",
 		"socket return",
+		"return", // traceroute, IPv4
+		"return", // traceroute, IPv6
 		"@trap_udp add@ban4/0s drop",
+		"@trap_udp drop",
 		"@trap_udp add@ban6/0s drop",
+		"@trap_udp drop",
 	}
 	if diff := cmp.Diff(want, trapShape(f)); diff != "" {
 		t.Errorf("trap rules (-want +got):\n%s", diff)
@@ -414,7 +425,7 @@ func TestSetTrapNoSocketExpr(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	b, f, _ := fakeBlocker(t, true)
-	if err := b.SetTrap(&Trap{TCP: ports(t, "1-10"), UDP: ports(t, "1-10")}); err != nil {
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-10"), UDP: ports(t, "1-10"), Peers: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
@@ -432,8 +443,15 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Counters 1, 2 on the ban rules; 3..6 on the trap rules.
-	want := Stats{Banned: Counter{Packets: 3, Bytes: 300}, Trapped: Counter{Packets: 18, Bytes: 1800}}
+	// Counters 1, 2 on the ban rules; 3, 4 on the forged rules; then for
+	// each protocol and family a trap rule (5, 7, 9, 11) and its rule for
+	// a full ban set (6, 8, 10, 12).
+	want := Stats{
+		Banned:  Counter{Packets: 1 + 2, Bytes: 100 * (1 + 2)},
+		Forged:  Counter{Packets: 3 + 4, Bytes: 100 * (3 + 4)},
+		Trapped: Counter{Packets: 5 + 7 + 9 + 11, Bytes: 100 * (5 + 7 + 9 + 11)},
+		Full:    Counter{Packets: 6 + 8 + 10 + 12, Bytes: 100 * (6 + 8 + 10 + 12)},
+	}
 	if st != want {
 		t.Errorf("Stats %+v, want %+v", st, want)
 	}

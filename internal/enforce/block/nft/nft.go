@@ -67,6 +67,7 @@ const (
 	DefaultTable    = "portsentry"
 	DefaultPriority = -10
 	DefaultMaxBans  = 1 << 20
+	DefaultMaxPeers = 1 << 16
 )
 
 // Options configures New. The zero value is ready to use.
@@ -84,10 +85,14 @@ type Options struct {
 	// DefaultMaxBans. The trap adds elements from the packet path, so
 	// without a cap a scanner rotating IPv6 source addresses could grow
 	// kernel memory without bound. At the cap the kernel trap stops
-	// banning (the probe goes on to the closed port, and the daemon's own
-	// sensor still sees it) and Commit fails for new bans. The size is fixed
+	// banning but still drops the probe, so the trap goes on hiding
+	// every unused port; Commit fails for new bans. The size is fixed
 	// when the table is first created; a later New keeps the old one.
 	MaxBans int
+	// MaxPeers caps each of the peer sets (peer4, peer6, hop4, hop6); 0
+	// means DefaultMaxPeers. At the cap no new peer is learnt until one
+	// expires: its forged probes are then banned as any probe.
+	MaxPeers int
 }
 
 func (o Options) withDefaults() Options {
@@ -99,6 +104,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxBans <= 0 {
 		o.MaxBans = DefaultMaxBans
+	}
+	if o.MaxPeers <= 0 {
+		o.MaxPeers = DefaultMaxPeers
 	}
 	return o
 }

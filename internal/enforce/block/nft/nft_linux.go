@@ -99,6 +99,9 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 	if o.MaxBans > math.MaxUint32 {
 		return nil, fmt.Errorf("nft: MaxBans %d out of range", o.MaxBans)
 	}
+	if o.MaxPeers > math.MaxUint32 {
+		return nil, fmt.Errorf("nft: MaxPeers %d out of range", o.MaxPeers)
+	}
 	b := &Blocker{c: c, dial: dial, l: newLayout(o), bufs: bufs}
 	// The kernel cannot move a base chain to another hook or priority
 	// (EOPNOTSUPP), so an input chain left by a run with another Priority
@@ -518,9 +521,11 @@ func (b *Blocker) Stats() (Stats, error) {
 		for _, r := range rules {
 			// Rules are told apart by what they do, not by position or
 			// comment: a counter next to a dynset is a trap rule, next to
-			// a lookup in a ban set a ban rule.
+			// a lookup in a ban set a ban rule, in a peer set the forged
+			// rule, in a port set without a dynset the trap's rule for a
+			// full ban set.
 			var cnt *expr.Counter
-			trap, ban := false, false
+			trap, ban, forged, ports := false, false, false, false
 			for _, e := range r.Exprs {
 				switch e := e.(type) {
 				case *expr.Counter:
@@ -528,21 +533,78 @@ func (b *Blocker) Stats() (Stats, error) {
 				case *expr.Dynset:
 					trap = true
 				case *expr.Lookup:
-					ban = ban || e.SetName == setBan4 || e.SetName == setBan6
+					switch e.SetName {
+					case setBan4, setBan6:
+						ban = true
+					case setPeer4, setPeer6:
+						forged = true
+					case setTrapTCP, setTrapUDP:
+						ports = true
+					}
 				}
 			}
+			var c *Counter
 			switch {
 			case cnt == nil:
 			case trap:
-				st.Trapped.Packets += cnt.Packets
-				st.Trapped.Bytes += cnt.Bytes
+				c = &st.Trapped
 			case ban:
-				st.Banned.Packets += cnt.Packets
-				st.Banned.Bytes += cnt.Bytes
+				c = &st.Banned
+			case forged:
+				c = &st.Forged
+			case ports:
+				c = &st.Full
+			}
+			if c != nil {
+				c.Packets += cnt.Packets
+				c.Bytes += cnt.Bytes
 			}
 		}
 	}
 	return st, nil
+}
+
+// Peers lists the trap's peers (Trap.Peers) with the hop counts their
+// packets arrived with, from the kernel's hop sets, sorted by address.
+func (b *Blocker) Peers() ([]block.Peer, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	var out []block.Peer
+	for _, s := range []*nftables.Set{b.l.hop4, b.l.hop6} {
+		elems, err := b.c.GetSetElements(s)
+		if err != nil {
+			return nil, classify("list "+s.Name, err, false)
+		}
+		out = append(out, peersOf(elems)...)
+	}
+	return out, nil
+}
+
+// peersOf turns hop-set elements (address, then the hop count in the
+// first byte of a 4-byte word) into peers, one per address.
+func peersOf(elems []nftables.SetElement) []block.Peer {
+	byAddr := map[netip.Addr][]uint8{}
+	for _, e := range elems {
+		n := len(e.Key) - 4
+		if n != 4 && n != 16 {
+			continue
+		}
+		a, _ := netip.AddrFromSlice(e.Key[:n])
+		a = a.Unmap()
+		if !slices.Contains(byAddr[a], e.Key[n]) {
+			byAddr[a] = append(byAddr[a], e.Key[n])
+		}
+	}
+	out := make([]block.Peer, 0, len(byAddr))
+	for a, hops := range byAddr {
+		slices.Sort(hops)
+		out = append(out, block.Peer{Addr: a, Hops: hops})
+	}
+	slices.SortFunc(out, func(x, y block.Peer) int { return x.Addr.Compare(y.Addr) })
+	return out
 }
 
 // batch queues one batch with fill and sends it. Called with b.mu held.

@@ -1,12 +1,15 @@
 package nft
 
 import (
+	"slices"
 	"time"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
 	"github.com/google/nftables/expr"
 	"golang.org/x/sys/unix"
+
+	"github.com/portsentry-go/portsentry/internal/event"
 )
 
 // Object names inside the table. They are part of the on-kernel format: a
@@ -19,6 +22,10 @@ const (
 	setTrapTCP   = "trap_tcp"
 	setTrapUDP   = "trap_udp"
 	setTrapIface = "trap_ifaces"
+	setPeer4     = "peer4"
+	setPeer6     = "peer6"
+	setHop4      = "hop4"
+	setHop6      = "hop6"
 	chainInput   = "input"
 	chainTrap    = "trap"
 )
@@ -29,6 +36,8 @@ type layout struct {
 	ban4, ban6                *nftables.Set
 	allow4, allow6            *nftables.Set
 	trapTCP, trapUDP, trapIfs *nftables.Set
+	peer4, peer6              *nftables.Set // sources with an established TCP connection
+	hop4, hop6                *nftables.Set // the same, with the TTL / hop limit they arrive with
 	input, trap               *nftables.Chain
 }
 
@@ -49,6 +58,12 @@ func newLayout(o Options) *layout {
 	interval := func(id uint32, name string, key nftables.SetDatatype) *nftables.Set {
 		return &nftables.Set{Table: t, ID: id, Name: name, KeyType: key, Interval: true}
 	}
+	peer := func(id uint32, name string, key nftables.SetDatatype) *nftables.Set {
+		s := ban(id, name, key)
+		s.Size = uint32(o.MaxPeers)
+		s.Concatenation = len(nftables.ConcatSetTypeElements(key)) > 1
+		return s
+	}
 	policy := nftables.ChainPolicyAccept
 	return &layout{
 		table:   t,
@@ -59,6 +74,12 @@ func newLayout(o Options) *layout {
 		trapTCP: interval(5, setTrapTCP, nftables.TypeInetService),
 		trapUDP: interval(6, setTrapUDP, nftables.TypeInetService),
 		trapIfs: &nftables.Set{Table: t, ID: 7, Name: setTrapIface, KeyType: nftables.TypeIFName},
+		peer4:   peer(8, setPeer4, nftables.TypeIPAddr),
+		peer6:   peer(9, setPeer6, nftables.TypeIP6Addr),
+		// The TTL is one byte, padded to a register's four in the key, as
+		// nft's "typeof ip saddr . ip ttl" has it.
+		hop4: peer(10, setHop4, nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInteger)),
+		hop6: peer(11, setHop6, nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInteger)),
 		input: &nftables.Chain{Table: t, Name: chainInput, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority)),
 			Policy: &policy},
@@ -67,7 +88,7 @@ func newLayout(o Options) *layout {
 }
 
 func (l *layout) sets() []*nftables.Set {
-	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs}
+	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs, l.peer4, l.peer6, l.hop4, l.hop6}
 }
 
 // Expression building blocks. Register 1 everywhere, as nft itself uses;
@@ -97,6 +118,17 @@ func loadSaddr(v4 bool) expr.Any {
 		return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4}
 	}
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
+}
+
+// loadHop loads the IPv4 TTL or IPv6 hop limit right after the source
+// address loaded by loadSaddr, making the key "saddr . ttl" of the hop
+// sets: register 9 (the second 32-bit word of register 1) after IPv4's 4
+// bytes, register 2 after IPv6's 16, as nft does.
+func loadHop(v4 bool) expr.Any {
+	if v4 {
+		return hopTo(v4, 9)
+	}
+	return hopTo(v4, 2)
 }
 
 func nfproto(v4 bool) byte {
@@ -152,6 +184,14 @@ func (l *layout) baseRules() []*nftables.Rule {
 	}
 }
 
+// hopTo loads the IPv4 TTL or IPv6 hop limit into register r.
+func hopTo(v4 bool, r uint32) expr.Any {
+	if v4 {
+		return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 1}
+	}
+	return &expr.Payload{DestRegister: r, Base: expr.PayloadBaseNetworkHeader, Offset: 7, Len: 1}
+}
+
 // ifname returns name as the kernel's 16-byte, NUL-padded interface name.
 func ifname(name string) []byte {
 	b := make([]byte, unix.IFNAMSIZ)
@@ -184,7 +224,34 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 		ruleOf(c, one(
 			&expr.Meta{Key: expr.MetaKeyPKTTYPE, Register: reg},
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: []byte{unix.PACKET_HOST}},
-			ret)),
+			ret)))
+	if t.Peers > 0 {
+		// meta nfproto ipv4 meta l4proto tcp ct state established update @peer4 { ip saddr timeout P } update @hop4 { ip saddr . ip ttl timeout P }
+		// meta nfproto ipv6 meta l4proto tcp ct state established update @peer6 { ip6 saddr timeout P } update @hop6 { ip6 saddr . ip6 hoplimit timeout P }
+		// (a peer: a source of an established TCP connection, in either
+		// direction, which no one can forge blindly; with the hop count
+		// its packets arrive with. A full set refuses new peers: the
+		// update fails and the packet goes on unharmed.)
+		for _, v4 := range []bool{true, false} {
+			peer, hop := l.peer6, l.hop6
+			if v4 {
+				peer, hop = l.peer4, l.hop4
+			}
+			rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)), metaL4Proto(unix.IPPROTO_TCP), one(
+				&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
+				&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED),
+					Xor:  binaryutil.NativeEndian.PutUint32(0)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+				loadSaddr(v4),
+				&expr.Dynset{SrcRegKey: reg, SetName: peer.Name, SetID: peer.ID,
+					Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Peers)},
+				loadSaddr(v4), loadHop(v4),
+				&expr.Dynset{SrcRegKey: reg, SetName: hop.Name, SetID: hop.ID,
+					Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Peers)})))
+		}
+	}
+	rules = append(rules,
 		// ct state established,related return
 		// (replies to the host's own traffic, such as a DNS answer that
 		// arrives after the asking socket has closed)
@@ -217,7 +284,40 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				ret)))
 		}
 	}
-	trap := func(v4 bool, proto byte, ports *nftables.Set, tcpFlags bool) *nftables.Rule {
+	if t.UDP.Len() > 0 {
+		// meta nfproto ipv4 udp dport 33434-33534 ip ttl <= 30 return
+		// meta nfproto ipv6 udp dport 33434-33534 ip6 hoplimit <= 30 return
+		// (traceroute's and mtr's probes that reach this host: someone
+		// measuring the path, not a scan; the port-unreachable reply is
+		// what ends their traceroute)
+		for _, v4 := range []bool{true, false} {
+			rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)), metaL4Proto(unix.IPPROTO_UDP), one(
+				&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+				&expr.Cmp{Op: expr.CmpOpGte, Register: reg, Data: binaryutil.BigEndian.PutUint16(event.TracerouteFirstPort)},
+				&expr.Cmp{Op: expr.CmpOpLte, Register: reg, Data: binaryutil.BigEndian.PutUint16(event.TracerouteLastPort)},
+				hopTo(v4, reg),
+				&expr.Cmp{Op: expr.CmpOpLte, Register: reg, Data: []byte{event.TracerouteMaxTTL}},
+				ret)))
+		}
+	}
+	if t.Peers > 0 {
+		// meta nfproto ipv4 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
+		// meta nfproto ipv6 ip6 saddr @peer6 ip6 saddr . ip6 hoplimit != @hop6 counter drop
+		// (a probe claiming a peer's address but arriving with another
+		// hop count than the peer's own packets: forged. Dropped, so it
+		// learns nothing, and never a reason to ban the peer.)
+		for _, v4 := range []bool{true, false} {
+			peer, hop := l.peer6, l.hop6
+			if v4 {
+				peer, hop = l.peer4, l.hop4
+			}
+			rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)), one(
+				loadSaddr(v4), lookup(peer, false),
+				loadSaddr(v4), loadHop(v4), lookup(hop, true),
+				&expr.Counter{}, verdict(expr.VerdictDrop))))
+		}
+	}
+	trap := func(v4 bool, proto byte, ports *nftables.Set, tcpFlags bool) []*nftables.Rule {
 		ban := l.ban6
 		if v4 {
 			ban = l.ban4
@@ -236,26 +336,33 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
 		}
 		// add @ban4 { ip saddr timeout TTL } counter drop
-		e = append(e, loadSaddr(v4),
+		banned := append(slices.Clip(e), loadSaddr(v4),
 			&expr.Dynset{SrcRegKey: reg, SetName: ban.Name, SetID: ban.ID,
 				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
 			&expr.Counter{},
 			verdict(expr.VerdictDrop))
-		return ruleOf(c, e)
+		// The same match again, without the ban: reached only when the
+		// add failed because the ban set is full (a flood of random
+		// sources). The probe is still dropped, so the trap keeps hiding
+		// every unused port; only the ban waits for room.
+		full := append(slices.Clip(e), &expr.Counter{}, verdict(expr.VerdictDrop))
+		return []*nftables.Rule{ruleOf(c, banned), ruleOf(c, full)}
 	}
 	if t.TCP.Len() > 0 {
-		rules = append(rules,
-			// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout TTL } counter drop
-			trap(true, unix.IPPROTO_TCP, l.trapTCP, true),
-			// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout TTL } counter drop
-			trap(false, unix.IPPROTO_TCP, l.trapTCP, true))
+		// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout TTL } counter drop
+		// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
+		rules = append(rules, trap(true, unix.IPPROTO_TCP, l.trapTCP, true)...)
+		// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout TTL } counter drop
+		// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
+		rules = append(rules, trap(false, unix.IPPROTO_TCP, l.trapTCP, true)...)
 	}
 	if t.UDP.Len() > 0 {
-		rules = append(rules,
-			// meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout TTL } counter drop
-			trap(true, unix.IPPROTO_UDP, l.trapUDP, false),
-			// meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout TTL } counter drop
-			trap(false, unix.IPPROTO_UDP, l.trapUDP, false))
+		// meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout TTL } counter drop
+		// meta nfproto ipv4 udp dport @trap_udp counter drop
+		rules = append(rules, trap(true, unix.IPPROTO_UDP, l.trapUDP, false)...)
+		// meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout TTL } counter drop
+		// meta nfproto ipv6 udp dport @trap_udp counter drop
+		rules = append(rules, trap(false, unix.IPPROTO_UDP, l.trapUDP, false)...)
 	}
 	return rules
 }
