@@ -115,6 +115,7 @@ func (o Options) withDefaults() Options {
 // shared by every blocker that traps (block.Trapper).
 type (
 	Trap    = block.Trap
+	Peer    = block.Peer
 	Counter = block.Counter
 	Stats   = block.Stats
 )

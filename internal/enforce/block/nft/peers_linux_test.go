@@ -1,0 +1,210 @@
+package nft
+
+import (
+	"errors"
+	"net"
+	"net/netip"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setTTL returns a Control function that makes a socket's packets leave
+// with the given TTL (IPv4) or hop limit (IPv6): a sender at another
+// distance, as far as the receiver can tell.
+func setTTL(ttl int) func(network, address string, c syscall.RawConn) error {
+	return func(network, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			if network == "tcp6" || network == "udp6" {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_UNICAST_HOPS, ttl)
+			} else {
+				serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_TTL, ttl)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}
+}
+
+// connectTTL is connect with the SYN leaving n with the given TTL.
+func (n *testNS) connectTTL(t *testing.T, from netip.Addr, to netip.AddrPort, ttl int, wait time.Duration) error {
+	t.Helper()
+	var result error
+	n.do(t, func() error {
+		d := net.Dialer{Timeout: wait, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), Control: setTTL(ttl)}
+		c, err := d.Dial("tcp", to.String())
+		if err == nil {
+			c.Close()
+		}
+		result = err
+		return nil
+	})
+	return result
+}
+
+// udpTTL sends one datagram from n with the given TTL and waits for what
+// comes back: nil for an answer, ECONNREFUSED for a port unreachable, a
+// timeout when it was dropped.
+func (n *testNS) udpTTL(t *testing.T, from netip.Addr, to netip.AddrPort, ttl int, wait time.Duration) error {
+	t.Helper()
+	var result error
+	n.do(t, func() error {
+		d := net.Dialer{LocalAddr: net.UDPAddrFromAddrPort(netip.AddrPortFrom(from, 0)), Control: setTTL(ttl)}
+		c, err := d.Dial("udp", to.String())
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(wait))
+		if _, err := c.Write([]byte("q")); err != nil {
+			return err
+		}
+		_, result = c.Read(make([]byte, 64))
+		return nil
+	})
+	return result
+}
+
+// TestKernelPeers: a source that completed a handshake is a peer, known
+// with the hop count its packets arrive with. A probe claiming its address
+// with another hop count (forged, as far as the kernel can tell) is
+// dropped without banning it, TCP or UDP; a probe with its own hop count
+// bans it as any probe would. Sources that are no peers gain nothing.
+func TestKernelPeers(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{})
+	l.T.listenTCP(t, ":80")
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), UDP: ports(t, "1-1023"), TTL: time.Hour, Peers: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []struct {
+		name string
+		t    netip.Addr
+		s    [4]netip.Addr
+	}{{"IPv4", l.t4, l.s4}, {"IPv6", l.t6, l.s6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			stranger, peer := fam.s[0], fam.s[1]
+			at := func(p uint16) netip.AddrPort { return netip.AddrPortFrom(fam.t, p) }
+			if err := l.S.connect(t, peer, 0, at(80), okWait); err != nil {
+				t.Fatalf("connect to the service: %v", err)
+			}
+			// On a veth nothing decrements the TTL: 64 arrives as 64.
+			peers, err := b.Peers()
+			if err != nil {
+				t.Fatal(err)
+			}
+			i := slices.IndexFunc(peers, func(p Peer) bool { return p.Addr == peer })
+			if i < 0 || !slices.Equal(peers[i].Hops, []uint8{64}) {
+				t.Fatalf("peers %+v: want %v with hop count 64", peers, peer)
+			}
+			before, _ := b.Stats()
+
+			// Forged: the peer's address, another distance.
+			if err := l.S.connectTTL(t, peer, at(23), 50, dropWait); !isTimeout(err) {
+				t.Errorf("forged SYN to free port 23: %v, want a timeout (dropped)", err)
+			}
+			if err := l.S.udpTTL(t, peer, at(111), 50, dropWait); !isTimeout(err) {
+				t.Errorf("forged datagram to free port 111: %v, want a timeout (dropped)", err)
+			}
+			if banned(t, b, peer) {
+				t.Fatal("a forged probe banned the peer")
+			}
+			after, _ := b.Stats()
+			if d := after.Forged.Packets - before.Forged.Packets; d < 2 {
+				t.Errorf("forged counter rose by %d, want at least 2", d)
+			}
+			if err := l.S.connect(t, peer, 0, at(80), okWait); err != nil {
+				t.Errorf("the peer lost the service after forged probes: %v", err)
+			}
+
+			// The peer itself probing, from its own distance: banned.
+			if err := l.S.connectTTL(t, peer, at(24), 64, dropWait); !isTimeout(err) {
+				t.Errorf("the peer's own SYN to free port 24: %v, want a timeout (dropped)", err)
+			}
+			if !banned(t, b, peer) {
+				t.Error("the peer's own probe did not ban it")
+			}
+
+			// A stranger's odd TTL protects nothing: banned.
+			if err := l.S.connectTTL(t, stranger, at(25), 50, dropWait); !isTimeout(err) {
+				t.Errorf("stranger's SYN: %v, want a timeout", err)
+			}
+			if !banned(t, b, stranger) {
+				t.Error("a stranger's probe did not ban it")
+			}
+		})
+	}
+}
+
+// TestKernelTraceroute: traceroute's last probe (UDP to 33434 and up,
+// arriving with TTL 1) reaches the closed port, whose port unreachable
+// ends the traceroute, and bans no one; the same port with an ordinary
+// TTL is a probe.
+func TestKernelTraceroute(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{})
+	if err := b.SetTrap(&Trap{UDP: ports(t, "1-65535"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, fam := range []struct {
+		name string
+		t    netip.Addr
+		s    [4]netip.Addr
+	}{{"IPv4", l.t4, l.s4}, {"IPv6", l.t6, l.s6}} {
+		t.Run(fam.name, func(t *testing.T) {
+			admin, scanner := fam.s[1], fam.s[0]
+			for _, ttl := range []int{1, 2, 30} {
+				if err := l.S.udpTTL(t, admin, netip.AddrPortFrom(fam.t, 33435), ttl, okWait); !errors.Is(err, syscall.ECONNREFUSED) {
+					t.Errorf("traceroute probe with TTL %d: %v, want a port unreachable", ttl, err)
+				}
+			}
+			if banned(t, b, admin) {
+				t.Error("traceroute banned the admin")
+			}
+			if err := l.S.udpTTL(t, scanner, netip.AddrPortFrom(fam.t, 33435), 64, dropWait); !isTimeout(err) {
+				t.Errorf("datagram to 33435 with TTL 64: %v, want a timeout (dropped)", err)
+			}
+			if !banned(t, b, scanner) {
+				t.Error("a datagram to 33435 with an ordinary TTL did not ban its source")
+			}
+		})
+	}
+}
+
+// TestKernelTrapFull: with the ban set full, a new source's probe is still
+// dropped (the trap hides every unused port) though it cannot be banned.
+func TestKernelTrapFull(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{MaxBans: 1})
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	at := netip.AddrPortFrom(l.t4, 23)
+	if err := l.S.connect(t, l.s4[0], 0, at, dropWait); !isTimeout(err) {
+		t.Fatalf("first probe: %v, want a timeout", err)
+	}
+	if !banned(t, b, l.s4[0]) {
+		t.Fatal("first probe did not ban its source")
+	}
+	for _, src := range []netip.Addr{l.s4[1], l.s4[3]} {
+		if err := l.S.connect(t, src, 0, at, dropWait); !isTimeout(err) {
+			t.Errorf("probe from %v with the ban set full: %v, want a timeout (dropped)", src, err)
+		}
+		if banned(t, b, src) {
+			t.Errorf("%v banned beyond the set's size", src)
+		}
+	}
+	st, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Full.Packets < 2 {
+		t.Errorf("Full counter %+v, want at least 2 packets", st.Full)
+	}
+}
