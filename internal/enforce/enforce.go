@@ -81,6 +81,9 @@ type Enforcer struct {
 	ctx    context.Context // the daemon's: ends responses and control calls
 	// sources is the engine's table size, readable off the event loop.
 	sources atomic.Int64
+	// peers is the kernel trap's knowledge of peers, for the daemon's own
+	// decisions. Event loop only.
+	peers peers
 }
 
 type job struct {
@@ -144,6 +147,15 @@ func (e *Enforcer) Decide(ev event.Event) {
 		// Its ban has ended but the expiry tick has not run yet: lift it
 		// now, so this probe counts (the kernel trap has banned it anew).
 		e.Expire()
+	}
+	if hops, ok := e.peers.forged(ev); ok {
+		// A peer's address from another distance: someone else wrote it.
+		// Neither counted nor banned, as the kernel trap does.
+		e.rep.Forged(ev)
+		if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
+			e.rep.Report(report.Outcome{Event: ev, Forged: hops, Suppressed: n})
+		}
+		return
 	}
 	v := e.engine.Observe(ev)
 	n, _, _ := e.engine.Stats()

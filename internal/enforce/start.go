@@ -18,6 +18,11 @@ func (e *Enforcer) applyKernel(t *block.Trap) error {
 	if err != nil {
 		return fmt.Errorf("kernel trap: %w", err)
 	}
+	if set && t.Peers > 0 {
+		e.peers.use(e.jail.trapper.Peers, e.log)
+	} else {
+		e.peers.use(nil, nil)
+	}
 	if set {
 		e.log.Info(logline.TrapSet(t.TCP.Len(), t.UDP.Len()))
 	}

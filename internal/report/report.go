@@ -53,6 +53,11 @@ type Outcome struct {
 	// Suppressed counts the lines about this source held back since the
 	// last one logged.
 	Suppressed int
+	// Forged, when set, says the event claimed a peer's address with
+	// another hop count than these, the peer's own: logged as forged,
+	// recorded in the event stream, never in the history (the Verdict is
+	// not used).
+	Forged []uint8
 }
 
 // Response is a response that ran, and what it did.
@@ -127,6 +132,14 @@ func (r *Reporter) Decided(ev event.Event, a engine.Action) {
 	}
 }
 
+// Forged counts a probe that claimed a peer's address with another hop
+// count. The caller reports it (Outcome.Forged) when the line is due.
+func (r *Reporter) Forged(ev event.Event) {
+	for _, o := range r.observers {
+		o.Decided(ev, metrics.Forged)
+	}
+}
+
 // Report queues an outcome to be logged off the event loop. It never
 // blocks: a full queue loses the line and counts it.
 func (r *Reporter) Report(o Outcome) {
@@ -152,6 +165,16 @@ func (r *Reporter) Run(ctx context.Context) {
 
 func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
 	ev, c := o.Event, r.cur.Load()
+	if o.Forged != nil {
+		if r.wantRecords() {
+			r.record(Record{Event: ev, Action: metrics.Forged, Host: ev.Src.String()})
+		}
+		if o.Suppressed > 0 {
+			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
+		}
+		r.log.Warn(logline.Forged(ev, o.Forged))
+		return
+	}
 	host := func() string { return c.resolver.Name(ctx, ev.Src) }
 	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && r.wantRecords() {
 		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: host(), Refused: o.Refused})

@@ -6,6 +6,7 @@ package logline
 import (
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/event"
@@ -195,6 +196,18 @@ func MorePackets(addr string, n int) string {
 // MorePacketsBlocked sums up the lines held back about a blocked source.
 func MorePacketsBlocked(name, addr string, n int) string {
 	return fmt.Sprintf("attackalert: Host: %s/%s sent %d more packets while blocked (not logged one by one)", name, addr, n)
+}
+
+// Forged reports a probe that claims a peer's address (a host with an
+// established TCP connection) but arrives with a hop count the peer's own
+// packets never had: someone else wrote the address. Never blocked.
+func Forged(ev event.Event, hops []uint8) string {
+	known := make([]string, len(hops))
+	for i, h := range hops {
+		known[i] = strconv.Itoa(int(h))
+	}
+	return fmt.Sprintf("attackalert: Forged probe: %s claiming host %s to %s port: %d arrived with hop count %d, the host's own connections with %s: not blocked",
+		ev.Describe(), ev.Src, ev.Proto, ev.Port, ev.TTL, strings.Join(known, ", "))
 }
 
 // NotBlocked follows a response whose blocking step failed.

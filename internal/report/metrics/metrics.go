@@ -55,12 +55,13 @@ const (
 	Reported                      // the trigger is reached in log-only mode (or a block was refused)
 	Blocked                       // a response ran and blocked the source
 	BlockFailed                   // a response ran and failed: the next probe tries again
+	Forged                        // claimed a peer's address with another hop count: not a probe of it
 	numActions
 )
 
 var actionNames = [numActions]string{
 	"ignored", "counted", "service", "pending", "already_blocked",
-	"already_reported", "reported", "blocked", "block_failed",
+	"already_reported", "reported", "blocked", "block_failed", "forged",
 }
 
 // String returns the label value: "ignored", "already_blocked", …

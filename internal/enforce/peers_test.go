@@ -1,0 +1,77 @@
+package enforce
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/portset"
+)
+
+// probeAt is a stealth SYN from src to port that arrived with ttl, at t.
+func (r *rig) probeAt(src netip.Addr, port uint16, ttl uint8, t time.Time) {
+	r.do(func() {
+		r.e.Decide(event.Event{Time: t, Src: src, Dst: local, Port: port, Proto: event.TCP, Kind: event.SYN, Mode: event.ModeSTCP, TTL: ttl})
+	})
+}
+
+// A peer's address with another hop count is a forgery: logged as such,
+// neither counted nor banned, whatever the number of probes; the peer's own
+// probe, and anyone else's, is banned as before. The kernel's peers are
+// read at most once per peerRefresh, however many probes ask.
+func TestForgedProbesOfAPeer(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.20")
+	peer6 := netip.MustParseAddr("2001:db8::20")
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Peers: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
+	r.fake.setPeers(block.Peer{Addr: peer, Hops: []uint8{63}}, block.Peer{Addr: peer6, Hops: []uint8{61, 62}})
+
+	t0 := time.Now()
+	for i := range 20 {
+		r.probeAt(peer, uint16(100+i), 50, t0.Add(time.Duration(i)*time.Millisecond))
+		r.probeAt(peer6, uint16(100+i), 64, t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	r.waitLog("attackalert: Forged probe: TCP SYN/Normal scan claiming host 198.51.100.20 to TCP port: 100 arrived with hop count 50, the host's own connections with 63: not blocked")
+	r.waitLog("claiming host 2001:db8::20 to TCP port: 100 arrived with hop count 64, the host's own connections with 61, 62: not blocked")
+	r.settle()
+	for _, a := range []netip.Addr{peer, peer6} {
+		if _, ok := r.fake.ttl(a); ok {
+			t.Errorf("forged probes banned the peer %v", a)
+		}
+	}
+	if strings.Contains(r.log.String(), "has been blocked") {
+		t.Errorf("something was blocked:\n%s", r.log.String())
+	}
+	r.fake.mu.Lock()
+	reads := r.fake.reads
+	r.fake.mu.Unlock()
+	if reads != 1 {
+		t.Errorf("the kernel's peers were read %d times for 40 probes within %v, want once", reads, peerRefresh)
+	}
+
+	// The peer itself, from its own distance, and a stranger: banned.
+	later := t0.Add(time.Second)
+	r.probeAt(peer6, 200, 62, later)
+	r.probeAt(scanner, 200, 50, later)
+	r.waitLog("attackalert: Host 2001:db8::20 has been blocked via nftables")
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+}
+
+// Without peers in the trap (PROTECT_PEERS="0"), nothing is read and the
+// hop count changes nothing.
+func TestNoPeersWithoutTheSetting(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.20")
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
+	r.fake.setPeers(block.Peer{Addr: peer, Hops: []uint8{63}})
+	r.probeAt(peer, 100, 50, time.Now())
+	r.waitLog("attackalert: Host 198.51.100.20 has been blocked via nftables")
+	r.fake.mu.Lock()
+	defer r.fake.mu.Unlock()
+	if r.fake.reads != 0 {
+		t.Errorf("peers read %d times with peers off", r.fake.reads)
+	}
+}
