@@ -123,8 +123,14 @@ type Config struct {
 	KillRunCmdFirst bool
 
 	// ScanTrigger (SCAN_TRIGGER, 0..1000000, default 0): act when a
-	// source's hit count reaches it (0 and 1 both act on the first hit).
+	// source's hit count reaches it (0 and 1 both act on the first hit). A
+	// hit is a distinct (protocol, port) pair within ScanTriggerWindow.
 	ScanTrigger int
+	// ScanTriggerWindow (SCAN_TRIGGER_WINDOW seconds, 0..315360000, our
+	// extension, default 3600): hits further apart than this do not add
+	// up towards ScanTrigger; 0 counts them for as long as the source is
+	// remembered.
+	ScanTriggerWindow time.Duration
 
 	// PortBanner (PORT_BANNER) is sent to connect-mode clients.
 	PortBanner string
@@ -210,6 +216,7 @@ func Default() *Config {
 		CommandTimeout:        30 * time.Second,
 		ResolveTimeout:        2 * time.Second,
 		MaxSources:            65536,
+		ScanTriggerWindow:     time.Hour,
 		Blocker:               "command",
 		KernelTrap:            true,
 		ProtectInfrastructure: true,

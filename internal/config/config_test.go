@@ -40,6 +40,7 @@ func TestDefault(t *testing.T) {
 		CommandTimeout:        30 * time.Second,
 		ResolveTimeout:        2 * time.Second,
 		MaxSources:            65536,
+		ScanTriggerWindow:     time.Hour, // PortSentry's "hits within an hour"
 		Blocker:               "command", // PortSentry's way: KILL_ROUTE
 		KernelTrap:            true,
 		ProtectInfrastructure: true,
@@ -180,6 +181,7 @@ func TestBadFiles(t *testing.T) {
 		{"empty-item.conf", 1, "ADVANCED_EXCLUDE_UDP", ErrInvalidValue, `invalid value: empty item`},
 		{"command-timeout-zero.conf", 1, "COMMAND_TIMEOUT", ErrInvalidValue, `invalid value "0": must be a whole number of seconds from 1 to 3600`},
 		{"history-format.conf", 1, "HISTORY_FORMAT", ErrInvalidValue, `invalid value "3": must be "1.2" or "2.x"`},
+		{"scan-trigger-window-unit.conf", 2, "SCAN_TRIGGER_WINDOW", ErrInvalidValue, `invalid value "1h": must be a whole number of seconds from 0 to 315360000`},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -291,6 +293,10 @@ func TestParseSyntax(t *testing.T) {
 		}},
 		{"KILL_RUN_CMD needs no target", `KILL_RUN_CMD="/usr/local/bin/alert"`, func(c *Config) { c.KillRunCmd = "/usr/local/bin/alert" }},
 		{"SCAN_TRIGGER max", `SCAN_TRIGGER="1000000"`, func(c *Config) { c.ScanTrigger = 1000000 }},
+		{"SCAN_TRIGGER_WINDOW", `SCAN_TRIGGER_WINDOW="60"`, func(c *Config) { c.ScanTriggerWindow = time.Minute }},
+		{"SCAN_TRIGGER_WINDOW 0: no window", `SCAN_TRIGGER_WINDOW="0"`, func(c *Config) { c.ScanTriggerWindow = 0 }},
+		{"SCAN_TRIGGER_WINDOW max", `SCAN_TRIGGER_WINDOW="315360000"`, func(c *Config) { c.ScanTriggerWindow = 315360000 * time.Second }},
+		{"SCAN_TRIGGER_WINDOW empty restores default", "SCAN_TRIGGER_WINDOW=\"0\"\nSCAN_TRIGGER_WINDOW=\"\"\n", func(*Config) {}},
 	}
 	const name = "/etc/portsentry/portsentry.conf"
 	for _, tt := range tests {
@@ -467,7 +473,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"", "\n", "#", "=", `=""`, `"`, `A="`, `TCP_PORTS="1-2,3"`, "SCAN_TRIGGER=5 # x",
 		"BLOCK_TCP = \"1\"\r\n", "\ufeffB=\"1\"", "KILL_ROUTE=\"$TARGET$\" trailing",
-		"TCP_MODE='tcp'", "HISTORY_FORMAT=2.x\nMAX_SOURCES=\"\"",
+		"TCP_MODE='tcp'", "HISTORY_FORMAT=2.x\nMAX_SOURCES=\"\"", "SCAN_TRIGGER_WINDOW=\"0\"",
 	} {
 		f.Add(s)
 	}
@@ -494,6 +500,7 @@ func FuzzParse(f *testing.F) {
 			c.MaxSources < 1 || c.MaxSources > 10000000,
 			c.CommandTimeout < time.Second || c.CommandTimeout > time.Hour,
 			c.ResolveTimeout < time.Second || c.ResolveTimeout > time.Minute,
+			c.ScanTriggerWindow < 0 || c.ScanTriggerWindow > 315360000*time.Second || c.ScanTriggerWindow%time.Second != 0,
 			c.BlockTCP < 0 || c.BlockTCP > 2, c.BlockUDP < 0 || c.BlockUDP > 2,
 			c.KillRoute != "" && !strings.Contains(c.KillRoute, "$TARGET$"),
 			c.KillRoute6 != "" && !strings.Contains(c.KillRoute6, "$TARGET$"),

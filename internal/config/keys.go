@@ -49,6 +49,9 @@ var keys = map[string]key{
 	"RESOLVE_TIMEOUT": {"2", secondsKey(1, 60, func(c *Config) *time.Duration { return &c.ResolveTimeout })},
 	"MAX_SOURCES":     {"65536", intKey(1, 10000000, func(c *Config) *int { return &c.MaxSources })},
 
+	// How far apart SCAN_TRIGGER's hits may be; "0": any distance.
+	"SCAN_TRIGGER_WINDOW": {"3600", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.ScanTriggerWindow })},
+
 	// Kernel enforcement and ban lifetime.
 	"BLOCKER":                {"command", modeKey([]string{"command", "nftables", "iptables", "route", "auto"}, func(c *Config) *string { return &c.Blocker })},
 	"KERNEL_TRAP":            {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},

@@ -7,6 +7,7 @@ package engine
 import (
 	"container/list"
 	"net/netip"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/event"
 )
@@ -62,8 +63,12 @@ func (a Action) String() string {
 
 // Verdict is the engine's answer for one event.
 type Verdict struct {
-	Action   Action
-	Count    int      // hits from this source so far, this one included (0 when ignored or blocked)
+	Action Action
+	// Count is the hits from this source so far, this one included: the
+	// distinct (protocol, port) pairs it probed within the window, counted
+	// up to the trigger (max(Trigger, 1)), which is all a decision needs.
+	// 0 when the probe was not counted (ignored, blocked, pending, service).
+	Count    int
 	Response Response // the configured response for the event's protocol
 }
 
@@ -71,8 +76,16 @@ type Verdict struct {
 // nothing, ignores nobody, and uses default caps.
 type Options struct {
 	// Trigger is SCAN_TRIGGER: act when a source's hit count reaches it.
-	// 0 and 1 both act on the first hit, as in PortSentry 1.2 and 2.x.
+	// 0 and 1 both act on the first hit, as in PortSentry 1.2 and 2.x. A
+	// hit is a distinct (protocol, port) pair: a retransmission to a port
+	// already counted does not count again.
 	Trigger int
+	// Window is SCAN_TRIGGER_WINDOW: a hit counts towards Trigger until
+	// the source has not probed that port for longer than this, so probes
+	// further apart never add up. 0 keeps every hit for as long as the
+	// source is remembered. The clock is event.Event.Time, never the
+	// engine's own.
+	Window time.Duration
 	// Response is BLOCK_TCP and BLOCK_UDP, indexed by event.Proto.
 	Response [2]Response
 	// Ignore reports sources never acted on (ignore file, local addresses).
@@ -92,7 +105,10 @@ type Options struct {
 	MaxBlocked int
 }
 
-// Default caps; about 100 bytes a source, so a few megabytes at most.
+// Default caps; about 120 bytes a source plus 16 for each port it keeps
+// (at most max(Trigger, 1), only as many as it probed within the window):
+// a few megabytes at the default caps and a small trigger, at most
+// MaxSources × Trigger × 16 bytes of ports for a large one.
 const (
 	DefaultMaxSources = 65536
 	DefaultMaxBlocked = 65536
@@ -100,8 +116,14 @@ const (
 
 type source struct {
 	addr     netip.Addr
-	count    int
+	hits     []hit   // at most max(Trigger, 1), in no particular order
 	reported [2]bool // log-only mode: reported for TCP / UDP already
+}
+
+// hit is one (protocol, port) a source probed, and when it last did.
+type hit struct {
+	at  time.Duration // since Engine.epoch
+	key uint32        // proto<<16 | port
 }
 
 // Engine holds per-source state. It is not safe for concurrent use: the
@@ -113,6 +135,11 @@ type Engine struct {
 	pending map[netip.Addr]struct{} // responses under way
 	blocked map[netip.Addr]*list.Element
 	order   list.List // blocked addresses, oldest at back
+	// epoch is the time of the first counted event; hits are kept as
+	// offsets from it (8 bytes where a time.Time takes 24, and measured on
+	// the monotonic clock when the events carry it).
+	epoch    time.Time
+	hasEpoch bool
 }
 
 // New returns an engine with no state.
@@ -171,9 +198,8 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		return v
 	}
 	s := e.touch(src)
-	s.count++
-	v.Count = s.count
-	if s.count < e.opts.Trigger {
+	v.Count = e.count(s, ev)
+	if v.Count < e.opts.Trigger {
 		v.Action = Counted
 		return v
 	}
@@ -238,6 +264,83 @@ func (e *Engine) IsBlocked(addr netip.Addr) bool {
 // Stats reports the sizes of the engine's tables.
 func (e *Engine) Stats() (sources, pending, blocked int) {
 	return e.lru.Len(), len(e.pending), e.order.Len()
+}
+
+// count records ev's (protocol, port) as probed by s at ev.Time and returns
+// how many distinct pairs s probed within the window, up to max(Trigger, 1).
+//
+// s keeps the pairs it probed most recently, each with the time of its
+// latest probe, and forgets the least recent when full. The count is then
+// exact up to the cap: if a kept pair is out of the window, every pair
+// forgotten is older still.
+func (e *Engine) count(s *source, ev event.Event) int {
+	if !e.hasEpoch {
+		e.epoch, e.hasEpoch = ev.Time, true
+	}
+	now := ev.Time.Sub(e.epoch) // saturates; monotonic when both carry it
+	key := uint32(ev.Proto&1)<<16 | uint32(ev.Port)
+	limit := max(e.opts.Trigger, 1)
+	seen := -1
+	kept := s.hits[:0]
+	for _, h := range s.hits {
+		if !e.live(h, now) {
+			continue
+		}
+		if h.key == key {
+			seen = len(kept)
+			h.at = max(h.at, now) // an event that arrives late never makes it older
+		}
+		kept = append(kept, h)
+	}
+	clear(s.hits[len(kept):])
+	s.hits = kept
+	// A reload may have lowered the trigger: keep the most recent.
+	for len(s.hits) > limit {
+		s.hits, seen = dropOldest(s.hits, seen)
+	}
+	if seen >= 0 {
+		return len(s.hits)
+	}
+	if len(s.hits) == limit {
+		s.hits, _ = dropOldest(s.hits, -1)
+	}
+	if len(s.hits) == cap(s.hits) {
+		// Grow by doubling but never past the limit: a flood of spoofed
+		// sources costs one hit each.
+		grown := make([]hit, len(s.hits), min(max(2*len(s.hits), 1), limit))
+		copy(grown, s.hits)
+		s.hits = grown
+	}
+	s.hits = append(s.hits, hit{at: now, key: key})
+	return len(s.hits)
+}
+
+// live reports whether h is within the window at now. A hit stamped after
+// now (events from two sensors slightly out of order) is live.
+func (e *Engine) live(h hit, now time.Duration) bool {
+	if e.opts.Window <= 0 || now <= h.at {
+		return true
+	}
+	age := now - h.at
+	return age >= 0 && age <= e.opts.Window // age < 0: overflowed, so huge
+}
+
+// dropOldest removes the least recent hit other than hits[keep] (keep is
+// -1 for none) and returns the index hits[keep] has moved to.
+func dropOldest(hits []hit, keep int) ([]hit, int) {
+	old := -1
+	for i, h := range hits {
+		if i != keep && (old < 0 || h.at < hits[old].at) {
+			old = i
+		}
+	}
+	last := len(hits) - 1
+	hits[old] = hits[last]
+	hits[last] = hit{}
+	if keep == last {
+		keep = old
+	}
+	return hits[:last], keep
 }
 
 func (e *Engine) touch(addr netip.Addr) *source {

@@ -2,24 +2,36 @@ package engine
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/portsentry-go/portsentry/internal/event"
 )
 
-func probe(src string, proto event.Proto) event.Event {
+// t0 is the clock of the tests that give events a time.
+var t0 = time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+
+// probe is a probe from src to port at t0+at.
+func probe(src string, proto event.Proto, port uint16, at time.Duration) event.Event {
 	kind := event.SYN
 	if proto == event.UDP {
 		kind = event.UDPProbe
 	}
-	return event.Event{Src: netip.MustParseAddr(src), Port: 143, Proto: proto, Kind: kind}
+	return event.Event{Time: t0.Add(at), Src: netip.MustParseAddr(src), Port: port, Proto: proto, Kind: kind}
 }
 
-func tcp(src string) event.Event { return probe(src, event.TCP) }
-func udp(src string) event.Event { return probe(src, event.UDP) }
+// tcp and udp are probes to port 143; tcpTo and udpTo to another port.
+// Only distinct ports count: a test that needs several hits from one
+// source uses several ports.
+func tcp(src string) event.Event                { return probe(src, event.TCP, 143, 0) }
+func udp(src string) event.Event                { return probe(src, event.UDP, 143, 0) }
+func tcpTo(src string, port uint16) event.Event { return probe(src, event.TCP, port, 0) }
+func udpTo(src string, port uint16) event.Event { return probe(src, event.UDP, port, 0) }
 
 // step is one probe fed to the engine and the verdict expected for it.
 type step struct {
@@ -56,8 +68,8 @@ func TestTrigger(t *testing.T) {
 		t.Run(fmt.Sprintf("trigger=%d", tt.trigger), func(t *testing.T) {
 			e := New(Options{Trigger: tt.trigger, Response: blockBoth()})
 			var got []Action
-			for range tt.actions {
-				got = append(got, e.Observe(tcp("192.0.2.7")).Action)
+			for i := range tt.actions {
+				got = append(got, e.Observe(tcpTo("192.0.2.7", uint16(1000+i))).Action)
 			}
 			if diff := cmp.Diff(tt.actions, got); diff != "" {
 				t.Errorf("actions mismatch (-want +got):\n%s", diff)
@@ -69,11 +81,11 @@ func TestTrigger(t *testing.T) {
 func TestTriggerCounts(t *testing.T) {
 	e := New(Options{Trigger: 3, Response: blockBoth()})
 	run(t, e, []step{
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("192.0.2.2"), Verdict{Action: Counted, Count: 1, Response: Block}}, // another source counts apart
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 2, Response: Block}},
-		{tcp("192.0.2.1"), Verdict{Action: Respond, Count: 3, Response: Block}},
-		{tcp("192.0.2.2"), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo("192.0.2.1", 1), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.2", 2), Verdict{Action: Counted, Count: 1, Response: Block}}, // another source counts apart
+		{tcpTo("192.0.2.1", 2), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo("192.0.2.1", 3), Verdict{Action: Respond, Count: 3, Response: Block}},
+		{tcpTo("192.0.2.2", 3), Verdict{Action: Counted, Count: 2, Response: Block}},
 	})
 }
 
@@ -81,7 +93,8 @@ func TestZeroOptionsReportOnFirstHit(t *testing.T) {
 	e := New(Options{})
 	run(t, e, []step{
 		{tcp("192.0.2.1"), Verdict{Action: Report, Count: 1, Response: LogOnly}},
-		{tcp("192.0.2.1"), Verdict{Action: AlreadyReported, Count: 2, Response: LogOnly}},
+		// Counts stop at the trigger (1 here): that is all a decision needs.
+		{tcpTo("192.0.2.1", 144), Verdict{Action: AlreadyReported, Count: 1, Response: LogOnly}},
 	})
 }
 
@@ -123,7 +136,7 @@ func TestIgnoredNeverCounted(t *testing.T) {
 	e.Reconfigure(opts)
 	run(t, e, []step{
 		{tcp("10.0.0.1"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("10.0.0.1"), Verdict{Action: Respond, Count: 2, Response: Block}},
+		{tcpTo("10.0.0.1", 144), Verdict{Action: Respond, Count: 2, Response: Block}},
 	})
 }
 
@@ -164,23 +177,24 @@ func TestDoneFalseTriggersAgain(t *testing.T) {
 	for _, trigger := range []int{0, 1, 3} {
 		t.Run(fmt.Sprintf("trigger=%d", trigger), func(t *testing.T) {
 			src := netip.MustParseAddr("203.0.113.5")
-			e := New(Options{Trigger: trigger, Response: blockBoth()})
+			e := New(Options{Trigger: trigger, Window: time.Hour, Response: blockBoth()})
 			var first Verdict
-			for first.Action != Respond {
-				first = e.Observe(tcp(src.String()))
+			for port := uint16(1); first.Action != Respond; port++ {
+				first = e.Observe(tcpTo(src.String(), port))
 			}
 			e.Done(src, false)
 			if e.IsBlocked(src) {
 				t.Fatal("IsBlocked after a failed response")
 			}
-			// The very next probe tries again: the failed host is not made
-			// to climb back to the trigger.
-			got := e.Observe(tcp(src.String()))
-			if got.Action != Respond {
-				t.Errorf("probe after Done(false) = %v, want %v", got.Action, Respond)
-			}
-			if got.Count != first.Count+1 {
-				t.Errorf("count after Done(false) = %d, want %d", got.Count, first.Count+1)
+			// The very next probe tries again, to a new port or to one
+			// already counted: the failed host is not made to climb back
+			// to the trigger.
+			for _, port := range []uint16{100, 1} {
+				got := e.Observe(tcpTo(src.String(), port))
+				if got.Action != Respond || got.Count != first.Count {
+					t.Errorf("probe to %d after Done(false) = %v count %d, want %v count %d", port, got.Action, got.Count, Respond, first.Count)
+				}
+				e.Done(src, false)
 			}
 		})
 	}
@@ -221,10 +235,10 @@ func TestLogOnlyReportsOncePerProtocol(t *testing.T) {
 	a := "192.0.2.20"
 	run(t, e, []step{
 		{tcp(a), Verdict{Action: Report, Count: 1, Response: LogOnly}},
-		{tcp(a), Verdict{Action: AlreadyReported, Count: 2, Response: LogOnly}},
-		{udp(a), Verdict{Action: Report, Count: 3, Response: LogOnly}},
-		{udp(a), Verdict{Action: AlreadyReported, Count: 4, Response: LogOnly}},
-		{tcp(a), Verdict{Action: AlreadyReported, Count: 5, Response: LogOnly}},
+		{tcpTo(a, 144), Verdict{Action: AlreadyReported, Count: 1, Response: LogOnly}},
+		{udp(a), Verdict{Action: Report, Count: 1, Response: LogOnly}},
+		{udpTo(a, 144), Verdict{Action: AlreadyReported, Count: 1, Response: LogOnly}},
+		{tcp(a), Verdict{Action: AlreadyReported, Count: 1, Response: LogOnly}},
 		{tcp("192.0.2.21"), Verdict{Action: Report, Count: 1, Response: LogOnly}},
 	})
 	if e.IsBlocked(netip.MustParseAddr(a)) {
@@ -240,7 +254,7 @@ func TestMixedResponses(t *testing.T) {
 	e := New(Options{Response: [2]Response{LogOnly, RunOnly}})
 	run(t, e, []step{
 		{tcp("192.0.2.30"), Verdict{Action: Report, Count: 1, Response: LogOnly}},
-		{udp("192.0.2.30"), Verdict{Action: Respond, Count: 2, Response: RunOnly}},
+		{udp("192.0.2.30"), Verdict{Action: Respond, Count: 1, Response: RunOnly}},
 		{tcp("192.0.2.30"), Verdict{Action: Pending, Response: LogOnly}},
 	})
 }
@@ -249,8 +263,8 @@ func TestRunOnlyResponds(t *testing.T) {
 	e := New(Options{Trigger: 2, Response: [2]Response{RunOnly, RunOnly}})
 	run(t, e, []step{
 		{udp("192.0.2.40"), Verdict{Action: Counted, Count: 1, Response: RunOnly}},
-		{udp("192.0.2.40"), Verdict{Action: Respond, Count: 2, Response: RunOnly}},
-		{udp("192.0.2.40"), Verdict{Action: Pending, Response: RunOnly}},
+		{udpTo("192.0.2.40", 144), Verdict{Action: Respond, Count: 2, Response: RunOnly}},
+		{udpTo("192.0.2.40", 145), Verdict{Action: Pending, Response: RunOnly}},
 	})
 }
 
@@ -258,7 +272,8 @@ func TestMappedSourceCountsAsIPv4(t *testing.T) {
 	e := New(Options{Trigger: 3, Response: blockBoth()})
 	run(t, e, []step{
 		{tcp("10.1.2.3"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("::ffff:10.1.2.3"), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcp("::ffff:10.1.2.3"), Verdict{Action: Counted, Count: 1, Response: Block}}, // the same port, the same host
+		{tcpTo("::ffff:10.1.2.3", 144), Verdict{Action: Counted, Count: 2, Response: Block}},
 		{udp("10.1.2.3"), Verdict{Action: Respond, Count: 3, Response: Block}},
 	})
 	if s, _, _ := e.Stats(); s != 1 {
@@ -281,18 +296,18 @@ func TestMappedSourceCountsAsIPv4(t *testing.T) {
 func TestMaxSourcesEvictsLeastRecentlySeen(t *testing.T) {
 	e := New(Options{Trigger: 100, MaxSources: 3, Response: blockBoth()})
 	run(t, e, []step{
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("192.0.2.2"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("192.0.2.3"), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.1", 1), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.2", 1), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.3", 1), Verdict{Action: Counted, Count: 1, Response: Block}},
 		// .1 is seen again: .2 is now the least recently seen.
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo("192.0.2.1", 2), Verdict{Action: Counted, Count: 2, Response: Block}},
 		// A fourth source evicts .2.
-		{tcp("192.0.2.4"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 3, Response: Block}},
-		{tcp("192.0.2.3"), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo("192.0.2.4", 1), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.1", 3), Verdict{Action: Counted, Count: 3, Response: Block}},
+		{tcpTo("192.0.2.3", 2), Verdict{Action: Counted, Count: 2, Response: Block}},
 		// .2 was forgotten: its count starts again (and evicts .4).
-		{tcp("192.0.2.2"), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp("192.0.2.4"), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.2", 2), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.4", 2), Verdict{Action: Counted, Count: 1, Response: Block}},
 	})
 	if s, _, _ := e.Stats(); s != 3 {
 		t.Errorf("sources = %d, want 3", s)
@@ -322,7 +337,7 @@ func TestMaxSourcesUnderFlood(t *testing.T) {
 		}
 		if i%every == every-1 {
 			hits++
-			v := e.Observe(tcp(scanner))
+			v := e.Observe(tcpTo(scanner, uint16(hits)))
 			if v.Count != hits {
 				t.Fatalf("scanner count = %d after %d probes: it was evicted", v.Count, hits)
 			}
@@ -355,7 +370,7 @@ func TestMaxBlockedEvictsOldest(t *testing.T) {
 	}
 	// Blocking a third forgets the oldest, a.
 	e.Observe(tcp(c.String()))
-	if got := e.Observe(tcp(c.String())).Action; got != Respond {
+	if got := e.Observe(tcpTo(c.String(), 144)).Action; got != Respond {
 		t.Fatalf("c = %v, want %v", got, Respond)
 	}
 	e.Done(c, true)
@@ -373,13 +388,13 @@ func TestMaxBlockedEvictsOldest(t *testing.T) {
 func TestReconfigureKeepsState(t *testing.T) {
 	a, b := "192.0.2.1", netip.MustParseAddr("192.0.2.2")
 	e := New(Options{Trigger: 5, Response: blockBoth()})
-	e.Observe(tcp(a))
-	e.Observe(tcp(a))
+	e.Observe(tcpTo(a, 1))
+	e.Observe(tcpTo(a, 2))
 	e.MarkBlocked(b)
 
 	e.Reconfigure(Options{Trigger: 3, Response: [2]Response{RunOnly, RunOnly}})
 	run(t, e, []step{
-		{tcp(a), Verdict{Action: Respond, Count: 3, Response: RunOnly}},
+		{tcpTo(a, 3), Verdict{Action: Respond, Count: 3, Response: RunOnly}},
 		{tcp(b.String()), Verdict{Action: AlreadyBlocked, Response: RunOnly}},
 	})
 	// A response started before the reload still completes.
@@ -391,8 +406,8 @@ func TestReconfigureKeepsState(t *testing.T) {
 
 func TestReconfigureShrinksCaps(t *testing.T) {
 	e := New(Options{Trigger: 100, Response: blockBoth()})
-	for _, s := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"} {
-		e.Observe(tcp(s))
+	for i, s := range []string{"192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.1"} {
+		e.Observe(tcpTo(s, uint16(i+1)))
 	}
 	for _, s := range []string{"198.51.100.1", "198.51.100.2", "198.51.100.3"} {
 		e.MarkBlocked(netip.MustParseAddr(s))
@@ -403,9 +418,9 @@ func TestReconfigureShrinksCaps(t *testing.T) {
 	}
 	// Kept: the two seen most recently (.1 and .3) and the newest block.
 	run(t, e, []step{
-		{tcp("192.0.2.1"), Verdict{Action: Counted, Count: 3, Response: Block}},
-		{tcp("192.0.2.3"), Verdict{Action: Counted, Count: 2, Response: Block}},
-		{tcp("192.0.2.2"), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo("192.0.2.1", 10), Verdict{Action: Counted, Count: 3, Response: Block}},
+		{tcpTo("192.0.2.3", 10), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo("192.0.2.2", 10), Verdict{Action: Counted, Count: 1, Response: Block}},
 	})
 	if !e.IsBlocked(netip.MustParseAddr("198.51.100.3")) || e.IsBlocked(netip.MustParseAddr("198.51.100.1")) {
 		t.Error("shrinking MaxBlocked did not keep the newest block")
@@ -415,8 +430,8 @@ func TestReconfigureShrinksCaps(t *testing.T) {
 func TestMarkBlockedAndUnblock(t *testing.T) {
 	e := New(Options{Trigger: 3, Response: blockBoth()})
 	a := netip.MustParseAddr("192.0.2.50")
-	e.Observe(tcp(a.String()))
-	e.Observe(tcp(a.String()))
+	e.Observe(tcpTo(a.String(), 1))
+	e.Observe(tcpTo(a.String(), 2))
 
 	e.MarkBlocked(netip.MustParseAddr("::ffff:192.0.2.50")) // from a blocked file, say
 	if !e.IsBlocked(a) {
@@ -436,12 +451,270 @@ func TestMarkBlockedAndUnblock(t *testing.T) {
 	if e.Unblock(netip.MustParseAddr("192.0.2.51")) {
 		t.Error("Unblock of a host never blocked = true")
 	}
-	// Unblocked, it counts from zero.
+	// Unblocked, it counts from zero: the ports it probed before its
+	// block are forgotten.
 	run(t, e, []step{
-		{tcp(a.String()), Verdict{Action: Counted, Count: 1, Response: Block}},
-		{tcp(a.String()), Verdict{Action: Counted, Count: 2, Response: Block}},
-		{tcp(a.String()), Verdict{Action: Respond, Count: 3, Response: Block}},
+		{tcpTo(a.String(), 1), Verdict{Action: Counted, Count: 1, Response: Block}},
+		{tcpTo(a.String(), 2), Verdict{Action: Counted, Count: 2, Response: Block}},
+		{tcpTo(a.String(), 3), Verdict{Action: Respond, Count: 3, Response: Block}},
 	})
+}
+
+// hitAt is one probe of a timed sequence, from a single source, and the
+// verdict expected for it.
+type hitAt struct {
+	at     time.Duration // since t0
+	proto  event.Proto
+	port   uint16
+	action Action
+	count  int
+}
+
+// runTimed feeds hits from one source and compares action and count.
+func runTimed(t *testing.T, e *Engine, hits []hitAt) {
+	t.Helper()
+	for i, h := range hits {
+		v := e.Observe(probe("198.51.100.20", h.proto, h.port, h.at))
+		if v.Action != h.action || v.Count != h.count {
+			t.Fatalf("probe %d (%s %d at +%v) = %v count %d, want %v count %d",
+				i+1, h.proto, h.port, h.at, v.Action, v.Count, h.action, h.count)
+		}
+	}
+}
+
+// TestDistinctPorts: a hit is a distinct (protocol, port) pair, so a
+// retransmitted SYN does not count twice, and the same port number on the
+// other protocol is another hit.
+func TestDistinctPorts(t *testing.T) {
+	const tcp, udp = event.TCP, event.UDP
+	tests := []struct {
+		name string
+		hits []hitAt
+	}{
+		{"retransmissions count once", []hitAt{
+			{0, tcp, 22, Counted, 1},
+			{time.Second, tcp, 22, Counted, 1},
+			{3 * time.Second, tcp, 22, Counted, 1},
+			{4 * time.Second, tcp, 23, Counted, 2},
+			{5 * time.Second, tcp, 23, Counted, 2},
+			{6 * time.Second, tcp, 24, Respond, 3},
+		}},
+		{"the other protocol is another hit", []hitAt{
+			{0, tcp, 53, Counted, 1},
+			{0, udp, 53, Counted, 2},
+			{0, udp, 53, Counted, 2},
+			{0, tcp, 53, Counted, 2},
+			{0, udp, 54, Respond, 3},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runTimed(t, New(Options{Trigger: 3, Window: time.Hour, Response: blockBoth()}), tt.hits)
+		})
+	}
+}
+
+// TestWindow: hits count together only while they are within
+// SCAN_TRIGGER_WINDOW of each other, by the events' own clock.
+func TestWindow(t *testing.T) {
+	const tcp, udp = event.TCP, event.UDP
+	const hour = time.Hour
+	tests := []struct {
+		name    string
+		trigger int
+		window  time.Duration
+		hits    []hitAt
+	}{
+		// nmap -sS -T1 --max-retries 0: one probe every 15 s.
+		{"slow scan, 15 s apart", 3, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{15 * time.Second, tcp, 2, Counted, 2},
+			{30 * time.Second, tcp, 3, Respond, 3},
+		}},
+		{"stray probes 12 h apart never add up", 3, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{12 * hour, tcp, 2, Counted, 1},
+			{24 * hour, udp, 3, Counted, 1},
+			{36 * hour, tcp, 4, Counted, 1},
+		}},
+		{"window 0 counts forever", 3, 0, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{12 * hour, tcp, 2, Counted, 2},
+			{30 * 24 * hour, tcp, 3, Respond, 3},
+		}},
+		{"exactly the window apart: together", 2, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{hour, tcp, 2, Respond, 2},
+		}},
+		{"just over the window apart: not", 2, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{hour + time.Millisecond, tcp, 2, Counted, 1},
+		}},
+		{"hits leave the window one at a time", 3, 100 * time.Second, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{60 * time.Second, tcp, 2, Counted, 2},
+			{120 * time.Second, tcp, 3, Counted, 2}, // port 1 is out
+			{150 * time.Second, tcp, 4, Respond, 3}, // ports 2, 3, 4
+		}},
+		{"a port probed again counts from its latest probe", 3, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{50 * time.Minute, tcp, 1, Counted, 1},
+			{70 * time.Minute, tcp, 2, Counted, 2}, // port 1 last seen 20 min ago
+			{75 * time.Minute, tcp, 3, Respond, 3},
+		}},
+		{"a retransmission out of the window counts anew", 2, hour, []hitAt{
+			{0, tcp, 1, Counted, 1},
+			{2 * hour, tcp, 1, Counted, 1},
+			{2*hour + time.Second, tcp, 2, Respond, 2},
+		}},
+		// Two sensors' events may arrive slightly out of order.
+		{"an earlier event is counted, and ages from its own time", 3, 10 * time.Second, []hitAt{
+			{100 * time.Second, tcp, 1, Counted, 1},
+			{99 * time.Second, tcp, 2, Counted, 2},
+			{109500 * time.Millisecond, tcp, 3, Counted, 2}, // port 2 is 10.5 s old
+			{110 * time.Second, tcp, 4, Respond, 3},
+		}},
+		{"trigger 0 acts on the first hit, whatever the window", 0, time.Second, []hitAt{
+			{0, tcp, 1, Respond, 1},
+		}},
+		{"trigger 1 acts on the first hit, whatever the window", 1, time.Second, []hitAt{
+			{0, udp, 1, Respond, 1},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			runTimed(t, New(Options{Trigger: tt.trigger, Window: tt.window, Response: blockBoth()}), tt.hits)
+		})
+	}
+}
+
+// TestSlowScanBlocked is `nmap -sS -T1 --max-retries 0 -p 1-10` against
+// SCAN_TRIGGER="3" and the default SCAN_TRIGGER_WINDOW (3600): a probe every
+// 15 s, blocked at the third, the rest already blocked.
+func TestSlowScanBlocked(t *testing.T) {
+	e := New(Options{Trigger: 3, Window: 3600 * time.Second, Response: blockBoth()})
+	src := "203.0.113.77"
+	var got []Action
+	for i := range 10 {
+		v := e.Observe(probe(src, event.TCP, uint16(1+i), time.Duration(i)*15*time.Second))
+		if v.Action == Respond {
+			e.Done(netip.MustParseAddr(src), true)
+		}
+		got = append(got, v.Action)
+	}
+	want := []Action{Counted, Counted, Respond}
+	for len(want) < 10 {
+		want = append(want, AlreadyBlocked)
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("actions (-want +got):\n%s", diff)
+	}
+}
+
+// TestStrayProbesNeverBlocked: three probes a day apart from a client,
+// with the default window, are three first hits.
+func TestStrayProbesNeverBlocked(t *testing.T) {
+	e := New(Options{Trigger: 3, Window: 3600 * time.Second, Response: blockBoth()})
+	for i := range 3 {
+		at := time.Duration(i) * 12 * time.Hour
+		if v := e.Observe(probe("192.0.2.99", event.TCP, uint16(8000+i), at)); v.Action != Counted || v.Count != 1 {
+			t.Fatalf("stray probe %d at +%v = %v count %d, want counted 1", i+1, at, v.Action, v.Count)
+		}
+	}
+}
+
+// A failed response leaves the hits: the next probe tries again while they
+// are in the window, and counts from zero once they have left it.
+func TestDoneFalseThenWindowPasses(t *testing.T) {
+	e := New(Options{Trigger: 2, Window: time.Minute, Response: blockBoth()})
+	src := "192.0.2.60"
+	if v := e.Observe(probe(src, event.TCP, 1, 0)); v.Action != Counted {
+		t.Fatalf("first probe = %v", v.Action)
+	}
+	if v := e.Observe(probe(src, event.TCP, 2, time.Second)); v.Action != Respond {
+		t.Fatalf("second probe = %v", v.Action)
+	}
+	e.Done(netip.MustParseAddr(src), false)
+	if v := e.Observe(probe(src, event.TCP, 2, 30*time.Second)); v.Action != Respond || v.Count != 2 {
+		t.Fatalf("probe within the window after a failed response = %v count %d, want respond 2", v.Action, v.Count)
+	}
+	e.Done(netip.MustParseAddr(src), false)
+	if v := e.Observe(probe(src, event.TCP, 3, 2*time.Minute)); v.Action != Counted || v.Count != 1 {
+		t.Errorf("probe after the window = %v count %d, want counted 1", v.Action, v.Count)
+	}
+}
+
+// TestHitsBounded: a source keeps at most max(Trigger, 1) ports however
+// many it probes, and the count stops there; a reload that lowers the
+// trigger trims what a source keeps at its next probe.
+func TestHitsBounded(t *testing.T) {
+	for _, trigger := range []int{0, 1, 3, 8} {
+		t.Run(fmt.Sprintf("trigger=%d", trigger), func(t *testing.T) {
+			limit := max(trigger, 1)
+			e := New(Options{Trigger: trigger, Window: time.Hour, Response: [2]Response{LogOnly, LogOnly}})
+			src := "192.0.2.70"
+			for i := range 1000 {
+				v := e.Observe(probe(src, event.Proto(i&1), uint16(i), time.Duration(i)*time.Millisecond))
+				if want := min(i+1, limit); v.Count != want {
+					t.Fatalf("probe %d: count %d, want %d", i+1, v.Count, want)
+				}
+			}
+			s := e.sources[netip.MustParseAddr(src)].Value.(*source)
+			if len(s.hits) != limit || cap(s.hits) > limit {
+				t.Errorf("source keeps %d hits in room for %d; want %d in at most %d", len(s.hits), cap(s.hits), limit, limit)
+			}
+		})
+	}
+	t.Run("one probe each", func(t *testing.T) {
+		// A spoofed flood under a high trigger costs one hit a source.
+		e := New(Options{Trigger: 1000, Response: blockBoth()})
+		for i := range 100 {
+			e.Observe(tcp(netip.AddrFrom4([4]byte{10, 9, 0, byte(i)}).String()))
+		}
+		for el := e.lru.Front(); el != nil; el = el.Next() {
+			if s := el.Value.(*source); cap(s.hits) != 1 {
+				t.Fatalf("%v: room for %d hits after one probe", s.addr, cap(s.hits))
+			}
+		}
+	})
+	t.Run("reload lowers the trigger", func(t *testing.T) {
+		e := New(Options{Trigger: 5, Window: time.Hour, Response: blockBoth()})
+		src := "192.0.2.71"
+		for i := range 4 {
+			e.Observe(probe(src, event.TCP, uint16(10+i), time.Duration(i)*time.Second))
+		}
+		e.Reconfigure(Options{Trigger: 2, Window: time.Hour, Response: blockBoth()})
+		// Port 10, the oldest, is probed again: trimming must keep it.
+		v := e.Observe(probe(src, event.TCP, 10, 5*time.Second))
+		if v.Action != Respond || v.Count != 2 {
+			t.Errorf("after lowering the trigger to 2: %v count %d, want respond 2", v.Action, v.Count)
+		}
+		s := e.sources[netip.MustParseAddr(src)].Value.(*source)
+		var ports []uint32
+		for _, h := range s.hits {
+			ports = append(ports, h.key&0xffff)
+		}
+		if len(ports) != 2 || !(ports[0] == 10 || ports[1] == 10) || !(ports[0] == 13 || ports[1] == 13) {
+			t.Errorf("kept ports %v, want 10 (just probed) and 13 (the most recent before)", ports)
+		}
+	})
+}
+
+// TestReconfigureWindow: a reload keeps the hits and judges them by the
+// new window from the next probe on.
+func TestReconfigureWindow(t *testing.T) {
+	opts := Options{Trigger: 3, Window: time.Hour, Response: blockBoth()}
+	e := New(opts)
+	runTimed(t, e, []hitAt{
+		{0, event.TCP, 1, Counted, 1},
+		{10 * time.Minute, event.TCP, 2, Counted, 2},
+	})
+	opts.Window = 5 * time.Minute
+	e.Reconfigure(opts)
+	runTimed(t, e, []hitAt{{12 * time.Minute, event.TCP, 3, Counted, 2}}) // port 1 is out
+	opts.Window = 0
+	e.Reconfigure(opts)
+	runTimed(t, e, []hitAt{{48 * time.Hour, event.TCP, 4, Respond, 3}})
 }
 
 func TestActionString(t *testing.T) {
@@ -455,16 +728,39 @@ func TestActionString(t *testing.T) {
 	}
 }
 
-// FuzzEngine drives the engine with arbitrary sequences of probes, Done
-// calls, blocks, unblocks and reloads over a small address space and small
-// caps, and checks the rules that must hold whatever the sequence.
+// FuzzEngine drives the engine with arbitrary sequences of probes to a few
+// ports over time, Done calls, blocks, unblocks and reloads over a small
+// address space and small caps, and checks every verdict against a plain
+// model: distinct (protocol, port) pairs per source, each kept with the
+// time of its latest probe and never forgotten but by the window.
+//
+// trigger chooses SCAN_TRIGGER (0-5) and BLOCK_TCP/BLOCK_UDP; clock
+// chooses the window (bits 0-1: none, 10, 20 or 30 s) and the step the
+// clock takes before a probe that asks for one (bits 2-7: 0-63 s). An op
+// is, by its top two bits: 0 or 1, a probe (bits 0-2 the source, bit 3
+// the protocol, bits 4-5 the port 1-4, bit 6 a clock step first); 2, the
+// response to the source finished (bit 5: blocked); 3 with bit 5, block the
+// source by hand; 3 without bit 5 and bit 4, unblock it; 3 with bit 4 only,
+// a reload with SCAN_TRIGGER bits 0-1 and the window bits 2-3.
 func FuzzEngine(f *testing.F) {
-	f.Add(uint8(0), []byte{0, 1, 2, 3, 4, 5, 6, 7})
-	f.Add(uint8(3), []byte{0x10, 0x10, 0x10, 0x90, 0x10, 0x20, 0x30})
-	f.Add(uint8(2), []byte{0x01, 0x41, 0x81, 0xC1, 0x02, 0x42, 0x82, 0xC2, 0x03})
+	f.Add(uint8(0), uint8(0), []byte{0, 1, 2, 3, 4, 5, 6, 7})
+	f.Add(uint8(3), uint8(0), []byte{0x10, 0x10, 0x10, 0x90, 0x10, 0x20, 0x30})
+	f.Add(uint8(2), uint8(0), []byte{0x01, 0x41, 0x81, 0xC1, 0x02, 0x42, 0x82, 0xC2, 0x03})
 	// Blocked by hand while its response is under way: blocked wins.
-	f.Add(uint8(6), []byte{0x00, 0xE0, 0x00, 0xA0, 0x00})
-	f.Fuzz(func(t *testing.T, trigger uint8, ops []byte) {
+	f.Add(uint8(6), uint8(0), []byte{0x00, 0xE0, 0x00, 0xA0, 0x00})
+	// SCAN_TRIGGER 3, both protocols block (27): a slow scan, 15 s a
+	// probe, in a 30 s window, responded to at its third port...
+	f.Add(uint8(27), uint8(15<<2|3), []byte{0x42, 0x52, 0x62, 0x72})
+	// ...stray probes 63 s apart in a 10 s window never are...
+	f.Add(uint8(27), uint8(63<<2|1), []byte{0x42, 0x52, 0x62, 0x72, 0x4A})
+	// ...retransmissions count once...
+	f.Add(uint8(27), uint8(1<<2|2), []byte{0x02, 0x02, 0x42, 0x42, 0x12, 0x0A, 0x22, 0x82})
+	// ...a port probed again stays in the window, in log-only mode too.
+	f.Add(uint8(3), uint8(8<<2|2), []byte{0x03, 0x43, 0x53, 0x43, 0x63, 0x73, 0x4B, 0x4B, 0x5B})
+	// Reloads: the window changes under a source, the trigger drops, then
+	// rises again (from then on the count may be short of the model's).
+	f.Add(uint8(5+18), uint8(4<<2|3), []byte{0x02, 0x52, 0x62, 0xDB, 0x42, 0x72, 0xD1, 0x42, 0xD3, 0x52, 0x62})
+	f.Fuzz(func(t *testing.T, trigger, clock uint8, ops []byte) {
 		const maxSources, maxBlocked = 4, 3
 		addrs := []netip.Addr{
 			netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("::ffff:192.0.2.1"),
@@ -474,54 +770,93 @@ func FuzzEngine(f *testing.F) {
 			netip.MustParseAddr("10.0.0.2"),
 		}
 		ignored := netip.MustParseAddr("10.0.0.1")
+		windows := [4]time.Duration{0, 10 * time.Second, 20 * time.Second, 30 * time.Second}
+		step := time.Duration(clock>>2) * time.Second
 		opts := Options{
 			Trigger:    int(trigger % 6),
+			Window:     windows[clock&3],
 			Response:   [2]Response{Response(trigger / 6 % 3), Response(trigger / 18 % 3)},
 			Ignore:     func(a netip.Addr) bool { return a == ignored },
 			MaxSources: maxSources,
 			MaxBlocked: maxBlocked,
 		}
 		e := New(opts)
+		now := t0
+
+		// The model of what the engine remembers of a source.
+		type record struct {
+			hits     map[uint32]time.Time // every pair, at its latest probe
+			reported [2]bool
+			// short: a reload raised the trigger, and the engine had kept
+			// only as many pairs as the lower one needed.
+			short bool
+		}
+		records := map[netip.Addr]*record{}
+		var lru []netip.Addr // least recently counted first
+		forget := func(u netip.Addr) {
+			delete(records, u)
+			lru = slices.DeleteFunc(lru, func(a netip.Addr) bool { return a == u })
+		}
 		pending := map[netip.Addr]bool{}
+
 		for _, op := range ops {
 			a := addrs[op&7]
 			u := a.Unmap()
-			switch op >> 6 {
-			case 0, 1: // a probe
+			switch {
+			case op>>6 <= 1: // a probe
 				proto := event.Proto(op >> 3 & 1)
-				v := e.Observe(event.Event{Src: a, Proto: proto, Kind: event.SYN})
-				if v.Response != opts.Response[proto] {
-					t.Fatalf("%v: Response = %v, want %v", a, v.Response, opts.Response[proto])
+				port := uint16(1 + op>>4&3)
+				if op&0x40 != 0 {
+					now = now.Add(step)
 				}
-				if (v.Action == Ignored) != (u == ignored) {
-					t.Fatalf("%v: action %v; ignored = %v", a, v.Action, u == ignored)
-				}
-				// A blocked source is already blocked even while a response
-				// to it is under way (blocked by hand meanwhile).
-				if want := Pending; pending[u] && v.Action != want && !(e.IsBlocked(u) && v.Action == AlreadyBlocked) {
-					t.Fatalf("%v: pending, but action %v", a, v.Action)
-				}
-				switch v.Action {
-				case Counted:
-					if v.Count < 1 || v.Count >= opts.Trigger {
-						t.Fatalf("%v: counted with count %d, trigger %d", a, v.Count, opts.Trigger)
+				wasBlocked := e.IsBlocked(u)
+				v := e.Observe(event.Event{Time: now, Src: a, Port: port, Proto: proto, Kind: event.SYN})
+
+				want := Verdict{Response: opts.Response[proto]}
+				switch {
+				case u == ignored:
+					want.Action = Ignored
+				case wasBlocked: // even while a response is under way
+					want.Action = AlreadyBlocked
+				case pending[u]:
+					want.Action = Pending
+				default:
+					r := records[u]
+					if r == nil {
+						r = &record{hits: map[uint32]time.Time{}}
+						records[u] = r
+						if len(lru) == maxSources {
+							forget(lru[0])
+						}
 					}
-				case Report, AlreadyReported, Respond:
-					if v.Count < 1 || v.Count < opts.Trigger {
-						t.Fatalf("%v: %v with count %d, trigger %d", a, v.Action, v.Count, opts.Trigger)
+					lru = slices.DeleteFunc(lru, func(x netip.Addr) bool { return x == u })
+					lru = append(lru, u)
+					maps.DeleteFunc(r.hits, func(_ uint32, at time.Time) bool {
+						return opts.Window > 0 && now.Sub(at) > opts.Window
+					})
+					r.hits[uint32(proto)<<16|uint32(port)] = now
+					limit := max(opts.Trigger, 1)
+					want.Count = min(len(r.hits), limit)
+					if r.short && v.Count >= 1 && v.Count <= want.Count {
+						want.Count = v.Count
 					}
-					if (v.Action == Respond) != (v.Response != LogOnly) {
-						t.Fatalf("%v: %v under response %v", a, v.Action, v.Response)
-					}
-				case Ignored, AlreadyBlocked, Pending:
-					if v.Count != 0 {
-						t.Fatalf("%v: %v with count %d", a, v.Action, v.Count)
+					switch {
+					case want.Count < opts.Trigger:
+						want.Action = Counted
+					case want.Response != LogOnly:
+						want.Action = Respond
+						pending[u] = true
+					case r.reported[proto]:
+						want.Action = AlreadyReported
+					default:
+						want.Action = Report
+						r.reported[proto] = true
 					}
 				}
-				if v.Action == Respond {
-					pending[u] = true
+				if diff := cmp.Diff(want, v); diff != "" {
+					t.Fatalf("%v %v %d at +%v: verdict (-want +got):\n%s", a, proto, port, now.Sub(t0), diff)
 				}
-			case 2: // the response finished
+			case op>>6 == 2: // the response finished
 				if pending[u] {
 					ok := op&0x20 != 0
 					e.Done(a, ok)
@@ -531,23 +866,35 @@ func FuzzEngine(f *testing.F) {
 					if ok && !e.IsBlocked(u) {
 						t.Fatalf("%v: Done(true) but not blocked", a)
 					}
-				}
-			case 3:
-				if op&0x20 != 0 {
-					e.MarkBlocked(a)
-					if !e.IsBlocked(u) {
-						t.Fatalf("%v: MarkBlocked did not block", a)
+					if ok {
+						forget(u)
 					}
-				} else {
-					e.Unblock(a)
-					if e.IsBlocked(u) {
-						t.Fatalf("%v: still blocked after Unblock", a)
+				}
+			case op&0x20 != 0:
+				e.MarkBlocked(a)
+				forget(u)
+				if !e.IsBlocked(u) {
+					t.Fatalf("%v: MarkBlocked did not block", a)
+				}
+			case op&0x10 == 0:
+				e.Unblock(a)
+				if e.IsBlocked(u) {
+					t.Fatalf("%v: still blocked after Unblock", a)
+				}
+			default: // a reload
+				old := max(opts.Trigger, 1)
+				opts.Trigger = int(op & 3)
+				opts.Window = windows[op>>2&3]
+				e.Reconfigure(opts)
+				if max(opts.Trigger, 1) > old {
+					for _, r := range records {
+						r.short = true
 					}
 				}
 			}
 			s, p, b := e.Stats()
-			if s > maxSources || b > maxBlocked || p != len(pending) {
-				t.Fatalf("Stats() = %d, %d, %d; caps %d, %d; pending %d", s, p, b, maxSources, maxBlocked, len(pending))
+			if s != len(lru) || b > maxBlocked || p != len(pending) {
+				t.Fatalf("Stats() = %d, %d, %d; want %d sources, at most %d blocked, %d pending", s, p, b, len(lru), maxBlocked, len(pending))
 			}
 		}
 	})

@@ -244,6 +244,7 @@ func (s *Settings) Enforce() enforce.Settings {
 	return enforce.Settings{
 		Engine: engine.Options{
 			Trigger:    c.ScanTrigger,
+			Window:     c.ScanTriggerWindow,
 			Response:   [2]engine.Response{engine.Response(c.BlockTCP), engine.Response(c.BlockUDP)},
 			MaxSources: c.MaxSources,
 		},

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/portsentry-go/portsentry/internal/event"
@@ -126,4 +127,40 @@ func mustAddr(t *testing.T, s string) netip.Addr {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// TestEnforceTrigger: SCAN_TRIGGER and SCAN_TRIGGER_WINDOW reach the
+// engine, and the kernel trap, which bans on the first probe, is set only
+// when SCAN_TRIGGER asks for nothing more (0 or 1).
+func TestEnforceTrigger(t *testing.T) {
+	tests := []struct {
+		name     string
+		conf     string
+		trigger  int
+		window   time.Duration
+		wantTrap bool
+	}{
+		{"defaults", "", 0, time.Hour, true},
+		{"trigger 1", `SCAN_TRIGGER="1"`, 1, time.Hour, true},
+		{"trigger 3: no first-probe trap", `SCAN_TRIGGER="3"`, 3, time.Hour, false},
+		{"trigger 3 in a minute", "SCAN_TRIGGER=\"3\"\nSCAN_TRIGGER_WINDOW=\"60\"", 3, time.Minute, false},
+		{"no window", `SCAN_TRIGGER_WINDOW="0"`, 0, 0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			conf := write(t, dir, "portsentry.conf", "TCP_MODE=\"atcp\"\nBLOCK_TCP=\"1\"\nBLOCKER=\"nftables\"\n"+tt.conf+"\n")
+			s, err := Load(Options{ConfigPath: conf})
+			if err != nil {
+				t.Fatal(err)
+			}
+			es := s.Enforce()
+			if es.Engine.Trigger != tt.trigger || es.Engine.Window != tt.window {
+				t.Errorf("engine trigger %d window %v, want %d %v", es.Engine.Trigger, es.Engine.Window, tt.trigger, tt.window)
+			}
+			if (es.Trap != nil) != tt.wantTrap {
+				t.Errorf("kernel trap set: %v, want %v", es.Trap != nil, tt.wantTrap)
+			}
+		})
+	}
 }
