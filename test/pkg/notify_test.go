@@ -11,8 +11,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"github.com/portsentry-go/portsentry/internal/syncbuf"
 )
 
 // TestNotify: portsentry.service is Type=notify, so systemd holds the start
@@ -64,8 +62,16 @@ func TestNotify(t *testing.T) {
 	// traffic can reach them.
 	cmd := exec.Command("unshare", "--net", "--", bin, "-c", conf, "--connect")
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+sock)
-	var out syncbuf.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
+	// A file, not a pipe: the daemon's write is in it the moment the write
+	// returns, so when READY=1 arrives the file says whether the line was
+	// written first (a pipe's copier goroutine may not have run yet).
+	out, err := os.Create(filepath.Join(dir, "output"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	output := func() string { b, _ := os.ReadFile(out.Name()); return string(b) }
+	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -74,14 +80,14 @@ func TestNotify(t *testing.T) {
 	defer func() {
 		_ = cmd.Process.Kill()
 		if t.Failed() {
-			t.Logf("daemon output:\n%s", out.String())
+			t.Logf("daemon output:\n%s", output())
 		}
 	}()
 
 	if msg := next("after start"); !hasLine(msg, "READY=1") {
 		t.Fatalf("first notification %q, want READY=1", msg)
 	}
-	if !strings.Contains(out.String(), "now active and listening") {
+	if !strings.Contains(output(), "now active and listening") {
 		t.Errorf("READY=1 came before the daemon said it listens")
 	}
 
