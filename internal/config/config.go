@@ -172,6 +172,11 @@ type Config struct {
 	// the addresses administrators are logged in from, whatever probes
 	// claim to come from them.
 	ProtectInfrastructure bool
+	// ProtectPeers (PROTECT_PEERS, default 1) makes the kernel trap learn
+	// peers (sources of an established TCP connection, with the hop count
+	// their packets arrive with) and spare them from probes that claim
+	// their address from another distance (nftables trap only).
+	ProtectPeers bool
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
 	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
@@ -220,6 +225,7 @@ func Default() *Config {
 		Blocker:               "command",
 		KernelTrap:            true,
 		ProtectInfrastructure: true,
+		ProtectPeers:          true,
 		ControlSocket:         DefaultControlSocket,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

@@ -44,6 +44,7 @@ func TestDefault(t *testing.T) {
 		Blocker:               "command", // PortSentry's way: KILL_ROUTE
 		KernelTrap:            true,
 		ProtectInfrastructure: true,
+		ProtectPeers:          true,
 		ControlSocket:         "/run/portsentry/portsentry.sock",
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

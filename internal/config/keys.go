@@ -56,6 +56,7 @@ var keys = map[string]key{
 	"BLOCKER":                {"command", modeKey([]string{"command", "nftables", "iptables", "route", "auto"}, func(c *Config) *string { return &c.Blocker })},
 	"KERNEL_TRAP":            {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},
 	"PROTECT_INFRASTRUCTURE": {"1", boolKey(func(c *Config) *bool { return &c.ProtectInfrastructure })},
+	"PROTECT_PEERS":          {"1", boolKey(func(c *Config) *bool { return &c.ProtectPeers })},
 	"BAN_TIME":               {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
 	"BAN_TIME_MAX":           {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
 	"UNKILL_ROUTE":           {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},

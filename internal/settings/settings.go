@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/enforce"
@@ -275,6 +276,9 @@ func (s *Settings) trap() *block.Trap {
 		return nil
 	}
 	t := &block.Trap{TTL: s.policy().Duration(1)}
+	if c.ProtectPeers {
+		t.Peers = PeerTime
+	}
 	for _, ifc := range opts.Interfaces {
 		if ifc != "ALL" && ifc != "ALL_NLO" {
 			t.Interfaces = append(t.Interfaces, ifc)
@@ -294,6 +298,12 @@ func (s *Settings) trap() *block.Trap {
 	}
 	return t
 }
+
+// PeerTime is how long a source stays a peer after its last packet of an
+// established TCP connection: long enough for a client's working day of
+// short sessions, short enough that an address handed to someone else
+// (DHCP, a NAT's port range) stops being spared within the hour.
+const PeerTime = time.Hour
 
 func (s *Settings) policy() bans.Policy {
 	return bans.Policy{Base: s.Conf.BanTime, Max: s.Conf.BanTimeMax}

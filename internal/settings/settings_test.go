@@ -164,3 +164,30 @@ func TestEnforceTrigger(t *testing.T) {
 		})
 	}
 }
+
+// PROTECT_PEERS (default on) makes the kernel trap learn and spare peers;
+// "0" turns it off and leaves the trap as it was.
+func TestTrapPeers(t *testing.T) {
+	for _, tt := range []struct {
+		conf string
+		want time.Duration
+	}{
+		{"", PeerTime},
+		{`PROTECT_PEERS="1"`, PeerTime},
+		{`PROTECT_PEERS="0"`, 0},
+	} {
+		dir := t.TempDir()
+		conf := write(t, dir, "portsentry.conf", "TCP_MODE=\"atcp\"\nBLOCK_TCP=\"1\"\nBLOCKER=\"nftables\"\n"+tt.conf+"\n")
+		s, err := Load(Options{ConfigPath: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		tr := s.Enforce().Trap
+		if tr == nil {
+			t.Fatalf("%q: no trap", tt.conf)
+		}
+		if tr.Peers != tt.want {
+			t.Errorf("%q: trap peers %v, want %v", tt.conf, tr.Peers, tt.want)
+		}
+	}
+}
