@@ -16,6 +16,10 @@
 //		set trap_tcp { type inet_service; flags interval; }   # SetTrap
 //		set trap_udp { type inet_service; flags interval; }
 //		set trap_ifaces { type ifname; }
+//		set peer4 { type ipv4_addr; size 65536; flags dynamic,timeout; }   # Trap.Peers
+//		set peer6 { type ipv6_addr; size 65536; flags dynamic,timeout; }
+//		set hop4 { typeof ip saddr . ip ttl; size 65536; flags dynamic,timeout; }
+//		set hop6 { typeof ip6 saddr . ip6 hoplimit; size 65536; flags dynamic,timeout; }
 //
 //		chain input {
 //			type filter hook input priority -10; policy accept;
@@ -30,15 +34,20 @@
 //		chain trap {   # empty until SetTrap
 //			iifname "lo" return   # or: iifname != @trap_ifaces return
 //			meta pkttype != host return
+//			meta nfproto ipv4 meta l4proto tcp ct state established update @peer4 { ip saddr timeout 1h } update @hop4 { ip saddr . ip ttl timeout 1h }
+//			meta nfproto ipv6 meta l4proto tcp ct state established update @peer6 { ip6 saddr timeout 1h } update @hop6 { ip6 saddr . ip6 hoplimit timeout 1h }
 //			ct state established,related return
 //			meta l4proto tcp socket transparent 0 return
 //			meta l4proto tcp socket transparent 1 return
 //			meta l4proto udp socket transparent 0 return
 //			meta l4proto udp socket transparent 1 return
+//			meta nfproto ipv4 meta l4proto udp udp dport 33434-33534 ip ttl <= 30 return
+//			meta nfproto ipv6 meta l4proto udp udp dport 33434-33534 ip6 hoplimit <= 30 return
+//			meta nfproto ipv4 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
+//			meta nfproto ipv6 ip6 saddr @peer6 ip6 saddr . ip6 hoplimit != @hop6 counter drop
 //			meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout 1h } counter drop
-//			meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout 1h } counter drop
-//			meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout 1h } counter drop
-//			meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout 1h } counter drop
+//			meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
+//			... the same for ipv6 and ban6, then for udp dport @trap_udp
 //		}
 //	}
 //
@@ -53,6 +62,15 @@
 // local socket owns the packet, so a service started after SetTrap is
 // reachable at once, with no race against a port list. Packet capture
 // (AF_PACKET) still sees every probe: taps run before the input hook.
+//
+// Peers (Trap.Peers) are what makes the trap hard to turn against the
+// innocent: a source of an established TCP connection completed a
+// handshake, so its address is its own, and its packets arrive with a hop
+// count (what is left of its initial TTL) that a forger elsewhere does not
+// reproduce without knowing it. A probe claiming a peer's address with
+// another hop count is dropped without a ban. Traceroute's probes, which
+// arrive with a nearly spent TTL, go through to the closed port. When a
+// ban set is full, the rule after each trap rule still drops the probe.
 //
 // Bans are elements of the timeout sets ban4 and ban6 and expire in the
 // kernel. Close keeps the table: bans outlive the daemon, so a restart does
