@@ -27,13 +27,50 @@ RACE_PKGS = $$(go list ./... | grep -v '^github.com/portsentry-go/portsentry/tes
 # Every test: static checks, unit and fuzz-seed tests, then the end-to-end
 # suite in network namespaces (root; real nmap, nftables, fail2ban); then
 # the unit tests again under the race detector, which needs cgo (gcc,
-# libc6-dev): only those test binaries are built with it, never bin/.
+# libc6-dev): only those test binaries are built with it, never bin/; then
+# every fuzz target for TEST_FUZZTIME (see fuzz below).
 test: deps
 	go vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	go build ./...
 	PORTSENTRY_DEBIAN_CONF=$$(test -f $(DEBIAN_CONF) && echo $(DEBIAN_CONF)) go test -count=1 ./...
 	PORTSENTRY_DEBIAN_CONF=$$(test -f $(DEBIAN_CONF) && echo $(DEBIAN_CONF)) CGO_ENABLED=1 go test -race -count=1 $(RACE_PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=$(TEST_FUZZTIME)
+
+# Fuzzing: every fuzz target of the repository, FUZZTIME each (`make fuzz
+# FUZZTIME=10m` for a long run). The targets are found, not listed: every
+# `func FuzzX(... *testing.F)` in a test file the go tool builds on this
+# system, so a new one is fuzzed as soon as it exists. One `go test -fuzz`
+# per target (it fuzzes one at a time); all are run, the failed ones listed
+# at the end. The fuzzer keeps new inputs in the build cache, and writes a
+# failing one to testdata/fuzz/FuzzX/ of its package: commit it with the fix
+# as a seed. `make test` runs this with TEST_FUZZTIME per target.
+FUZZTIME      ?= 10s
+TEST_FUZZTIME ?= 5s
+FUZZ_TARGETS = files=$$(go list -f '{{range .TestGoFiles}}{{$$.ImportPath}} {{$$.Dir}}/{{.}}{{"\n"}}{{end}}{{range .XTestGoFiles}}{{$$.ImportPath}} {{$$.Dir}}/{{.}}{{"\n"}}{{end}}' ./...) && \
+	echo "$$files" | while read -r pkg file; do \
+		test -z "$$file" || sed -n 's/^func \(Fuzz[A-Za-z0-9_]*\)(.*\*testing\.F).*/\1/p' "$$file" | sed "s|^|$$pkg |"; \
+	done
+
+.PHONY: fuzz fuzz-list
+fuzz:
+	@targets=$$($(FUZZ_TARGETS)) || exit 1; \
+	test -n "$$targets" || { echo "fuzz: no fuzz targets found" >&2; exit 1; }; \
+	n=$$(echo "$$targets" | wc -l); start=$$(date +%s); \
+	echo "fuzz: $$n targets, $(FUZZTIME) each"; \
+	echo "$$targets" | { \
+		failed=; \
+		while read -r pkg name; do \
+			echo "go test -run '^\$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) $$pkg"; \
+			go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || failed="$$failed $$pkg.$$name"; \
+		done; \
+		echo "fuzz: $$n targets in $$(( $$(date +%s) - start )) s"; \
+		test -z "$$failed" || { echo "fuzz: FAILED:$$failed" >&2; exit 1; }; \
+	}
+
+# The fuzz targets `make fuzz` runs, one "package target" a line.
+fuzz-list:
+	@$(FUZZ_TARGETS)
 
 # Installs the Debian packages the tests use (once; quick when present).
 deps:

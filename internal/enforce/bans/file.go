@@ -174,17 +174,7 @@ func (j *journal) compact(s *Store) error {
 		return fmt.Errorf("bans: %w", err)
 	}
 	w := bufio.NewWriterSize(tmp, 256<<10)
-	b := encodeFormat(j.buf[:0])
-	w.Write(b)
-	for _, e := range s.entries() {
-		if e.active {
-			b = encodeBan(b[:0], e)
-		} else {
-			b = encodePast(b[:0], e)
-		}
-		w.Write(b)
-	}
-	j.buf = b[:0]
+	j.buf = writeSnapshot(w, s, j.buf)
 	err = w.Flush()
 	if err == nil {
 		err = tmp.Sync()
@@ -213,6 +203,24 @@ func (j *journal) compact(s *Store) error {
 	}
 	j.appended, j.err, j.broken = 0, nil, false
 	return nil
+}
+
+// writeSnapshot writes s whole, as a compacted file holds it: the format
+// line, then one record per address. Write errors are w's to keep (a
+// bufio.Writer reports them at Flush). b is a scratch buffer, returned for
+// reuse.
+func writeSnapshot(w io.Writer, s *Store, b []byte) []byte {
+	b = encodeFormat(b[:0])
+	w.Write(b)
+	for _, e := range s.entries() {
+		if e.active {
+			b = encodeBan(b[:0], e)
+		} else {
+			b = encodePast(b[:0], e)
+		}
+		w.Write(b)
+	}
+	return b[:0]
 }
 
 func (j *journal) close(s *Store) error {
