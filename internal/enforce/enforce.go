@@ -82,8 +82,10 @@ type Enforcer struct {
 	// sources is the engine's table size, readable off the event loop.
 	sources atomic.Int64
 	// peers is the kernel trap's knowledge of peers, for the daemon's own
-	// decisions. Event loop only.
-	peers peers
+	// decisions; unlike counts their forged-looking probes towards
+	// peerTrigger. Event loop only.
+	peers  peers
+	unlike *engine.Engine
 }
 
 type job struct {
@@ -103,6 +105,7 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 		ctx:   ctx,
 	}
 	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
+	e.unlike = engine.New(peerCounting(0))
 	return e
 }
 
@@ -129,6 +132,7 @@ func (e *Enforcer) Reconfigure(s Settings) error {
 		opts.InUse = e.services.InUse
 	}
 	e.engine.Reconfigure(opts)
+	e.unlike.Reconfigure(peerCounting(s.Engine.Window))
 	c := &current{Settings: s}
 	c.exec = respond.Executor{Shell: command.Shell{Timeout: s.CommandTimeout}, Deny: e.denyFile(s.HostsDenyFile)}
 	if e.jail.Native() {
@@ -149,13 +153,18 @@ func (e *Enforcer) Decide(ev event.Event) {
 		e.Expire()
 	}
 	if hops, ok := e.peers.forged(ev); ok {
-		// A peer's address from another distance: someone else wrote it.
-		// Neither counted nor banned, as the kernel trap does.
-		e.rep.Forged(ev)
-		if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
-			e.rep.Report(report.Outcome{Event: ev, Forged: hops, Suppressed: n})
+		// A peer's address from another distance: dropped by the kernel
+		// trap without a ban, and here neither counted nor banned, until
+		// such probes reach peerTrigger ports.
+		if v := e.unlike.Observe(ev); v.Action != engine.Respond {
+			e.rep.Forged(ev)
+			if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
+				e.rep.Report(report.Outcome{Event: ev, Forged: hops, Suppressed: n})
+			}
+			return
 		}
-		return
+		e.unlike.Done(ev.Src, false)
+		e.log.Warn(logline.PeerScanned(ev.Src.String(), peerTrigger))
 	}
 	v := e.engine.Observe(ev)
 	n, _, _ := e.engine.Stats()

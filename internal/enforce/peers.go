@@ -7,9 +7,22 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
 )
+
+// peerTrigger is how many distinct ports probes that claim a peer's
+// address from another distance must reach, within SCAN_TRIGGER_WINDOW,
+// before the peer is banned all the same. Such probes are forged, or the
+// peer scanning with a tool that writes its own TTL (nmap's raw probes
+// leave with a random one): either way they were dropped, so nothing was
+// learnt, and a real scan reaches this many ports in moments while a
+// forger must now send that many packets, not one.
+const peerTrigger = 64
+
+// peerSources bounds the sources counted towards peerTrigger.
+const peerSources = 4096
 
 // peerRefresh is how long a reading of the kernel's peers serves: they
 // are read again only when a probe asks after that, so an idle host reads
@@ -71,4 +84,15 @@ func (p *peers) refresh(now time.Time) {
 		m[x.Addr] = x.Hops
 	}
 	p.hops = m
+}
+
+// peerCounting is how unlike counts: peerTrigger distinct ports within
+// window (SCAN_TRIGGER_WINDOW), whatever SCAN_TRIGGER says.
+func peerCounting(window time.Duration) engine.Options {
+	return engine.Options{
+		Trigger:    peerTrigger,
+		Window:     window,
+		Response:   [2]engine.Response{engine.Block, engine.Block},
+		MaxSources: peerSources,
+	}
 }

@@ -75,3 +75,28 @@ func TestNoPeersWithoutTheSetting(t *testing.T) {
 		t.Errorf("peers read %d times with peers off", r.fake.reads)
 	}
 }
+
+// Probes from another distance than a peer's own packets are forged, or
+// the peer itself scanning with a tool that writes its own TTL (nmap's raw
+// probes): at peerTrigger distinct ports within the window it is a scan,
+// and the peer is banned; retransmissions to the same port never get there.
+func TestPeerScanningFromAnotherDistance(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.20")
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Peers: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
+	r.fake.setPeers(block.Peer{Addr: peer, Hops: []uint8{63}})
+	t0 := time.Now()
+	for i := range 3 * peerTrigger {
+		r.probeAt(peer, 100, uint8(37+i%23), t0.Add(time.Duration(i)*time.Millisecond))
+	}
+	for i := range peerTrigger - 2 { // with port 100: one short of peerTrigger
+		r.probeAt(peer, uint16(200+i), uint8(37+i%23), t0.Add(time.Second))
+	}
+	r.settle()
+	if _, ok := r.fake.ttl(peer); ok {
+		t.Fatalf("banned before %d distinct ports", peerTrigger)
+	}
+	r.probeAt(peer, 999, 41, t0.Add(2*time.Second))
+	r.waitLog("attackalert: Host 198.51.100.20: probes claiming its address from another distance than its connections reached 64 ports: a scan, acting on it")
+	r.waitLog("attackalert: Host 198.51.100.20 has been blocked via nftables")
+}

@@ -210,6 +210,12 @@ func Forged(ev event.Event, hops []uint8) string {
 		ev.Describe(), ev.Src, ev.Proto, ev.Port, ev.TTL, strings.Join(known, ", "))
 }
 
+// PeerScanned says why a peer is about to be acted on although its probes
+// came from another distance: they reached n distinct ports.
+func PeerScanned(addr string, n int) string {
+	return fmt.Sprintf("attackalert: Host %s: probes claiming its address from another distance than its connections reached %d ports: a scan, acting on it", addr, n)
+}
+
 // NotBlocked follows a response whose blocking step failed.
 func NotBlocked(addr string) string {
 	return fmt.Sprintf("attackalert: ERROR: Host %s was NOT blocked; its next probe will try again", addr)

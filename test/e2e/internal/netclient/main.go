@@ -22,6 +22,12 @@
 //	netclient -listen -proto udp -addr 127.0.0.1:53 -reply ''
 //	netclient -listen -proto udp -addr :53 -reply 'answer' -delay 1s
 //
+// With -forge it sends, instead, one TCP SYN or UDP datagram to each port
+// of -ports on addr's host, from the source address -forge (any address:
+// a raw socket) with TTL -ttl: a forger elsewhere.
+//
+//	netclient -forge 10.231.0.130 -ttl 50 -proto tcp -addr 10.231.0.1:0 -ports 900-919
+//
 // With -http it GETs a URL instead (a metrics scrape from inside the
 // namespace): the body goes to stdout; a status other than 200 or a
 // transport error goes to stderr with exit status 1.
@@ -59,7 +65,17 @@ func main() {
 	sport := flag.Int("sport", 0, "send from this local port (0: any)")
 	dial := flag.Duration("dial", 3*time.Second, "TCP: how long the handshake may take")
 	httpURL := flag.String("http", "", "GET this URL and print the body")
+	forgeSrc := flag.String("forge", "", "send raw packets from this source address instead")
+	ttl := flag.Uint("ttl", 64, "-forge: TTL or hop limit of the packets")
+	ports := flag.String("ports", "", "-forge: FIRST-LAST ports to send to")
 	flag.Parse()
+	if *forgeSrc != "" {
+		if err := forgeMain(*proto, *forgeSrc, *addr, *ports, *ttl); err != nil {
+			fmt.Fprintln(os.Stderr, "netclient:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *httpURL != "" {
 		if err := httpGet(*httpURL, *wait); err != nil {
 			fmt.Fprintln(os.Stderr, "netclient:", err)
