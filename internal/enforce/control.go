@@ -93,13 +93,29 @@ func (c *Control) Block(addr netip.Addr, d time.Duration, reason string) (bans.B
 	return b, e.inLoop(func() { e.engine.MarkBlocked(addr) })
 }
 
-// Unblock lifts every ban inside p.
+// Unblock lifts every ban inside p: those the record holds, and those
+// only the native blocker's sets hold. The kernel trap bans in the packet
+// path, and when the daemon loses the probe's event (a full queue under a
+// flood) the record never hears of the ban; the operator's unblock must
+// lift it all the same. Those are returned with reason KernelOnly.
 func (c *Control) Unblock(p netip.Prefix) ([]bans.Ban, error) {
+	e := c.e
+	// Read off the event loop: a dump of a large ban set must not stall
+	// detection.
+	held, heldErr := e.jail.Held(p)
 	var lifted []bans.Ban
-	err := c.e.inLoop(func() {
-		lifted = c.e.jail.Unban(p)
-		c.e.lift(lifted, false)
+	err := e.inLoop(func() {
+		lifted = e.jail.Unban(p)
+		stray := e.jail.Unrecorded(held, lifted)
+		for _, b := range stray {
+			e.log.Warn(logline.Warning(fmt.Sprintf("%s was banned by the kernel trap without a record in the daemon (its probe's event was lost): lifting it", b.Addr)))
+		}
+		lifted = append(lifted, stray...)
+		e.lift(lifted, false)
 	})
+	if err == nil && heldErr != nil {
+		err = fmt.Errorf("%d recorded bans lifted, but the %s ban sets could not be read for bans the daemon never recorded: %w", len(lifted), e.jail.Kind(), heldErr)
+	}
 	return lifted, err
 }
 

@@ -298,6 +298,65 @@ func TestUnblockByHand(t *testing.T) {
 	}
 }
 
+// TestUnblockKernelOnly: a ban the kernel's set holds but the record
+// never heard of (the trap banned the address and its event was lost) is
+// lifted by unblock all the same, alone or inside a prefix, and the reply
+// says it was the kernel's only.
+func TestUnblockKernelOnly(t *testing.T) {
+	for _, traps := range []bool{true, false} {
+		r := newRig(t, rigOptions{traps: traps})
+		c := r.e.Control(func() control.Status { return control.Status{} })
+		lost := netip.MustParseAddr("198.51.100.8")
+		lost6 := netip.MustParseAddr("2001:db8::8")
+		r.fake.mu.Lock()
+		r.fake.held[lost] = 50 * time.Minute
+		r.fake.held[lost6] = 0
+		r.fake.mu.Unlock()
+
+		lifted, err := c.Unblock(netip.PrefixFrom(lost, 32))
+		if err != nil || len(lifted) != 1 || lifted[0].Addr != lost || lifted[0].Reason != KernelOnly {
+			t.Fatalf("traps %v: Unblock(%v) = %+v, %v; want its kernel-only ban", traps, lost, lifted, err)
+		}
+		if d := time.Until(lifted[0].Expires); d < 49*time.Minute || d > 50*time.Minute {
+			t.Errorf("traps %v: reply says it expires in %v, want the kernel's 50m", traps, d)
+		}
+		if _, ok := r.fake.ttl(lost); ok {
+			t.Errorf("traps %v: the kernel still bans %v after unblock", traps, lost)
+		}
+		r.waitLog("attackalert: Host 198.51.100.8 unblocked: unblocked by hand")
+
+		// A prefix: the recorded ban and the kernel-only one inside it go,
+		// each once; the one outside stays.
+		r.probe(scanner6, 22)
+		r.waitLog("Host 2001:db8::7 has been blocked")
+		r.settle()
+		outside := netip.MustParseAddr("2001:db9::1")
+		r.fake.mu.Lock()
+		r.fake.held[outside] = time.Hour
+		r.fake.mu.Unlock()
+		lifted, err = c.Unblock(netip.MustParsePrefix("2001:db8::/64"))
+		var got []string
+		for _, b := range lifted {
+			got = append(got, b.Addr.String()+" "+b.Reason)
+		}
+		want := []string{"2001:db8::7 TCP SYN/Normal scan", "2001:db8::8 " + KernelOnly}
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("traps %v: Unblock(2001:db8::/64) = %q, %v; want %q", traps, got, err, want)
+		}
+		for _, a := range []netip.Addr{scanner6, lost6} {
+			if _, ok := r.fake.ttl(a); ok {
+				t.Errorf("traps %v: the kernel still bans %v after unblock of its prefix", traps, a)
+			}
+		}
+		if _, ok := r.fake.ttl(outside); !ok {
+			t.Errorf("traps %v: a kernel ban outside the prefix was lifted", traps)
+		}
+		if lifted, err := c.Unblock(netip.MustParsePrefix("2001:db8::/64")); err != nil || len(lifted) != 0 {
+			t.Errorf("traps %v: second Unblock = %v, %v; want nothing left", traps, lifted, err)
+		}
+	}
+}
+
 func TestFailedBanIsNotRecorded(t *testing.T) {
 	r := newRig(t, rigOptions{traps: true})
 	r.fake.mu.Lock()

@@ -155,6 +155,59 @@ func (j *Jail) Expire() []bans.Ban { return j.store.Expire() }
 // Unban takes every ban inside p out of the record and returns them.
 func (j *Jail) Unban(p netip.Prefix) []bans.Ban { return j.store.Unban(p) }
 
+// KernelOnly is the reason unblock's reply gives for a ban that only the
+// native blocker held: the kernel trap banned the address in the packet
+// path, and the daemon never recorded it (the probe's event was lost).
+const KernelOnly = "kernel only: banned by the kernel trap, never recorded by the daemon"
+
+// Held lists the bans the native blocker holds inside p (none without a
+// native blocker). It reads the kernel's sets whole, so callers keep it
+// off the event loop.
+func (j *Jail) Held(p netip.Prefix) ([]block.Entry, error) {
+	if !j.Native() {
+		return nil, nil
+	}
+	all, err := j.blocker.List()
+	if err != nil {
+		return nil, err
+	}
+	var in []block.Entry
+	for _, e := range all {
+		if p.Contains(e.Addr.Unmap()) {
+			in = append(in, e)
+		}
+	}
+	return in, nil
+}
+
+// Unrecorded returns, as bans with reason KernelOnly, the entries of held
+// that neither the record nor lifted (bans just taken out of it) knows.
+// Lift then removes them from the blocker like any other ban.
+func (j *Jail) Unrecorded(held []block.Entry, lifted []bans.Ban) []bans.Ban {
+	known := make(map[netip.Addr]bool, len(lifted))
+	for _, b := range lifted {
+		known[b.Addr] = true
+	}
+	now := time.Now()
+	var out []bans.Ban
+	for _, e := range held {
+		a := e.Addr.Unmap()
+		if known[a] {
+			continue
+		}
+		if _, ok := j.store.Get(a); ok {
+			continue
+		}
+		known[a] = true
+		b := bans.Ban{Addr: a, Reason: KernelOnly}
+		if e.TTL > 0 {
+			b.Expires = now.Add(e.TTL)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
 // Sync makes the ban file durable; a failure is logged (the bans hold in
 // the firewall whatever the file says).
 func (j *Jail) Sync() {

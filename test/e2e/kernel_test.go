@@ -514,7 +514,8 @@ func (s *stLab) assertStatus(t *testing.T, bans int) {
 // shows the trapped scanner with its reason, port and expiry; unblock
 // lifts the ban for real; block bans a host by hand for the time given
 // (and permanently), refuses ignore-listed and T's own addresses with a
-// clear error; unblock of a prefix lifts every ban inside it.
+// clear error; unblock of a prefix lifts every ban inside it; unblock also
+// lifts bans the kernel's sets hold without the daemon's record.
 func TestKernelOperatorCLI(t *testing.T) {
 	t.Parallel()
 	ignored := netip.MustParseAddr("10.231.0.200")
@@ -610,6 +611,28 @@ func TestKernelOperatorCLI(t *testing.T) {
 	k.assertStatus(t, 0)
 	if out := k.mustCLI(t, "list"); out != "No active bans.\n" {
 		t.Errorf("list at the end: %q", out)
+	}
+
+	// Bans only the kernel holds (the trap banned them and the daemon lost
+	// their events): unblock lifts them too, by address and by prefix.
+	lost, lost6 := netip.MustParseAddr("10.231.0.77"), netip.MustParseAddr("fd00:231::77")
+	k.nftExec(t, "", "add", "element", "inet", k.table, "ban4", "{ "+lost.String()+" timeout 1h }")
+	k.nftExec(t, "", "add", "element", "inet", k.table, "ban4", "{ "+k.F.v4.String()+" timeout 1h }")
+	k.nftExec(t, "", "add", "element", "inet", k.table, "ban6", "{ "+lost6.String()+" }")
+	k.assertBanned(t, lost, k.F.v4, lost6)
+	if out := k.mustCLI(t, "unblock", lost.String()); out != "unblocked "+lost.String()+"\n" {
+		t.Errorf("unblock of a kernel-only ban printed %q", out)
+	}
+	k.d.waitFor(t, "attackalert: Host "+lost.String()+" unblocked: unblocked by hand", logWait)
+	k.assertBanned(t, k.F.v4, lost6)
+	if out := k.mustCLI(t, "unblock", "fd00:231::/64"); out != "unblocked "+lost6.String()+"\n" {
+		t.Errorf("unblock fd00:231::/64 with a kernel-only ban printed %q", out)
+	}
+	k.assertBanned(t, k.F.v4)
+	k.mustCLI(t, "unblock", k.F.v4.String())
+	k.assertBanned(t)
+	if !reachesWeb(t, k.F, k.T.v4) {
+		t.Errorf("%s cannot reach the web service after unblock of its kernel-only ban", k.F.v4)
 	}
 	k.assertNoErrors(t)
 }
