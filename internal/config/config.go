@@ -177,6 +177,11 @@ type Config struct {
 	// their packets arrive with) and spare them from probes that claim
 	// their address from another distance (nftables trap only).
 	ProtectPeers bool
+	// ServiceGrace (SERVICE_GRACE seconds, default 3600, 0 = none) keeps a
+	// port whose local socket went away within it out of the trap and
+	// the service check, so a restarting service's clients are not
+	// banned.
+	ServiceGrace time.Duration
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
 	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
@@ -226,6 +231,7 @@ func Default() *Config {
 		KernelTrap:            true,
 		ProtectInfrastructure: true,
 		ProtectPeers:          true,
+		ServiceGrace:          time.Hour,
 		ControlSocket:         DefaultControlSocket,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

@@ -45,6 +45,7 @@ func TestDefault(t *testing.T) {
 		KernelTrap:            true,
 		ProtectInfrastructure: true,
 		ProtectPeers:          true,
+		ServiceGrace:          time.Hour,
 		ControlSocket:         "/run/portsentry/portsentry.sock",
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

@@ -57,6 +57,7 @@ var keys = map[string]key{
 	"KERNEL_TRAP":            {"1", boolKey(func(c *Config) *bool { return &c.KernelTrap })},
 	"PROTECT_INFRASTRUCTURE": {"1", boolKey(func(c *Config) *bool { return &c.ProtectInfrastructure })},
 	"PROTECT_PEERS":          {"1", boolKey(func(c *Config) *bool { return &c.ProtectPeers })},
+	"SERVICE_GRACE":          {"3600", secondsKey(0, 7*86400, func(c *Config) *time.Duration { return &c.ServiceGrace })},
 	"BAN_TIME":               {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
 	"BAN_TIME_MAX":           {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
 	"UNKILL_ROUTE":           {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},

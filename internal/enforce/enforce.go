@@ -51,6 +51,9 @@ type Settings struct {
 	HostsDenyFile  string
 	// Style2x makes $MODE$ expand to 2.x's names (a 2.x flag was used).
 	Style2x bool
+	// ServiceGrace is SERVICE_GRACE: how long a port stays a service's
+	// after its socket is gone, for the service check.
+	ServiceGrace time.Duration
 	// Trap is the kernel trap the settings ask for; nil for none. Only a
 	// Trapper sets it.
 	Trap *block.Trap
@@ -130,6 +133,7 @@ func (e *Enforcer) Reconfigure(s Settings) error {
 	opts.Ignore = e.guard.Ignored
 	if e.services != nil {
 		opts.InUse = e.services.InUse
+		e.services.SetGrace(s.ServiceGrace)
 	}
 	e.engine.Reconfigure(opts)
 	e.unlike.Reconfigure(peerCounting(s.Engine.Window))

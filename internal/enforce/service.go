@@ -11,11 +11,25 @@ import (
 
 // ServiceCheck is PortSentry's service check for passively captured
 // probes: a packet to a port that a local socket owns when it arrives is
-// traffic for a service, not a probe. Event loop only.
+// traffic for a service, not a probe. With a grace period (SERVICE_GRACE)
+// a port that a socket owned recently still counts, so that the clients
+// of a restarting service are not taken for scanners: the kernel trap
+// spares the same ports (block.Trap.Grace). Event loop only.
 type ServiceCheck struct {
 	log      *slog.Logger
-	checker  *sockets.Checker
+	ask      func(event.Proto, uint16) (bool, error)
+	close    func() error
+	now      func() time.Time
 	lastFail time.Time // errors are logged once a minute
+	grace    time.Duration
+	// served holds, per protocol and port, when the check last found a
+	// socket there; at most 2 × 65536 entries, and only while grace > 0.
+	served map[servedPort]time.Time
+}
+
+type servedPort struct {
+	proto event.Proto
+	port  uint16
 }
 
 // OpenServiceCheck opens the kernel's socket table (sock_diag, else
@@ -27,30 +41,62 @@ func OpenServiceCheck(log *slog.Logger) *ServiceCheck {
 		log.Warn(logline.Warning("service check unavailable: " + err.Error()))
 		return nil
 	}
-	return &ServiceCheck{log: log, checker: c}
+	return newServiceCheck(log, c.InUse, c.Close, time.Now)
 }
 
-// InUse reports whether a local socket owns port now. Unknown counts as in
-// use: a broken check must not turn a service's clients into scanners. A
-// nil check owns nothing.
+func newServiceCheck(log *slog.Logger, ask func(event.Proto, uint16) (bool, error), close func() error, now func() time.Time) *ServiceCheck {
+	return &ServiceCheck{log: log, ask: ask, close: close, now: now}
+}
+
+// SetGrace sets how long a port stays a service's after its socket is
+// gone; 0 turns the memory off (and forgets it).
+func (s *ServiceCheck) SetGrace(d time.Duration) {
+	if s == nil {
+		return
+	}
+	s.grace = d
+	if d <= 0 {
+		s.served = nil
+	} else if s.served == nil {
+		s.served = make(map[servedPort]time.Time)
+	}
+}
+
+// InUse reports whether a local socket owns port now, or did within the
+// grace period. Unknown counts as in use: a broken check must not turn a
+// service's clients into scanners. A nil check owns nothing.
 func (s *ServiceCheck) InUse(proto event.Proto, port uint16) bool {
 	if s == nil {
 		return false
 	}
-	used, err := s.checker.InUse(proto, port)
+	used, err := s.ask(proto, port)
+	now := s.now()
 	if err != nil {
-		if now := time.Now(); now.Sub(s.lastFail) > time.Minute {
+		if now.Sub(s.lastFail) > time.Minute {
 			s.lastFail = now
 			s.log.Error(logline.Error("service check failed: " + err.Error()))
 		}
 		return true
 	}
-	return used
+	if s.served == nil {
+		return used
+	}
+	k := servedPort{proto, port}
+	if used {
+		s.served[k] = now
+		return true
+	}
+	at, ok := s.served[k]
+	if ok && now.Sub(at) > s.grace {
+		delete(s.served, k)
+		return false
+	}
+	return ok
 }
 
 // Close releases the check's socket.
 func (s *ServiceCheck) Close() {
 	if s != nil {
-		s.checker.Close()
+		s.close()
 	}
 }

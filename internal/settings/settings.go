@@ -261,6 +261,7 @@ func (s *Settings) Enforce() enforce.Settings {
 		CommandTimeout: c.CommandTimeout,
 		HostsDenyFile:  c.HostsDenyFile,
 		Style2x:        s.Opts.Style2x,
+		ServiceGrace:   c.ServiceGrace,
 		Trap:           s.trap(),
 	}
 }
@@ -279,6 +280,7 @@ func (s *Settings) trap() *block.Trap {
 	if c.ProtectPeers {
 		t.Peers = PeerTime
 	}
+	t.Grace = c.ServiceGrace
 	for _, ifc := range opts.Interfaces {
 		if ifc != "ALL" && ifc != "ALL_NLO" {
 			t.Interfaces = append(t.Interfaces, ifc)

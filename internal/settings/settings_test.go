@@ -191,3 +191,27 @@ func TestTrapPeers(t *testing.T) {
 		}
 	}
 }
+
+// SERVICE_GRACE (default an hour) reaches both the kernel trap and the
+// daemon's service check; "0" turns it off in both.
+func TestServiceGrace(t *testing.T) {
+	for _, tt := range []struct {
+		conf string
+		want time.Duration
+	}{
+		{"", time.Hour},
+		{`SERVICE_GRACE="120"`, 2 * time.Minute},
+		{`SERVICE_GRACE="0"`, 0},
+	} {
+		dir := t.TempDir()
+		conf := write(t, dir, "portsentry.conf", "TCP_MODE=\"atcp\"\nBLOCK_TCP=\"1\"\nBLOCKER=\"nftables\"\n"+tt.conf+"\n")
+		s, err := Load(Options{ConfigPath: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		es := s.Enforce()
+		if es.ServiceGrace != tt.want || es.Trap == nil || es.Trap.Grace != tt.want {
+			t.Errorf("%q: service check grace %v, trap %+v, want %v in both", tt.conf, es.ServiceGrace, es.Trap, tt.want)
+		}
+	}
+}

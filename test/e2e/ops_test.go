@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -42,9 +43,10 @@ func (d *daemon) waitExit(t *testing.T, timeout time.Duration) error {
 // startListener runs `netclient -listen` inside h's namespace: a service
 // bound to addr (e.g. ":143", dual stack) that sends reply to each TCP
 // client, or answers UDP datagrams with reply (never, when reply is "").
-// It returns once the socket is bound; Cleanup kills it. extra are more
-// netclient flags (e.g. "-delay", "1s").
-func startListener(t *testing.T, h host, proto, addr, reply string, extra ...string) {
+// It returns once the socket is bound, with stop, which kills it (the
+// service stops); Cleanup calls stop. extra are more netclient flags (e.g.
+// "-delay", "1s").
+func startListener(t *testing.T, h host, proto, addr, reply string, extra ...string) (stop func()) {
 	t.Helper()
 	cmd := h.ns.Command(clientPath, append([]string{"-listen", "-proto", proto, "-addr", addr, "-reply", reply}, extra...)...)
 	var stderr syncbuf.Buffer
@@ -62,10 +64,14 @@ func startListener(t *testing.T, h host, proto, addr, reply string, extra ...str
 		_ = cmd.Wait()
 		close(done)
 	}()
-	t.Cleanup(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	})
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+			<-done
+		})
+	}
+	t.Cleanup(stop)
 	first := make(chan string, 1)
 	go func() {
 		line, _ := bufio.NewReader(out).ReadString('\n')
@@ -82,6 +88,7 @@ func startListener(t *testing.T, h host, proto, addr, reply string, extra ...str
 	case <-time.After(10 * time.Second):
 		t.Fatalf("service %s %s in %s not listening after 10s: %s", proto, addr, h.ns, stderr.String())
 	}
+	return stop
 }
 
 // nsPids lists the processes in a namespace.

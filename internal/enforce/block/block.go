@@ -93,6 +93,12 @@ type Trap struct {
 	// claims a peer's address but arrives with a hop count the peer's own
 	// packets never had is dropped without a ban, as forged. 0: no peers.
 	Peers time.Duration
+	// Grace, when above 0, keeps ports that a local socket served
+	// recently out of the trap: the kernel remembers, for this long, each
+	// port where a new connection or datagram found a local socket, and a
+	// probe of such a port whose socket is gone (a service restarting,
+	// crashed, being deployed) is dropped without a ban. 0: no grace.
+	Grace time.Duration
 }
 
 // Counter is a packet and byte count kept by the kernel.
@@ -115,4 +121,7 @@ type Stats struct {
 	// Full counts probes dropped without a ban since the last SetTrap
 	// because the ban set was full.
 	Full Counter
+	// Served counts packets dropped without a ban since the last SetTrap
+	// because their port had a local socket within Trap.Grace.
+	Served Counter
 }

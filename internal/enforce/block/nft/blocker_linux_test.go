@@ -66,8 +66,8 @@ func TestNewLayout(t *testing.T) {
 	for n := range f.st.sets {
 		sets = append(sets, n)
 	}
-	if len(sets) != 11 {
-		t.Errorf("sets %v, want 11 (and no probe set left)", sets)
+	if len(sets) != 13 {
+		t.Errorf("sets %v, want 13 (and no probe set left)", sets)
 	}
 	if n := len(f.st.chains[chainInput]); n != 6 {
 		t.Errorf("input chain has %d rules, want 6", n)
@@ -335,7 +335,7 @@ func trapShape(f *fakeConn) []string {
 
 func TestSetTrap(t *testing.T) {
 	b, f, _ := fakeBlocker(t, true)
-	tr := &Trap{TCP: ports(t, "1-1023"), TTL: 90 * time.Second, Interfaces: []string{"eth0", "eth1", "eth0"}, Peers: 10 * time.Minute}
+	tr := &Trap{TCP: ports(t, "1-1023"), TTL: 90 * time.Second, Interfaces: []string{"eth0", "eth1", "eth0"}, Peers: 10 * time.Minute, Grace: 5 * time.Minute}
 	if err := b.SetTrap(tr); err != nil {
 		t.Fatal(err)
 	}
@@ -345,8 +345,9 @@ func TestSetTrap(t *testing.T) {
 		"ct update@peer4/10m0s update@hop4/10m0s", // learn peers, before established packets return
 		"ct update@peer6/10m0s update@hop6/10m0s",
 		"ct return",
-		"socket return",
-		"socket return",
+		"socket update@served_tcp/5m0s return", // a served port is remembered
+		"socket update@served_tcp/5m0s return",
+		"@served_tcp drop",   // its service is gone, for now: no ban
 		"@peer4 !@hop4 drop", // forged: a peer's address, another hop count
 		"@peer6 !@hop6 drop",
 		"@trap_tcp add@ban4/1m30s drop",
@@ -425,7 +426,7 @@ func TestSetTrapNoSocketExpr(t *testing.T) {
 
 func TestStats(t *testing.T) {
 	b, f, _ := fakeBlocker(t, true)
-	if err := b.SetTrap(&Trap{TCP: ports(t, "1-10"), UDP: ports(t, "1-10"), Peers: time.Hour}); err != nil {
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-10"), UDP: ports(t, "1-10"), Peers: time.Hour, Grace: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	n := 0
@@ -443,14 +444,15 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Counters 1, 2 on the ban rules; 3, 4 on the forged rules; then for
-	// each protocol and family a trap rule (5, 7, 9, 11) and its rule for
-	// a full ban set (6, 8, 10, 12).
+	// Counters 1, 2 on the ban rules; 3, 4 on the served-port rules; 5, 6
+	// on the forged rules; then for each protocol and family a trap rule
+	// (7, 9, 11, 13) and its rule for a full ban set (8, 10, 12, 14).
 	want := Stats{
 		Banned:  Counter{Packets: 1 + 2, Bytes: 100 * (1 + 2)},
-		Forged:  Counter{Packets: 3 + 4, Bytes: 100 * (3 + 4)},
-		Trapped: Counter{Packets: 5 + 7 + 9 + 11, Bytes: 100 * (5 + 7 + 9 + 11)},
-		Full:    Counter{Packets: 6 + 8 + 10 + 12, Bytes: 100 * (6 + 8 + 10 + 12)},
+		Served:  Counter{Packets: 3 + 4, Bytes: 100 * (3 + 4)},
+		Forged:  Counter{Packets: 5 + 6, Bytes: 100 * (5 + 6)},
+		Trapped: Counter{Packets: 7 + 9 + 11 + 13, Bytes: 100 * (7 + 9 + 11 + 13)},
+		Full:    Counter{Packets: 8 + 10 + 12 + 14, Bytes: 100 * (8 + 10 + 12 + 14)},
 	}
 	if st != want {
 		t.Errorf("Stats %+v, want %+v", st, want)

@@ -54,7 +54,7 @@ func ports(t testing.TB, s string) portset.Set {
 
 // stdTrap is the trap the ruleset tests install.
 func stdTrap(t testing.TB) *Trap {
-	return &Trap{TCP: ports(t, "1-1023,65000-65535"), UDP: ports(t, "1-1023"), TTL: time.Hour, Peers: time.Hour}
+	return &Trap{TCP: ports(t, "1-1023,65000-65535"), UDP: ports(t, "1-1023"), TTL: time.Hour, Peers: time.Hour, Grace: time.Hour}
 }
 
 var stdAllowed = []netip.Prefix{
@@ -124,7 +124,7 @@ func TestKernelSameAsNft(t *testing.T) {
 	// write, so nft prints the blocker's as "type ipv4_addr . integer";
 	// the kernel's key, what the rules use, is the same (the bytecode
 	// above, and TestKernelForgedProbe).
-	for _, s := range []string{setBan4, setBan6, setAllow4, setAllow6, setTrapTCP, setTrapUDP, setTrapIface, setPeer4, setPeer6} {
+	for _, s := range []string{setBan4, setBan6, setAllow4, setAllow6, setTrapTCP, setTrapUDP, setTrapIface, setPeer4, setPeer6, setServedTCP, setServedUDP} {
 		w := ref.nft(t, "list", "set", "inet", "portsentry", s)
 		g := n.nft(t, "list", "set", "inet", "portsentry", s)
 		if diff := cmp.Diff(w, g); diff != "" {

@@ -522,10 +522,10 @@ func (b *Blocker) Stats() (Stats, error) {
 			// Rules are told apart by what they do, not by position or
 			// comment: a counter next to a dynset is a trap rule, next to
 			// a lookup in a ban set a ban rule, in a peer set the forged
-			// rule, in a port set without a dynset the trap's rule for a
-			// full ban set.
+			// rule, in a served set a grace rule, in a port set without a
+			// dynset the trap's rule for a full ban set.
 			var cnt *expr.Counter
-			trap, ban, forged, ports := false, false, false, false
+			trap, ban, forged, ports, served := false, false, false, false, false
 			for _, e := range r.Exprs {
 				switch e := e.(type) {
 				case *expr.Counter:
@@ -540,6 +540,8 @@ func (b *Blocker) Stats() (Stats, error) {
 						forged = true
 					case setTrapTCP, setTrapUDP:
 						ports = true
+					case setServedTCP, setServedUDP:
+						served = true
 					}
 				}
 			}
@@ -552,6 +554,8 @@ func (b *Blocker) Stats() (Stats, error) {
 				c = &st.Banned
 			case forged:
 				c = &st.Forged
+			case served:
+				c = &st.Served
 			case ports:
 				c = &st.Full
 			}

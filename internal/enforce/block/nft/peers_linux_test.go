@@ -208,3 +208,59 @@ func TestKernelTrapFull(t *testing.T) {
 		t.Errorf("Full counter %+v, want at least 2 packets", st.Full)
 	}
 }
+
+// TestKernelServiceRestart: a port whose service went away within the
+// grace period drops its clients' packets without banning them (a TCP
+// client's retransmission finds the service back); a port never served is
+// trapped as before.
+func TestKernelServiceRestart(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{})
+	web := l.T.listenTCP(t, ":80")
+	dns := l.T.serveUDP(t, ":53", 0)
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), UDP: ports(t, "1-1023"), TTL: time.Hour, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	client, scanner := l.s4[1], l.s4[0]
+	web80, dns53 := netip.AddrPortFrom(l.t4, 80), netip.AddrPortFrom(l.t4, 53)
+	if err := l.S.connect(t, client, 0, web80, okWait); err != nil {
+		t.Fatalf("connect to the web service: %v", err)
+	}
+	if err := l.S.query(t, client, dns53, okWait); err != nil {
+		t.Fatalf("query to the UDP service: %v", err)
+	}
+
+	// Both services stop.
+	web.Close()
+	dns.Close()
+	if err := l.S.connect(t, client, 0, web80, dropWait); !isTimeout(err) {
+		t.Errorf("connect while the web service is down: %v, want a timeout (dropped)", err)
+	}
+	if err := l.S.query(t, client, dns53, dropWait); !isTimeout(err) {
+		t.Errorf("query while the UDP service is down: %v, want a timeout (dropped)", err)
+	}
+	if banned(t, b, client) {
+		t.Fatal("a client of a restarting service was banned")
+	}
+	st, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Served.Packets < 2 {
+		t.Errorf("Served counter %+v, want at least 2 packets", st.Served)
+	}
+
+	// The web service is back: served again.
+	l.T.listenTCP(t, ":80")
+	if err := l.S.connect(t, client, 0, web80, okWait); err != nil {
+		t.Errorf("connect after the restart: %v", err)
+	}
+
+	// A port never served is a trap port as before.
+	if err := l.S.connect(t, scanner, 0, netip.AddrPortFrom(l.t4, 81), dropWait); !isTimeout(err) {
+		t.Errorf("probe of port 81: %v, want a timeout", err)
+	}
+	if !banned(t, b, scanner) {
+		t.Error("a probe of a port never served did not ban its source")
+	}
+}

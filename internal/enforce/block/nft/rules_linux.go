@@ -26,6 +26,8 @@ const (
 	setPeer6     = "peer6"
 	setHop4      = "hop4"
 	setHop6      = "hop6"
+	setServedTCP = "served_tcp"
+	setServedUDP = "served_udp"
 	chainInput   = "input"
 	chainTrap    = "trap"
 )
@@ -38,6 +40,7 @@ type layout struct {
 	trapTCP, trapUDP, trapIfs *nftables.Set
 	peer4, peer6              *nftables.Set // sources with an established TCP connection
 	hop4, hop6                *nftables.Set // the same, with the TTL / hop limit they arrive with
+	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
 	input, trap               *nftables.Chain
 }
 
@@ -64,6 +67,11 @@ func newLayout(o Options) *layout {
 		s.Concatenation = len(nftables.ConcatSetTypeElements(key)) > 1
 		return s
 	}
+	served := func(id uint32, name string) *nftables.Set {
+		s := ban(id, name, nftables.TypeInetService)
+		s.Size = 1 << 16
+		return s
+	}
 	policy := nftables.ChainPolicyAccept
 	return &layout{
 		table:   t,
@@ -80,6 +88,9 @@ func newLayout(o Options) *layout {
 		// nft's "typeof ip saddr . ip ttl" has it.
 		hop4: peer(10, setHop4, nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInteger)),
 		hop6: peer(11, setHop6, nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInteger)),
+		// Every port may have been served: 65536 elements at most.
+		servedTCP: served(12, setServedTCP),
+		servedUDP: served(13, setServedUDP),
 		input: &nftables.Chain{Table: t, Name: chainInput, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority)),
 			Policy: &policy},
@@ -88,7 +99,7 @@ func newLayout(o Options) *layout {
 }
 
 func (l *layout) sets() []*nftables.Set {
-	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs, l.peer4, l.peer6, l.hop4, l.hop6}
+	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs, l.peer4, l.peer6, l.hop4, l.hop6, l.servedTCP, l.servedUDP}
 }
 
 // Expression building blocks. Register 1 everywhere, as nft itself uses;
@@ -184,6 +195,11 @@ func (l *layout) baseRules() []*nftables.Rule {
 	}
 }
 
+// loadDport loads the TCP or UDP destination port.
+func loadDport() expr.Any {
+	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2}
+}
+
 // hopTo loads the IPv4 TTL or IPv6 hop limit into register r.
 func hopTo(v4 bool, r uint32) expr.Any {
 	if v4 {
@@ -270,18 +286,28 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 	// owns it: a listener, an established connection, a bound UDP socket.
 	// Testing both values of "transparent" matches every found socket.
 	// What is left is a packet no socket wants: a probe.
+	// With a grace period each of them first remembers the port:
+	// meta l4proto tcp socket transparent 0 update @served_tcp { tcp dport timeout G } return
+	// (only a new connection or datagram gets here: established traffic
+	// returned above, so this costs one update per flow, not per packet)
 	for _, p := range []struct {
-		proto byte
-		ports int
-	}{{unix.IPPROTO_TCP, t.TCP.Len()}, {unix.IPPROTO_UDP, t.UDP.Len()}} {
+		proto  byte
+		ports  int
+		served *nftables.Set
+	}{{unix.IPPROTO_TCP, t.TCP.Len(), l.servedTCP}, {unix.IPPROTO_UDP, t.UDP.Len(), l.servedUDP}} {
 		if p.ports == 0 {
 			continue
 		}
 		for _, v := range []byte{0, 1} {
-			rules = append(rules, ruleOf(c, metaL4Proto(p.proto), one(
+			e := one(
 				&expr.Socket{Key: expr.SocketKeyTransparent, Register: reg},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{v}},
-				ret)))
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{v}})
+			if t.Grace > 0 {
+				e = append(e, loadDport(),
+					&expr.Dynset{SrcRegKey: reg, SetName: p.served.Name, SetID: p.served.ID,
+						Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Grace)})
+			}
+			rules = append(rules, ruleOf(c, metaL4Proto(p.proto), e, one(ret)))
 		}
 	}
 	if t.UDP.Len() > 0 {
@@ -298,6 +324,24 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				hopTo(v4, reg),
 				&expr.Cmp{Op: expr.CmpOpLte, Register: reg, Data: []byte{event.TracerouteMaxTTL}},
 				ret)))
+		}
+	}
+	if t.Grace > 0 {
+		// meta l4proto tcp tcp dport @served_tcp counter drop
+		// meta l4proto udp udp dport @served_udp counter drop
+		// (a port whose service went away within the grace period: a
+		// client reconnecting to a restarting service, a monitor checking
+		// one that is down. Dropped, so nobody learns anything, and not
+		// banned; a TCP client's retransmission finds the service back.)
+		for _, p := range []struct {
+			proto  byte
+			ports  int
+			served *nftables.Set
+		}{{unix.IPPROTO_TCP, t.TCP.Len(), l.servedTCP}, {unix.IPPROTO_UDP, t.UDP.Len(), l.servedUDP}} {
+			if p.ports > 0 {
+				rules = append(rules, ruleOf(c, metaL4Proto(p.proto), one(
+					loadDport(), lookup(p.served, false), &expr.Counter{}, verdict(expr.VerdictDrop))))
+			}
 		}
 	}
 	if t.Peers > 0 {

@@ -1,0 +1,50 @@
+package enforce
+
+import (
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/report/output"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
+)
+
+// A service's port stays in use for the grace period after its socket is
+// gone (a restart, a crash), per protocol; then it is free again. Without
+// a grace period only the socket counts; an error counts as in use.
+func TestServiceCheckGrace(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	listening := map[servedPort]bool{}
+	var fail error
+	ask := func(p event.Proto, port uint16) (bool, error) { return listening[servedPort{p, port}], fail }
+	s := newServiceCheck(output.New(&syncbuf.Buffer{}, slog.LevelInfo), ask, func() error { return nil }, func() time.Time { return now })
+	web := servedPort{event.TCP, 8080}
+
+	check := func(what string, proto event.Proto, port uint16, want bool) {
+		t.Helper()
+		if got := s.InUse(proto, port); got != want {
+			t.Errorf("%s: InUse(%v, %d) = %v, want %v", what, proto, port, got, want)
+		}
+	}
+	s.SetGrace(time.Minute)
+	listening[web] = true
+	check("listening", event.TCP, 8080, true)
+	delete(listening, web)
+	now = now.Add(2 * time.Second)
+	check("restarting, 2 s later", event.TCP, 8080, true)
+	check("same port, UDP: never served", event.UDP, 8080, false)
+	check("another port", event.TCP, 8081, false)
+	now = now.Add(time.Minute)
+	check("gone for longer than the grace", event.TCP, 8080, false)
+
+	listening[web] = true
+	check("back", event.TCP, 8080, true)
+	delete(listening, web)
+	s.SetGrace(0)
+	check("grace off", event.TCP, 8080, false)
+
+	fail = errors.New("sock_diag: broken")
+	check("check failing", event.TCP, 9, true)
+}
