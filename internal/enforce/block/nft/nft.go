@@ -20,6 +20,8 @@
 //		set peer6 { type ipv6_addr; size 65536; flags dynamic,timeout; }
 //		set hop4 { typeof ip saddr . ip ttl; size 65536; flags dynamic,timeout; }
 //		set hop6 { typeof ip6 saddr . ip6 hoplimit; size 65536; flags dynamic,timeout; }
+//		set served_tcp { type inet_service; size 65536; flags dynamic,timeout; }   # Trap.Grace
+//		set served_udp { type inet_service; size 65536; flags dynamic,timeout; }
 //
 //		chain input {
 //			type filter hook input priority -10; policy accept;
@@ -37,12 +39,14 @@
 //			meta nfproto ipv4 meta l4proto tcp ct state established update @peer4 { ip saddr timeout 1h } update @hop4 { ip saddr . ip ttl timeout 1h }
 //			meta nfproto ipv6 meta l4proto tcp ct state established update @peer6 { ip6 saddr timeout 1h } update @hop6 { ip6 saddr . ip6 hoplimit timeout 1h }
 //			ct state established,related return
-//			meta l4proto tcp socket transparent 0 return
-//			meta l4proto tcp socket transparent 1 return
-//			meta l4proto udp socket transparent 0 return
-//			meta l4proto udp socket transparent 1 return
+//			meta l4proto tcp socket transparent 0 update @served_tcp { tcp dport timeout 1h } return
+//			meta l4proto tcp socket transparent 1 update @served_tcp { tcp dport timeout 1h } return
+//			meta l4proto udp socket transparent 0 update @served_udp { udp dport timeout 1h } return
+//			meta l4proto udp socket transparent 1 update @served_udp { udp dport timeout 1h } return
 //			meta nfproto ipv4 meta l4proto udp udp dport 33434-33534 ip ttl <= 30 return
 //			meta nfproto ipv6 meta l4proto udp udp dport 33434-33534 ip6 hoplimit <= 30 return
+//			meta l4proto tcp tcp dport @served_tcp counter drop
+//			meta l4proto udp udp dport @served_udp counter drop
 //			meta nfproto ipv4 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
 //			meta nfproto ipv6 ip6 saddr @peer6 ip6 saddr . ip6 hoplimit != @hop6 counter drop
 //			meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout 1h } counter drop
@@ -68,7 +72,10 @@
 // handshake, so its address is its own, and its packets arrive with a hop
 // count (what is left of its initial TTL) that a forger elsewhere does not
 // reproduce without knowing it. A probe claiming a peer's address with
-// another hop count is dropped without a ban. Traceroute's probes, which
+// another hop count is dropped without a ban. A port where a local socket
+// took a new connection or datagram within Trap.Grace is a service's port
+// still when its socket is gone (a restart): its packets are dropped
+// without a ban. Traceroute's probes, which
 // arrive with a nearly spent TTL, go through to the closed port. When a
 // ban set is full, the rule after each trap rule still drops the probe.
 //
