@@ -102,10 +102,13 @@ func (r *Reporter) Reconfigure(s Settings) {
 		c.resolver = resolve.New(s.ResolveTimeout, 4096, nil)
 	}
 	if s.HistoryFile != "" {
+		// Never rotated here: fail2ban reads it, logrotate rotates it.
 		c.history = &history.Appender{Path: s.HistoryFile}
 	}
 	if s.BlockedFile != "" {
-		c.blocked = &history.Appender{Path: s.BlockedFile}
+		// Bounded: a flood of blocks from random sources must not fill
+		// the disk. The rotated copy is reloaded at start too.
+		c.blocked = &history.Appender{Path: s.BlockedFile, MaxSize: history.BlockedMaxSize}
 	}
 	r.cur.Store(c)
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/report/history"
 	"github.com/portsentry-go/portsentry/internal/report/metrics"
 	"github.com/portsentry-go/portsentry/internal/report/output"
 	"github.com/portsentry-go/portsentry/internal/syncbuf"
@@ -247,5 +248,18 @@ func TestFullQueueDropsAndCounts(t *testing.T) {
 	}
 	if got := r.Dropped(); got != 10 {
 		t.Errorf("Dropped = %d, want 10", got)
+	}
+}
+
+// TestFileBounds: the blocked file rotates itself; the history file never
+// does (fail2ban reads it, logrotate rotates it).
+func TestFileBounds(t *testing.T) {
+	f := newFixture(t, Settings{})
+	c := f.r.cur.Load()
+	if c.blocked == nil || c.blocked.MaxSize != history.BlockedMaxSize {
+		t.Errorf("blocked file %+v: want MaxSize %d", c.blocked, history.BlockedMaxSize)
+	}
+	if c.history == nil || c.history.MaxSize != 0 {
+		t.Errorf("history file %+v: want no MaxSize", c.history)
 	}
 }

@@ -94,6 +94,78 @@ func TestAppenderFollowsRotation(t *testing.T) {
 	}
 }
 
+// TestAppenderRotates: with MaxSize, the file moves to FILE.1 before a line
+// would take it past MaxSize; one old copy is kept, no line is cut or lost
+// in between, and the newest lines are always in the file itself.
+func TestAppenderRotates(t *testing.T) {
+	line := func(i int) string { return fmt.Sprintf("line %04d %s", i, strings.Repeat("x", 20)) } // 30 bytes + newline
+	tests := []struct {
+		name         string
+		max          int64
+		n            int
+		cur, rotated []int // the lines each file holds at the end
+	}{
+		{name: "below the size", max: 1000, n: 3, cur: []int{0, 1, 2}},
+		{name: "exactly the size", max: 93, n: 3, cur: []int{0, 1, 2}},
+		{name: "one past", max: 93, n: 4, cur: []int{3}, rotated: []int{0, 1, 2}},
+		{name: "many rotations keep one copy", max: 93, n: 10, cur: []int{9}, rotated: []int{6, 7, 8}},
+		{name: "a line longer than the size is still written", max: 10, n: 3, cur: []int{2}, rotated: []int{1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "portsentry.blocked")
+			a := &Appender{Path: p, MaxSize: tt.max}
+			for i := range tt.n {
+				if err := a.Append(line(i)); err != nil {
+					t.Fatalf("Append %d: %v", i, err)
+				}
+			}
+			lines := func(is []int) string {
+				var b strings.Builder
+				for _, i := range is {
+					b.WriteString(line(i) + "\n")
+				}
+				return b.String()
+			}
+			rotated, err := os.ReadFile(p + ".1")
+			if err != nil && !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			got := map[string]string{"current": readFile(t, p), "rotated": string(rotated)}
+			want := map[string]string{"current": lines(tt.cur), "rotated": lines(tt.rotated)}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+			if fi, err := os.Stat(p); err != nil || (fi.Size() > tt.max && len(tt.cur) > 1) {
+				t.Errorf("file past MaxSize %d: %v %v", tt.max, fi.Size(), err)
+			}
+		})
+	}
+}
+
+// TestAppenderRotateFailureReportedOnce: a rotation that cannot happen
+// (FILE.1 is a directory) is reported once, not at every line, and the
+// lines are still written.
+func TestAppenderRotateFailureReportedOnce(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "portsentry.blocked")
+	if err := os.MkdirAll(filepath.Join(p+".1", "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	a := &Appender{Path: p, MaxSize: 10}
+	var errs []error
+	for _, l := range []string{"first line", "second", "third"} {
+		if err := a.Append(l); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "history: rotating ") {
+		t.Errorf("errors %v, want one rotation error", errs)
+	}
+	if diff := cmp.Diff("first line\nsecond\nthird\n", readFile(t, p)); diff != "" {
+		t.Errorf("file (-want +got):\n%s", diff)
+	}
+}
+
 func TestAppenderConcurrent(t *testing.T) {
 	p := filepath.Join(t.TempDir(), "h")
 	a := &Appender{Path: p}
@@ -276,6 +348,97 @@ func TestHistoryRoundTrip(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, recs, addrCmp); diff != "" {
 		t.Errorf("records (-want +got):\n%s", diff)
+	}
+}
+
+// TestLoadBlockedAcrossRotation: the hosts of the rotated copy are read
+// too (before the file's own), so a restart after a rotation does not act
+// on them again; bad lines name the file they are in.
+func TestLoadBlockedAcrossRotation(t *testing.T) {
+	at := time.Unix(1795311636, 0).UTC()
+	rec := func(a string, port uint16) string {
+		return logline.History12(at, a, event.Event{Src: netip.MustParseAddr(a), Port: port, Proto: event.TCP})
+	}
+	tests := []struct {
+		name    string
+		rotated string // "" when there is no FILE.1
+		cur     string
+		want    []string
+		bad     []string
+	}{
+		{name: "no rotated copy", cur: rec("10.0.0.1", 1) + "\n", want: []string{"10.0.0.1"}},
+		{name: "rotated copy only", rotated: rec("10.0.0.1", 1) + "\n", want: []string{"10.0.0.1"}},
+		{
+			name:    "both, rotated first",
+			rotated: rec("10.0.0.1", 1) + "\n" + rec("10.0.0.2", 2) + "\n",
+			cur:     rec("2001:db8::3", 3) + "\n",
+			want:    []string{"10.0.0.1", "10.0.0.2", "2001:db8::3"},
+		},
+		{
+			name:    "a bad line in each names its file",
+			rotated: "garbage\n" + rec("10.0.0.1", 1) + "\n",
+			cur:     rec("10.0.0.2", 2) + "\nmore garbage\n",
+			want:    []string{"10.0.0.1", "10.0.0.2"},
+			bad:     []string{"portsentry.blocked.1:1", "portsentry.blocked:2"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "portsentry.blocked")
+			for path, content := range map[string]string{p + ".1": tt.rotated, p: tt.cur} {
+				if content == "" {
+					continue
+				}
+				if err := os.WriteFile(path, []byte(content), 0o640); err != nil {
+					t.Fatal(err)
+				}
+			}
+			recs, bad, err := LoadBlocked(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range recs {
+				got = append(got, r.Addr.String())
+			}
+			var gotBad []string
+			for _, e := range bad {
+				var le *config.Error
+				if !errors.As(e, &le) {
+					t.Fatalf("bad line error %v is not a *config.Error", e)
+				}
+				gotBad = append(gotBad, fmt.Sprintf("%s:%d", filepath.Base(le.File), le.Line))
+			}
+			if diff := cmp.Diff(tt.want, got); diff != "" {
+				t.Errorf("hosts (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tt.bad, gotBad); diff != "" {
+				t.Errorf("bad lines (-want +got):\n%s", diff)
+			}
+		})
+	}
+	// Written by an Appender that rotates: every host is still read back.
+	p := filepath.Join(t.TempDir(), "portsentry.blocked")
+	// Two records a file: of five, the last three survive.
+	a := &Appender{Path: p, MaxSize: int64(2 * (len(rec("10.0.0.1", 1)) + 1))}
+	var want []string
+	for i := range 5 {
+		h := fmt.Sprintf("10.0.0.%d", i+1)
+		if err := a.Append(rec(h, 1)); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, h)
+	}
+	recs, _, err := LoadBlocked(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range recs {
+		got = append(got, r.Addr.String())
+	}
+	if diff := cmp.Diff(want[2:], got); diff != "" {
+		t.Errorf("hosts after rotation (-want +got):\n%s", diff)
 	}
 }
 

@@ -19,6 +19,10 @@
 // Writes happen on the caller's goroutine (the daemon's reporter), one
 // write(2) per line: there is no queue inside to grow or to lose at exit,
 // and lines from concurrent callers never interleave.
+//
+// The file rotates itself: a line that would take it past MaxSize (64 MiB)
+// first moves it to FILE.1, replacing the one there. A flood from random
+// sources, one line each, so costs at most twice MaxSize on disk.
 package jsonlog
 
 import (
@@ -50,6 +54,9 @@ const (
 	Blocked         = "blocked"
 	BlockFailed     = "block_failed"
 )
+
+// MaxSize is the size at which the file rotates to FILE.1.
+const MaxSize = 64 << 20
 
 // Record is one event and what the daemon did about it.
 type Record struct {
@@ -104,15 +111,20 @@ type Writer struct {
 	hostname string
 	version  string
 	now      func() time.Time
+	maxSize  int64 // MaxSize; tests make it smaller
 	mu       sync.Mutex
+	// rotateFailed says the last rotation failed: the next failures are
+	// not reported again until one succeeds.
+	rotateFailed bool
 }
 
 // Open returns a writer to path. "-" and "stdout" mean standard output.
 // A file is created (0640, its directory 0750) when missing, and opened
-// for each write with O_APPEND: a logrotate move or delete is followed at
-// the next line with no signal, and nothing is lost in a rotation. The
-// file is opened once here so that a bad path is an error at start, not at
-// the first event. version is written in every line.
+// for each write with O_APPEND: a logrotate move, copytruncate or delete is
+// followed at the next line with no signal, and nothing is lost in a
+// rotation. The file rotates itself at MaxSize. It is opened once here so
+// that a bad path is an error at start, not at the first event. version is
+// written in every line.
 func Open(path, version string) (*Writer, error) {
 	if path == "" {
 		return nil, errors.New("jsonlog: empty path")
@@ -121,7 +133,7 @@ func Open(path, version string) (*Writer, error) {
 	if err != nil {
 		host = ""
 	}
-	w := &Writer{path: path, hostname: host, version: version, now: time.Now}
+	w := &Writer{path: path, hostname: host, version: version, now: time.Now, maxSize: MaxSize}
 	if path == "-" || path == "stdout" {
 		w.path, w.out = "", os.Stdout
 		return w, nil
@@ -137,7 +149,8 @@ func Open(path, version string) (*Writer, error) {
 // Path returns the file written, or "" for standard output.
 func (w *Writer) Path() string { return w.path }
 
-// Write appends one record as one line.
+// Write appends one record as one line. A rotation that fails is reported
+// once (the line is written all the same), until one succeeds again.
 func (w *Writer) Write(r Record) error {
 	if w == nil {
 		return nil
@@ -158,6 +171,12 @@ func (w *Writer) Write(r Record) error {
 	if err != nil {
 		return err
 	}
+	var rotErr error
+	if w.maxSize > 0 {
+		if f, rotErr = w.rotate(f, int64(len(b))); f == nil {
+			return rotErr
+		}
+	}
 	// One Write of the whole line: with O_APPEND the kernel places it
 	// whole at the end, even beside another process appending.
 	_, err = f.Write(b)
@@ -167,7 +186,32 @@ func (w *Writer) Write(r Record) error {
 	if err != nil {
 		return fmt.Errorf("jsonlog: %w", err)
 	}
-	return nil
+	return rotErr
+}
+
+// rotate moves the file to FILE.1 when n more bytes would take it past
+// maxSize, and returns the file to write to: f itself, or the new file. A
+// file of any size takes a first line. The error is a failed rotation, to
+// report; the file returned is nil only when none could be opened.
+func (w *Writer) rotate(f *os.File, n int64) (*os.File, error) {
+	fi, err := f.Stat()
+	if err != nil || fi.Size() == 0 || fi.Size()+n <= w.maxSize {
+		return f, nil
+	}
+	// Only the file this writer has open is moved: if another writer
+	// rotated it a moment ago, the new file is not moved over the old.
+	if cur, err := os.Stat(w.path); err == nil && os.SameFile(fi, cur) {
+		if err := os.Rename(w.path, w.path+".1"); err != nil {
+			if w.rotateFailed {
+				return f, nil
+			}
+			w.rotateFailed = true
+			return f, fmt.Errorf("jsonlog: rotating %s: %w", w.path, err)
+		}
+	}
+	w.rotateFailed = false
+	f.Close()
+	return w.openFile()
 }
 
 // Close releases the writer. Files are not held open between writes, so

@@ -271,6 +271,98 @@ func TestFollowsRotation(t *testing.T) {
 	}
 }
 
+// TestRotatesAtMaxSize: a line that would take the file past its size
+// first moves the file to FILE.1 (one old copy kept); no line is cut or
+// lost across a rotation, and the newest lines are in the file itself.
+func TestRotatesAtMaxSize(t *testing.T) {
+	r := records()[0]
+	r.Event.Port = 1000
+	enc, err := testWriter(nil).encode(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := int64(len(enc)) // every line below has this length: only the port changes, 1000–1999
+	tests := []struct {
+		name         string
+		max          int64
+		n            int
+		cur, rotated []int // the lines (ports - 1000) each file holds at the end
+	}{
+		{name: "below the size", max: 10 * size, n: 3, cur: []int{0, 1, 2}},
+		{name: "exactly the size", max: 3 * size, n: 3, cur: []int{0, 1, 2}},
+		{name: "one past", max: 3 * size, n: 4, cur: []int{3}, rotated: []int{0, 1, 2}},
+		{name: "many rotations keep one copy", max: 3 * size, n: 11, cur: []int{9, 10}, rotated: []int{6, 7, 8}},
+		{name: "a line longer than the size is still written", max: 10, n: 2, cur: []int{1}, rotated: []int{0}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "events.jsonl")
+			w, err := Open(path, "2.0.0-test")
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.hostname, w.maxSize = "sensor1", tt.max
+			for i := range tt.n {
+				r := records()[0]
+				r.Event.Port = uint16(1000 + i)
+				if err := w.Write(r); err != nil {
+					t.Fatalf("Write %d: %v", i, err)
+				}
+			}
+			ports := func(p string) []int {
+				data, err := os.ReadFile(p)
+				if err != nil && !os.IsNotExist(err) {
+					t.Fatal(err)
+				}
+				var out []int
+				for l := range strings.SplitSeq(strings.TrimSuffix(string(data), "\n"), "\n") {
+					if l == "" {
+						continue
+					}
+					var d decoded
+					if err := json.Unmarshal([]byte(l), &d); err != nil {
+						t.Fatalf("%s: line %q is not whole: %v", p, l, err)
+					}
+					out = append(out, int(d.Port)-1000)
+				}
+				return out
+			}
+			got := map[string][]int{"current": ports(path), "rotated": ports(path + ".1")}
+			want := map[string][]int{"current": tt.cur, "rotated": tt.rotated}
+			if diff := cmp.Diff(want, got); diff != "" {
+				t.Errorf("files (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRotateFailureReportedOnce: a rotation that cannot happen (FILE.1 is
+// a directory) is reported once, not at every line, and every line is
+// still written.
+func TestRotateFailureReportedOnce(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "events.jsonl")
+	if err := os.MkdirAll(filepath.Join(path+".1", "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	w, err := Open(path, "v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.maxSize = 10
+	var errs []error
+	for range 3 {
+		if err := w.Write(records()[0]); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), "jsonlog: rotating ") {
+		t.Errorf("errors %v, want one rotation error", errs)
+	}
+	if data, _ := os.ReadFile(path); bytes.Count(data, []byte("\n")) != 3 {
+		t.Errorf("file has %d lines, want 3", bytes.Count(data, []byte("\n")))
+	}
+}
+
 func TestOpenErrors(t *testing.T) {
 	if _, err := Open("", "v"); err == nil {
 		t.Error("Open(\"\") succeeded")
