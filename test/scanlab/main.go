@@ -53,10 +53,12 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/test/internal/labproc"
+	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
 
 func main() {
-	if code, ok := helperMain(os.Args[1:]); ok {
+	if code, ok := labsvc.Main(os.Args[1:]); ok {
 		os.Exit(code)
 	}
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
@@ -182,7 +184,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		interrupt(errInterrupted)
 		if _, ok := <-sigs; ok {
 			fmt.Fprintln(stderr, "scanlab: aborting: killing processes, deleting namespaces")
-			killAll()
+			labproc.KillAll()
 			removeOwnNamespaces()
 			os.Exit(130)
 		}
@@ -304,14 +306,14 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 		return rep, fmt.Errorf("building the lab: %w", err)
 	}
 	defer l.close()
-	defer killAll() // processes first, then the namespaces
+	defer labproc.KillAll() // processes first, then the namespaces
 
-	services, err := startProc("services in T", true, l.T.ns.Argv(self, helperServe)...)
+	services, err := labproc.Start("services in T", true, l.T.ns.Argv(self, labsvc.Serve)...)
 	if err != nil {
 		return rep, err
 	}
-	defer services.stop(0, 3*time.Second)
-	if err := services.waitOutput(ctx, readyMark, 10*time.Second); err != nil {
+	defer services.Stop(0, 3*time.Second)
+	if err := services.WaitOutput(ctx, labsvc.ReadyMark, 10*time.Second); err != nil {
 		return rep, err
 	}
 
@@ -413,7 +415,7 @@ func toolVersions(ctx context.Context, o *options) []string {
 			continue
 		}
 		seen[t] = true
-		txt, _ := runCmd(ctx, 10*time.Second, t, "--version")
+		txt, _ := labproc.Run(ctx, 10*time.Second, t, "--version")
 		v := t + " (version unknown)"
 		for _, line := range strings.Split(txt, "\n") {
 			if strings.Contains(strings.ToLower(line), "version") {

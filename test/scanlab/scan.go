@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/report/logline"
+	"github.com/portsentry-go/portsentry/test/internal/labproc"
+	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
 
@@ -81,7 +83,7 @@ type scanResult struct {
 	duration time.Duration // the scanner's run time
 	drops    int           // packets tcpdump's kernel buffer dropped
 
-	innocent       innocentResult
+	innocent       labsvc.InnocentResult
 	innocentBanned []string // where I showed up as blocked
 	innocentSeen   int      // daemon log lines naming I
 	innocentSample string   // the first of them
@@ -352,11 +354,11 @@ func (sc *scanRun) run() error {
 	}
 	sc.stopInnocent(inn)
 	sc.stopCapture(dump)
-	also, err := sc.bans(daemon.out.String())
+	also, err := sc.bans(daemon.Output())
 	if err != nil {
 		return sc.fail(err)
 	}
-	return sc.measure(pcap, scanner.out.String(), also)
+	return sc.measure(pcap, scanner.Output(), also)
 }
 
 // prepare writes the daemon's files and gives T a fresh ban table: the
@@ -369,11 +371,11 @@ func (sc *scanRun) prepare() (string, error) {
 	}
 	switch sc.o.blocker {
 	case blockerCommand:
-		if _, err := runCmd(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "nft.rules"))...); err != nil {
+		if _, err := labproc.Run(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "nft.rules"))...); err != nil {
 			return "", fmt.Errorf("loading T's ban table: %w", err)
 		}
 	case blockerNFT:
-		if _, err := runCmd(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "reset.nft"))...); err != nil {
+		if _, err := labproc.Run(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "reset.nft"))...); err != nil {
 			return "", fmt.Errorf("deleting the previous scan's table inet %s in T: %w", daemonTable, err)
 		}
 	}
@@ -383,37 +385,37 @@ func (sc *scanRun) prepare() (string, error) {
 // startDaemon starts the daemon in T (after the services, so that it sees
 // them in use) and waits until it listens; with nftables it must have set
 // the kernel trap. The daemon is stopped, and its log kept, at the end.
-func (sc *scanRun) startDaemon(conf string) (*proc, error) {
+func (sc *scanRun) startDaemon(conf string) (*labproc.Proc, error) {
 	dargv := []string{sc.bin, "-c", conf}
 	for _, m := range sc.o.modes {
 		dargv = append(dargv, "-"+m)
 	}
-	daemon, err := startProc("portsentry", false, sc.l.T.ns.Argv(dargv...)...)
+	daemon, err := labproc.Start("portsentry", false, sc.l.T.ns.Argv(dargv...)...)
 	if err != nil {
 		return nil, err
 	}
 	sc.undo = append(sc.undo, func() {
-		if err := daemon.stop(syscall.SIGTERM, 5*time.Second); err != nil && sc.r.err == nil && !isSignalExit(err) {
+		if err := daemon.Stop(syscall.SIGTERM, 5*time.Second); err != nil && sc.r.err == nil && !labproc.IsSignalExit(err) {
 			sc.r.notes = append(sc.r.notes, fmt.Sprintf("the daemon's exit: %v", err))
 		}
-		_ = os.WriteFile(filepath.Join(sc.dir, "daemon.log"), []byte(daemon.out.String()), 0o644)
+		_ = os.WriteFile(filepath.Join(sc.dir, "daemon.log"), []byte(daemon.Output()), 0o644)
 	})
-	if err := daemon.waitOutput(sc.ctx, "active and listening", 15*time.Second); err != nil {
-		if out := daemon.out.String(); strings.Contains(out, "not supported") {
+	if err := daemon.WaitOutput(sc.ctx, "active and listening", 15*time.Second); err != nil {
+		if out := daemon.Output(); strings.Contains(out, "not supported") {
 			return nil, fmt.Errorf("%w -%s: %s\n(connect mode works today: -mode tcp,udp)",
-				errModeUnsupported, strings.Join(sc.o.modes, " -"), strings.TrimSpace(tail(out, 1)))
+				errModeUnsupported, strings.Join(sc.o.modes, " -"), strings.TrimSpace(labproc.Tail(out, 1)))
 		}
 		return nil, fmt.Errorf("starting the daemon: %w", err)
 	}
 	if sc.o.blocker == blockerNFT {
-		for _, line := range strings.Split(daemon.out.String(), "\n") {
+		for _, line := range strings.Split(daemon.Output(), "\n") {
 			if strings.Contains(line, trapMark) {
 				sc.r.trapLine = strings.TrimSpace(line)
 				break
 			}
 		}
 		if sc.r.trapLine == "" {
-			return nil, fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, daemon.tail())
+			return nil, fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, daemon.Tail())
 		}
 	}
 	return daemon, nil
@@ -421,16 +423,16 @@ func (sc *scanRun) startDaemon(conf string) (*proc, error) {
 
 // startCapture records everything from and to S's addresses on T's
 // interface; it returns tcpdump and the capture file.
-func (sc *scanRun) startCapture() (*proc, string, error) {
+func (sc *scanRun) startCapture() (*labproc.Proc, string, error) {
 	pcap := filepath.Join(sc.dir, "t.pcap")
 	filter := fmt.Sprintf("ip host %s or ip6 host %s", sc.l.S.v4, sc.l.S.v6)
-	dump, err := startProc("tcpdump", false, sc.l.T.ns.Argv(sc.t.tcpdump, "-i", labIf, "-nn", "-tt", "-Z", "root",
+	dump, err := labproc.Start("tcpdump", false, sc.l.T.ns.Argv(sc.t.tcpdump, "-i", labIf, "-nn", "-tt", "-Z", "root",
 		"-s", "256", "-B", "32768", "--time-stamp-precision=nano", "-w", pcap, filter)...)
 	if err != nil {
 		return nil, "", err
 	}
-	sc.undo = append(sc.undo, dump.kill)
-	if err := dump.waitOutput(sc.ctx, "listening on", 10*time.Second); err != nil {
+	sc.undo = append(sc.undo, dump.Kill)
+	if err := dump.WaitOutput(sc.ctx, "listening on", 10*time.Second); err != nil {
 		return nil, "", fmt.Errorf("starting tcpdump: %w", err)
 	}
 	return dump, pcap, nil
@@ -438,14 +440,14 @@ func (sc *scanRun) startCapture() (*proc, string, error) {
 
 // startInnocent starts the innocent host, using T's services already when
 // the scan starts.
-func (sc *scanRun) startInnocent() (*proc, error) {
-	inn, err := startProc("innocent client", true, sc.l.I.ns.Argv(sc.self, helperInnocent,
+func (sc *scanRun) startInnocent() (*labproc.Proc, error) {
+	inn, err := labproc.Start("innocent client", true, sc.l.I.ns.Argv(sc.self, labsvc.Innocent,
 		"-v4", sc.l.T.v4.String(), "-v6", sc.l.T.v6.String(), "-every", "50ms")...)
 	if err != nil {
 		return nil, err
 	}
-	sc.undo = append(sc.undo, inn.kill)
-	if err := inn.waitOutput(sc.ctx, readyMark, 10*time.Second); err != nil {
+	sc.undo = append(sc.undo, inn.Kill)
+	if err := inn.WaitOutput(sc.ctx, labsvc.ReadyMark, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("the innocent host cannot use T's services before the scan: %w", err)
 	}
 	return inn, nil
@@ -453,35 +455,35 @@ func (sc *scanRun) startInnocent() (*proc, error) {
 
 // runScanner runs the scan in S to its end. A scanner that fails is
 // recorded and the scan still measured; only an interruption is an error.
-func (sc *scanRun) runScanner() (*proc, error) {
+func (sc *scanRun) runScanner() (*labproc.Proc, error) {
 	argv := sc.def.argv(sc.l)
 	path := sc.t.nmap
 	if sc.def.tool == "masscan" {
 		path = sc.t.masscan
 	}
-	scanner, err := startProc(sc.def.tool, false, sc.l.S.ns.Argv(append([]string{path}, argv[1:]...)...)...)
+	scanner, err := labproc.Start(sc.def.tool, false, sc.l.S.ns.Argv(append([]string{path}, argv[1:]...)...)...)
 	if err != nil {
 		return nil, err
 	}
 	began := time.Now()
-	serr := scanner.wait(sc.ctx, sc.def.timeout)
+	serr := scanner.Wait(sc.ctx, sc.def.timeout)
 	sc.r.duration = time.Since(began)
 	if sc.ctx.Err() != nil {
 		return nil, context.Cause(sc.ctx)
 	}
-	_ = os.WriteFile(filepath.Join(sc.dir, "scanner.out"), []byte(scanner.out.String()), 0o644)
+	_ = os.WriteFile(filepath.Join(sc.dir, "scanner.out"), []byte(scanner.Output()), 0o644)
 	if serr != nil {
-		sc.r.err = fmt.Errorf("%s: %v:\n%s", sc.def.tool, serr, scanner.tail())
+		sc.r.err = fmt.Errorf("%s: %v:\n%s", sc.def.tool, serr, scanner.Tail())
 	}
-	sc.r.scanned = scannerView(sc.def.tool, scanner.out.String())
+	sc.r.scanned = scannerView(sc.def.tool, scanner.Output())
 	return scanner, nil
 }
 
 // stopInnocent ends the innocent host and reads what it went through.
-func (sc *scanRun) stopInnocent(inn *proc) {
-	_ = inn.stop(0, 8*time.Second)
-	if ir, err := parseInnocent(inn.out.String()); err != nil {
-		sc.r.notes = append(sc.r.notes, fmt.Sprintf("innocent client: %v: %s", err, inn.tail()))
+func (sc *scanRun) stopInnocent(inn *labproc.Proc) {
+	_ = inn.Stop(0, 8*time.Second)
+	if ir, err := labsvc.ParseInnocent(inn.Output()); err != nil {
+		sc.r.notes = append(sc.r.notes, fmt.Sprintf("innocent client: %v: %s", err, inn.Tail()))
 		sc.r.innocent.Failures = -1
 	} else {
 		sc.r.innocent = ir
@@ -489,11 +491,11 @@ func (sc *scanRun) stopInnocent(inn *proc) {
 }
 
 // stopCapture ends tcpdump and reads how many packets it dropped.
-func (sc *scanRun) stopCapture(dump *proc) {
-	if err := dump.stop(syscall.SIGINT, 10*time.Second); err != nil && !isSignalExit(err) {
+func (sc *scanRun) stopCapture(dump *labproc.Proc) {
+	if err := dump.Stop(syscall.SIGINT, 10*time.Second); err != nil && !labproc.IsSignalExit(err) {
 		sc.r.notes = append(sc.r.notes, fmt.Sprintf("tcpdump: %v", err))
 	}
-	if m := dropRE.FindStringSubmatch(dump.out.String()); m != nil {
+	if m := dropRE.FindStringSubmatch(dump.Output()); m != nil {
 		sc.r.drops, _ = strconv.Atoi(m[1])
 	}
 }
@@ -565,11 +567,6 @@ func (sc *scanRun) measure(pcap, scannerOut string, also []string) error {
 		r.notes = append(r.notes, fmt.Sprintf("the daemon logged %d lines naming the innocent host, e.g. `%s`", r.innocentSeen, r.innocentSample))
 	}
 	return nil
-}
-
-// isSignalExit reports an exit caused by the signal scanlab sent.
-func isSignalExit(err error) bool {
-	return err != nil && strings.HasPrefix(err.Error(), "signal:")
 }
 
 // scannerView summarises what the scanner itself reported: nmap's port
@@ -663,7 +660,7 @@ func (r *scanResult) commandBans(ctx context.Context, l *lab, t tools, dir strin
 			also = append(also, fmt.Sprintf("%s (%s)", b.addr, b.set))
 		}
 	}
-	table, err := runCmd(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "list", "table", "inet", "lab")...)
+	table, err := labproc.Run(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "list", "table", "inet", "lab")...)
 	if err != nil {
 		return also, err
 	}
@@ -691,7 +688,7 @@ func (r *scanResult) nftBans(ctx context.Context, l *lab, t tools, daemonLog str
 	}
 	var also []string
 	for _, set := range []string{"ban4", "ban6"} {
-		out, err := runCmd(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "-j", "list", "set", "inet", daemonTable, set)...)
+		out, err := labproc.Run(ctx, 10*time.Second, l.T.ns.Argv(t.nft, "-j", "list", "set", "inet", daemonTable, set)...)
 		if err != nil {
 			return also, fmt.Errorf("reading the daemon's ban set: %w", err)
 		}

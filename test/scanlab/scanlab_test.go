@@ -231,16 +231,6 @@ func TestParseFlags(t *testing.T) {
 	}
 }
 
-func TestParseInnocent(t *testing.T) {
-	r, err := parseInnocent("warm-up: x\n" + resultMark + `{"requests":8,"failures":1,"errors":["+1.000s tcp boom"]}` + "\n")
-	if err != nil || r.Requests != 8 || r.Failures != 1 || len(r.Errors) != 1 {
-		t.Errorf("parseInnocent = %+v, %v", r, err)
-	}
-	if _, err := parseInnocent("nothing"); err == nil {
-		t.Error("parseInnocent found a result in nothing")
-	}
-}
-
 func TestDescribeReplies(t *testing.T) {
 	S4, T4 := scannerV4, targetV4
 	probe7 := frame(S4, T4, protoUDP, udpHdr(40000, 7))

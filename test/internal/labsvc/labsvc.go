@@ -1,9 +1,10 @@
-package main
-
-// The hidden subcommands: scanlab re-executes itself inside a namespace
-// (ip netns exec NS /path/to/scanlab _serve) to play the target's real
+// Package labsvc holds the lab benchmarks' hidden helper subcommands: a
+// benchmark (scanlab, floodlab) re-executes itself inside a namespace
+// (ip netns exec NS /path/to/benchmark _serve) to play the target's real
 // services and the innocent client. Each helper runs until its stdin
-// closes, which also happens when scanlab dies.
+// closes, which also happens when the benchmark dies. A benchmark's main
+// calls Main first.
+package labsvc
 
 import (
 	"bytes"
@@ -14,44 +15,51 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 )
 
+// The helpers' names, ports and output marks.
 const (
-	helperServe    = "_serve"
-	helperInnocent = "_innocent"
+	// Serve is the subcommand playing T's services.
+	Serve = "_serve"
+	// Innocent is the subcommand playing the innocent client.
+	Innocent = "_innocent"
 
-	servicePortTCP = 80
-	servicePortUDP = 53
+	// ServicePortTCP is the TCP service's port.
+	ServicePortTCP = 80
+	// ServicePortUDP is the UDP service's port.
+	ServicePortUDP = 53
 	serviceReply   = "scanlab-ok\n"
-	readyMark      = "scanlab-ready"
-	resultMark     = "scanlab-result "
+	// ReadyMark is printed once a helper is ready.
+	ReadyMark  = "scanlab-ready"
+	resultMark = "scanlab-result "
 )
 
-// helperMain runs a hidden subcommand; ok is false when args name none.
-func helperMain(args []string) (code int, ok bool) {
+// Main runs a hidden subcommand; ok is false when args name none.
+func Main(args []string) (code int, ok bool) {
 	if len(args) == 0 {
 		return 0, false
 	}
 	var err error
 	switch args[0] {
-	case helperServe:
+	case Serve:
 		err = serve()
-	case helperInnocent:
+	case Innocent:
 		err = innocent(args[1:])
 	default:
 		return 0, false
 	}
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "scanlab %s: %v\n", args[0], err)
+		fmt.Fprintf(os.Stderr, "%s %s: %v\n", filepath.Base(os.Args[0]), args[0], err)
 		return 1, true
 	}
 	return 0, true
 }
 
-// untilStdinCloses returns a channel closed when stdin reaches EOF.
-func untilStdinCloses() <-chan struct{} {
+// UntilStdinCloses returns a channel closed when stdin reaches EOF.
+func UntilStdinCloses() <-chan struct{} {
 	c := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, os.Stdin)
@@ -64,11 +72,11 @@ func untilStdinCloses() <-chan struct{} {
 // that greets each client and closes, and a UDP service on port 53 that
 // answers every datagram.
 func serve() error {
-	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", servicePortTCP))
+	ln, err := net.Listen("tcp", fmt.Sprintf(":%d", ServicePortTCP))
 	if err != nil {
 		return err
 	}
-	pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", servicePortUDP))
+	pc, err := net.ListenPacket("udp", fmt.Sprintf(":%d", ServicePortUDP))
 	if err != nil {
 		return err
 	}
@@ -101,15 +109,15 @@ func serve() error {
 			_, _ = pc.WriteTo([]byte(serviceReply), from)
 		}
 	}()
-	fmt.Println(readyMark)
-	<-untilStdinCloses()
+	fmt.Println(ReadyMark)
+	<-UntilStdinCloses()
 	ln.Close()
 	pc.Close()
 	return nil
 }
 
-// innocentResult is what the innocent client reports when it stops.
-type innocentResult struct {
+// InnocentResult is what the innocent client reports when it stops.
+type InnocentResult struct {
 	Requests int      `json:"requests"`
 	Failures int      `json:"failures"`
 	Errors   []string `json:"errors,omitempty"` // the first few
@@ -117,11 +125,11 @@ type innocentResult struct {
 
 // innocent makes ordinary use of T's services, every -every: over IPv4 and
 // IPv6, a TCP connection to port 80 that must return the greeting, and a UDP
-// query to port 53 that must be answered. It prints readyMark after the
+// query to port 53 that must be answered. It prints ReadyMark after the
 // first round in which every request succeeded (failures before that are
 // set-up, not counted), and its result as one JSON line when stdin closes.
 func innocent(args []string) error {
-	fs := flag.NewFlagSet(helperInnocent, flag.ContinueOnError)
+	fs := flag.NewFlagSet(Innocent, flag.ContinueOnError)
 	v4 := fs.String("v4", "", "T's IPv4 address")
 	v6 := fs.String("v6", "", "T's IPv6 address")
 	every := fs.Duration("every", 50*time.Millisecond, "interval between rounds")
@@ -138,9 +146,9 @@ func innocent(args []string) error {
 	if len(targets) == 0 {
 		return errors.New("need -v4 and/or -v6")
 	}
-	stop := untilStdinCloses()
+	stop := UntilStdinCloses()
 	var (
-		res   innocentResult
+		res   InnocentResult
 		ready bool
 		start = time.Now()
 	)
@@ -166,7 +174,7 @@ func innocent(args []string) error {
 			}
 		} else if len(errs) == 0 {
 			ready = true
-			fmt.Println(readyMark)
+			fmt.Println(ReadyMark)
 		} else {
 			fmt.Fprintln(os.Stderr, "warm-up:", errs)
 		}
@@ -184,7 +192,7 @@ func innocent(args []string) error {
 }
 
 func tcpRequest(addr string, timeout time.Duration) error {
-	c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(servicePortTCP)), timeout)
+	c, err := net.DialTimeout("tcp", net.JoinHostPort(addr, fmt.Sprint(ServicePortTCP)), timeout)
 	if err != nil {
 		return err
 	}
@@ -201,7 +209,7 @@ func tcpRequest(addr string, timeout time.Duration) error {
 }
 
 func udpRequest(addr string, timeout time.Duration) error {
-	c, err := net.DialTimeout("udp", net.JoinHostPort(addr, fmt.Sprint(servicePortUDP)), timeout)
+	c, err := net.DialTimeout("udp", net.JoinHostPort(addr, fmt.Sprint(ServicePortUDP)), timeout)
 	if err != nil {
 		return err
 	}
@@ -221,9 +229,9 @@ func udpRequest(addr string, timeout time.Duration) error {
 	return nil
 }
 
-// parseInnocent finds the innocent client's result in its output.
-func parseInnocent(out string) (innocentResult, error) {
-	var r innocentResult
+// ParseInnocent finds the innocent client's result in its output.
+func ParseInnocent(out string) (InnocentResult, error) {
+	var r InnocentResult
 	i := strings.LastIndex(out, resultMark)
 	if i < 0 {
 		return r, errors.New("the innocent client printed no result")
