@@ -21,17 +21,28 @@
 //
 // # Persistence
 //
-// The file is a journal of JSON lines: each change appends one line. Appends are buffered; Sync writes them and
-// fsyncs the file. So:
+// The file is a journal of JSON lines: each change appends one line. Changes
+// are kept in memory; Sync writes them in one write and fsyncs the file. So
+// the process killed (kill -9, OOM), a power loss or a kernel crash loses
+// the changes since the last Sync. The daemon calls Sync after each batch
+// of bans (after the blockers' Commit) and every second, so the window is
+// one batch. A line cut short by a crash in the middle of a write is
+// dropped silently at the next load; a damaged complete line is reported
+// (*CorruptError) and the others are kept.
 //
-//   - the process killed (kill -9, OOM) loses only the changes still in the
-//     Store's buffer: those since the last Sync, up to 64 KiB of them;
-//   - a power loss or kernel crash loses the changes since the last Sync.
+// The Store's lock is never held during a write or an fsync: Sync copies
+// what it writes under the lock and writes it without, so a slow or failing
+// disk never makes Ban, Get or Active wait (a second Sync waits for the
+// first).
 //
-// The daemon calls Sync after each batch of bans (after the blockers'
-// Commit), so the window is one batch. A line cut short by a crash in the
-// middle of a write is dropped silently at the next load; a damaged complete
-// line is reported (*CorruptError) and the others are kept.
+// After a write error (a full disk) the file may miss changes or end in a
+// torn line: Sync then rewrites it whole from memory, at once, and after
+// each failure waits longer before trying again (1 s, doubled each time, at
+// most 5 min), so a full disk costs one snapshot every five minutes, not
+// every second. Sync returns the error that begins a run of failures, once,
+// and nil until the file is whole again (Err tells the state meanwhile), so
+// that the failure is logged once per run. Close tries once more, whatever
+// the wait.
 //
 // When the journal has grown beyond the state it describes, Sync compacts
 // it: the current state is written to a temporary file in the same
@@ -223,6 +234,10 @@ func (e *entry) ban() Ban {
 }
 
 // Store is the record of bans. It is safe for concurrent use.
+//
+// mu guards the state and the journal's in-memory part; the journal's own
+// io lock serializes its file I/O and is always taken before mu, never
+// while holding it.
 type Store struct {
 	mu      sync.Mutex
 	opts    Options
@@ -600,42 +615,78 @@ func (s *Store) Stats() Stats {
 }
 
 // Sync writes the changes made since the last Sync to the file and fsyncs
-// it; then, if the journal has grown beyond the state, compacts it. It
-// returns nil only when every change so far is on disk. After a failed
-// write (a full disk) it rewrites the file whole from memory, so nothing
-// is lost once the disk recovers; while that fails too, it returns the
-// first write error. A Store in memory has nothing to do.
+// it; then, if the journal has grown beyond the state, compacts it. After a
+// failed write (a full disk) it rewrites the file whole from memory, so
+// nothing is lost once the disk recovers; a rewrite that fails is tried
+// again no sooner than 1 s later, the wait doubling at each failure up to
+// 5 min.
+//
+// It returns an error once per run of failures: the first. While the run
+// lasts it returns nil, as it does when every change so far is on disk;
+// Err tells the two apart. So a caller that logs what Sync returns logs a
+// full disk once, not every second. A Store in memory has nothing to do.
 func (s *Store) Sync() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.j == nil {
-		return s.closedErr()
+	j, err := s.journal()
+	if j == nil {
+		return err
 	}
-	return s.j.sync(s)
+	clean, err := j.sync(s, syncAuto)
+	return j.report(s, clean, err)
 }
 
-// Compact rewrites the file as a snapshot of the state now, whatever its
-// size. Sync does it when needed; the daemon may also call it at shutdown.
-func (s *Store) Compact() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.j == nil {
-		return s.closedErr()
-	}
-	return s.j.compact(s)
-}
-
-// Close syncs the file and releases it. The Store keeps answering from
-// memory afterwards, but records nothing more on disk.
-func (s *Store) Close() error {
+// Err returns the error that began the current run of write failures, nil
+// when the last Sync left every change on disk (or the Store keeps its
+// bans in memory only).
+func (s *Store) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.j == nil {
 		return nil
 	}
-	err := s.j.close(s)
-	s.j, s.closed = nil, true
+	return s.j.failing
+}
+
+// Compact rewrites the file as a snapshot of the state now, whatever its
+// size or the wait after a failure, and returns its error. Sync does it
+// when needed; the daemon may also call it at shutdown.
+func (s *Store) Compact() error {
+	j, err := s.journal()
+	if j == nil {
+		return err
+	}
+	clean, err := j.sync(s, syncCompact)
+	j.report(s, clean, err)
 	return err
+}
+
+// Close syncs the file (a rewrite that failed is tried once more, with no
+// wait) and releases it, and returns the error of that last sync. The Store
+// keeps answering from memory afterwards, but records nothing more on disk.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	j := s.j
+	s.mu.Unlock()
+	if j == nil {
+		return nil
+	}
+	err := j.close(s)
+	s.mu.Lock()
+	if s.j == j {
+		s.j, s.closed = nil, true
+	}
+	s.mu.Unlock()
+	return err
+}
+
+// journal returns the file's journal; nil, with ErrClosed after Close or
+// nil for a Store in memory, when there is none.
+func (s *Store) journal() (*journal, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.j == nil {
+		return nil, s.closedErr()
+	}
+	return s.j, nil
 }
 
 func (s *Store) closedErr() error {
@@ -664,27 +715,45 @@ func (s *Store) journalUnban(p netip.Prefix) {
 }
 
 // entries returns every entry, active ones first, each group in a stable
-// order (start, then address), for a snapshot.
+// order (start, then address), as a snapshot writes them.
 func (s *Store) entries() []*entry {
 	out := make([]*entry, 0, len(s.byAddr))
 	out = append(out, s.active.items...)
 	out = append(out, s.past.items...)
-	slices.SortFunc(out, func(a, b *entry) int {
-		if a.active != b.active {
-			if a.active {
-				return -1
-			}
-			return 1
-		}
-		if c := cmp.Compare(a.since, b.since); c != 0 {
-			return c
-		}
-		if c := cmp.Compare(a.expires, b.expires); c != 0 {
-			return c
-		}
-		return a.addr.Compare(b.addr)
-	})
+	slices.SortFunc(out, compareEntries)
 	return out
+}
+
+// snapshot copies every entry (s.mu held), unsorted: what a snapshot
+// writes, taken under the lock and written without it. A copy, not
+// pointers: the entries change under the lock while the file is written.
+func (s *Store) snapshot() []entry {
+	out := make([]entry, 0, s.active.len()+s.past.len())
+	for _, e := range s.active.items {
+		out = append(out, *e)
+	}
+	for _, e := range s.past.items {
+		out = append(out, *e)
+	}
+	return out
+}
+
+// compareEntries orders entries as snapshots write them: active ones
+// first, then by start, expiry and address.
+func compareEntries(a, b *entry) int {
+	if a.active != b.active {
+		if a.active {
+			return -1
+		}
+		return 1
+	}
+	if c := cmp.Compare(a.since, b.since); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.expires, b.expires); c != 0 {
+		return c
+	}
+	return a.addr.Compare(b.addr)
 }
 
 // CorruptError is returned by Open, beside a usable Store, when lines of

@@ -555,7 +555,6 @@ func TestSyncRecoversFromWriteError(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.j.f = bad
-	s.j.w.Reset(bad)
 	s.Ban(addr("192.0.2.2"), "UDP", 1, "UDP")
 	// The compaction that follows the failed write succeeds, so Sync
 	// reports success only if everything is on disk.
@@ -568,6 +567,218 @@ func TestSyncRecoversFromWriteError(t *testing.T) {
 	s = open(t, path, c, Options{Policy: hour})
 	if s.Len() != 3 {
 		t.Errorf("Len after recovery = %d, want 3", s.Len())
+	}
+}
+
+// readOnly returns a file every write to fails, as on a full disk.
+func readOnly(t *testing.T) *os.File {
+	t.Helper()
+	f, err := os.Open(os.DevNull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestSyncBacksOff: after a write error, the rewrite that mends the file is
+// tried at once, then no sooner than 1 s, 2 s, 4 s … 5 min after each
+// failure, not at every Sync; the failure is returned once per run, Err
+// tells it meanwhile, and nothing is lost once the disk has room again.
+func TestSyncBacksOff(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	full, attempts := true, 0
+	s.j.createTemp = func(dir, pattern string) (*os.File, error) {
+		attempts++
+		if full {
+			return nil, errors.New("no space left on device")
+		}
+		return os.CreateTemp(dir, pattern)
+	}
+	steps := []struct {
+		name      string
+		breakFile bool          // the next write to the journal fails
+		full      bool          // rewrites fail
+		advance   time.Duration // before the Sync
+		attempts  int           // rewrites tried so far
+		reported  bool          // Sync returned an error
+		whole     bool          // the file holds every change (Err is nil)
+	}{
+		{name: "a write fails: rewritten at once, which fails: reported", breakFile: true, full: true, attempts: 1, reported: true},
+		{name: "at once again: no rewrite, not reported again", full: true, attempts: 1},
+		{name: "999 ms later: still waiting", full: true, advance: 999 * time.Millisecond, attempts: 1},
+		{name: "1 s after the failure: tried again", full: true, advance: time.Millisecond, attempts: 2},
+		{name: "1 s after the second: waiting 2 s now", full: true, advance: time.Second, attempts: 2},
+		{name: "2 s after it: tried", full: true, advance: time.Second, attempts: 3},
+		{name: "4 s", full: true, advance: 4 * time.Second, attempts: 4},
+		{name: "8 s", full: true, advance: 8 * time.Second, attempts: 5},
+		{name: "16 s", full: true, advance: 16 * time.Second, attempts: 6},
+		{name: "32 s", full: true, advance: 32 * time.Second, attempts: 7},
+		{name: "64 s", full: true, advance: 64 * time.Second, attempts: 8},
+		{name: "128 s", full: true, advance: 128 * time.Second, attempts: 9},
+		{name: "256 s", full: true, advance: 256 * time.Second, attempts: 10},
+		{name: "capped at 5 min: not at 299 s", full: true, advance: 299 * time.Second, attempts: 10},
+		{name: "capped at 5 min: at 300 s", full: true, advance: time.Second, attempts: 11},
+		{name: "5 min again", full: true, advance: 5 * time.Minute, attempts: 12},
+		{name: "room again, but the wait is not over", advance: time.Minute, attempts: 12},
+		{name: "room again: rewritten, the run ends", advance: 4 * time.Minute, attempts: 13, whole: true},
+		{name: "whole: appends, no rewrite", advance: time.Second, attempts: 13, whole: true},
+		{name: "a new failure begins a new run: reported again", breakFile: true, full: true, advance: time.Second, attempts: 14, reported: true},
+		{name: "and mended at its first retry", advance: time.Second, attempts: 15, whole: true},
+	}
+	for i, st := range steps {
+		full = st.full
+		if st.breakFile {
+			s.j.f = readOnly(t)
+		}
+		c.advance(st.advance)
+		s.Ban(netip.AddrFrom4([4]byte{198, 51, 100, byte(i)}), "UDP", 1, "UDP")
+		err := s.Sync()
+		if (err != nil) != st.reported || attempts != st.attempts {
+			t.Fatalf("step %d (%s): Sync = %v, %d rewrites; want error %v, %d rewrites", i, st.name, err, attempts, st.reported, st.attempts)
+		}
+		if whole := s.Err() == nil; whole != st.whole {
+			t.Fatalf("step %d (%s): Err = %v, want whole %v", i, st.name, s.Err(), st.whole)
+		}
+	}
+	want := s.Active()
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour})
+	if diff := cmp.Diff(want, s.Active(), addrEq); diff != "" {
+		t.Errorf("after reload (-want +got):\n%s", diff)
+	}
+}
+
+// TestCloseRetriesAtOnce: Close does not wait for the next retry: it tries
+// to mend the file once more and returns the outcome.
+func TestCloseRetriesAtOnce(t *testing.T) {
+	for _, full := range []bool{false, true} {
+		t.Run(fmt.Sprintf("full=%v", full), func(t *testing.T) {
+			c := newClock()
+			path := filepath.Join(t.TempDir(), "bans.jsonl")
+			s, err := OpenOptions(path, Options{Policy: hour, Now: c.now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.Ban(addr("192.0.2.1"), "UDP", 1, "UDP")
+			diskFull := true
+			s.j.createTemp = func(dir, pattern string) (*os.File, error) {
+				if diskFull {
+					return nil, errors.New("no space left on device")
+				}
+				return os.CreateTemp(dir, pattern)
+			}
+			s.j.f = readOnly(t)
+			if err := s.Sync(); err == nil {
+				t.Fatal("Sync on a full disk returned nil")
+			}
+			s.Ban(addr("192.0.2.2"), "UDP", 1, "UDP")
+			diskFull = full
+			if err := s.Close(); (err != nil) != full {
+				t.Fatalf("Close = %v, want an error %v", err, full)
+			}
+			if full {
+				return
+			}
+			s = open(t, path, c, Options{Policy: hour})
+			if s.Len() != 2 {
+				t.Errorf("after Close mended the file: %d bans, want 2", s.Len())
+			}
+		})
+	}
+}
+
+// TestRewriteDoesNotHoldTheLock: while a snapshot is being written (a slow
+// or stuck disk), the Store still answers and records; what changed
+// meanwhile reaches the new file at the next Sync.
+func TestRewriteDoesNotHoldTheLock(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	for i := range 10 {
+		s.Ban(netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}), "UDP", 1, "UDP")
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	s.j.createTemp = func(dir, pattern string) (*os.File, error) {
+		close(entered)
+		<-release
+		return os.CreateTemp(dir, pattern)
+	}
+	compacted := make(chan error, 1)
+	go func() { compacted <- s.Compact() }()
+	<-entered
+	changed := make(chan struct{})
+	go func() {
+		defer close(changed)
+		s.Ban(addr("203.0.113.1"), "TCP SYN/Normal scan", 22, "TCP")
+		s.Unban(prefix("192.0.2.0/31"))
+		s.Get(addr("192.0.2.5"))
+		s.Active()
+	}()
+	select {
+	case <-changed:
+	case <-time.After(10 * time.Second):
+		close(release)
+		<-compacted
+		t.Fatal("Ban, Unban, Get and Active waited for the snapshot's I/O")
+	}
+	close(release)
+	if err := <-compacted; err != nil {
+		t.Fatal(err)
+	}
+	s.j.createTemp = os.CreateTemp
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	want := s.Active()
+	if len(want) != 9 {
+		t.Fatalf("%d bans, want 9", len(want))
+	}
+	// The process dies: only what Sync wrote counts.
+	s.j.f.Close()
+	s.j.lock.Close()
+	s.j = nil
+	s = open(t, path, c, Options{Policy: hour})
+	if diff := cmp.Diff(want, s.Active(), addrEq); diff != "" {
+		t.Errorf("after restart (-want +got):\n%s", diff)
+	}
+}
+
+// TestPendingBounded: changes wait in memory for the next Sync, at most
+// maxPending bytes of them; past that the next Sync rewrites the file from
+// the Store, and nothing is lost.
+func TestPendingBounded(t *testing.T) {
+	c := newClock()
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	s := open(t, path, c, Options{Policy: hour})
+	n := 2 * maxPending / 100 // records are over 100 bytes
+	for i := range n {
+		s.Ban(netip.AddrFrom4([4]byte{10, byte(i >> 16), byte(i >> 8), byte(i)}), "TCP SYN/Normal scan", 22, "TCP")
+		if len(s.j.pending) > maxPending {
+			t.Fatalf("after %d bans %d bytes pending, more than %d", i+1, len(s.j.pending), maxPending)
+		}
+	}
+	if !s.j.broken {
+		t.Fatal("pending overflowed but the next Sync is not a rewrite")
+	}
+	if err := s.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	s.j.f.Close()
+	s.j.lock.Close()
+	s.j = nil
+	s = open(t, path, c, Options{Policy: hour})
+	if s.Len() != n {
+		t.Errorf("after restart %d bans, want %d", s.Len(), n)
 	}
 }
 

@@ -11,8 +11,10 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -24,27 +26,58 @@ const (
 	// maxLine bounds a line: a record is a few hundred bytes, so anything
 	// longer is damage, reported without reading it into memory.
 	maxLine = 64 << 10
-	// writeBuffer is what a crash of the process can lose (see package
-	// documentation): appends reach the kernel at least this often.
-	writeBuffer = 64 << 10
+	// maxPending bounds the changes held in memory between two Syncs
+	// (some 25 000 records). Past it they are let go and the next Sync
+	// rewrites the file whole from the Store, which holds them.
+	maxPending = 4 << 20
+	// retryMin and retryMax bound the wait before rewriting the file again
+	// after a failure: retryMin, doubled at each failure in a row, up to
+	// retryMax. A full disk must not cost a snapshot every second.
+	retryMin = time.Second
+	retryMax = 5 * time.Minute
 	// maxReason and maxProto bound what a ban records (longer ones are
 	// cut), so that a line stays small.
 	maxReason = 1024
 	maxProto  = 16
 )
 
+// journal is the Store's file. Store.mu guards what Ban and the other
+// changes touch (pending and the fields below it); io serializes the
+// file's I/O (sync, close). io is taken before Store.mu, never while
+// holding it, and Store.mu is held only to take or hand back state, never
+// during a write or an fsync: a slow or failing disk never makes Ban, Get
+// or Active wait.
 type journal struct {
 	path string
-	f    *os.File // O_APPEND
-	w    *bufio.Writer
 	lock *os.File
-	buf  []byte // reused by encoders
-	// appended counts records written since the file was last compacted.
+	// createTemp makes the file a snapshot is written to: os.CreateTemp,
+	// a failing disk in tests.
+	createTemp func(dir, pattern string) (*os.File, error)
+
+	io sync.Mutex
+	// f is the journal, open for appending at its end; nil once closed.
+	// Changed under io and Store.mu, read under either.
+	f *os.File
+	// Under io only:
+	spare    []byte // the pending buffer not in use
+	scratch  []byte // the snapshot encoder's buffer
+	failures int    // rewrites failed in a row
+	retryAt  int64  // no rewrite before this (Unix ns), after a failure
+
+	// Under Store.mu:
+	buf     []byte // reused by encoders
+	pending []byte // records appended and not yet written
+	// appended counts records appended since the file was last compacted.
 	appended int
-	// err is the first write error since the last good Sync; broken says
-	// the file may miss records, so that the next Sync rewrites it whole.
-	err    error
+	// broken says the file misses records that pending does not hold (a
+	// write failed, or pending overflowed): the next write is a rewrite.
 	broken bool
+	// compacting says a rewrite is writing a snapshot: records appended
+	// meanwhile are kept, for the new file, even when broken.
+	compacting bool
+	// failing is the error that began the current run of failures, nil
+	// when the last Sync left every change on disk.
+	failing error
 }
 
 func openJournal(path string, s *Store) (*journal, *CorruptError, error) {
@@ -55,7 +88,7 @@ func openJournal(path string, s *Store) (*journal, *CorruptError, error) {
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return nil, nil, fmt.Errorf("bans: %w", err)
 	}
-	j := &journal{path: path}
+	j := &journal{path: path, createTemp: os.CreateTemp}
 	lock, err := lockFile(path + ".lock")
 	if err != nil {
 		return nil, nil, err
@@ -109,9 +142,12 @@ func openJournal(path string, s *Store) (*journal, *CorruptError, error) {
 		}
 	}
 	if f == nil || !ld.clean || len(ld.bad) > 0 || !ld.header || ld.records != len(s.byAddr) {
-		if err := j.compact(s); err != nil {
+		// Nothing else has the Store yet: no lock needed.
+		nf, err := j.writeSnapshotFile(s.snapshot())
+		if err != nil {
 			return fail(err)
 		}
+		j.f = nf
 		return j, corrupt, nil
 	}
 	af, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0)
@@ -119,62 +155,163 @@ func openJournal(path string, s *Store) (*journal, *CorruptError, error) {
 		return fail(fmt.Errorf("bans: %w", err))
 	}
 	j.f = af
-	j.w = bufio.NewWriterSize(af, writeBuffer)
 	return j, corrupt, nil
 }
 
+// append records a change (Store.mu held). It is kept in memory until the
+// next sync writes it; nothing here touches the disk.
 func (j *journal) append(line []byte) {
 	j.buf = line[:0]
 	j.appended++
-	if j.err != nil {
+	if j.broken && !j.compacting {
+		return // the next rewrite, from the Store, holds it
+	}
+	if len(j.pending)+len(line) > maxPending {
+		j.pending = j.pending[:0]
+		j.broken = true
 		return
 	}
-	if _, err := j.w.Write(line); err != nil {
-		j.err = fmt.Errorf("bans: %s: %w", j.path, err)
-		j.broken = true
-	}
+	j.pending = append(j.pending, line...)
 }
 
-func (j *journal) sync(s *Store) error {
+// syncMode says what a sync must do beyond writing the appends.
+type syncMode int
+
+const (
+	syncAuto    syncMode = iota // compact when grown; retry a rewrite when its time has come
+	syncForce                   // as syncAuto, with no wait for a rewrite (Close)
+	syncCompact                 // compact now, whatever the size or the wait (Compact)
+)
+
+// sync writes the records appended since the last sync and fsyncs the
+// file; then rewrites it whole when it misses records (a write failed), or
+// has grown beyond the state (compaction). A rewrite that fails is retried
+// no sooner than retryMin later, doubling up to retryMax, unless mode says
+// otherwise; meanwhile appends still go to the file while it is whole.
+//
+// It returns whether every change made before it is now on disk, and the
+// error of this sync, if any.
+func (j *journal) sync(s *Store, mode syncMode) (clean bool, err error) {
+	j.io.Lock()
+	defer j.io.Unlock()
 	if j.f == nil {
-		return ErrClosed
+		return false, ErrClosed
 	}
-	if !j.broken {
-		err := j.w.Flush()
+	s.mu.Lock()
+	now := s.now()
+	if !j.broken && len(j.pending) > 0 {
+		buf := j.pending
+		j.pending = j.spare[:0]
+		s.mu.Unlock()
+		_, err = j.f.Write(buf)
 		if err == nil {
 			err = j.f.Sync()
 		}
+		j.spare = buf[:0]
+		s.mu.Lock()
 		if err != nil {
-			j.err = fmt.Errorf("bans: %s: %w", j.path, err)
+			err = fmt.Errorf("bans: %s: %w", j.path, err)
+			// The file may end in a torn line: only a rewrite mends it.
 			j.broken = true
+			j.pending = j.pending[:0]
 		}
 	}
-	if j.broken || (j.appended >= s.opts.CompactAfter && j.appended > len(s.byAddr)) {
-		if err := j.compact(s); err != nil {
-			if j.err != nil {
-				return j.err
-			}
-			return err
-		}
+	grown := j.appended >= s.opts.CompactAfter && j.appended > len(s.byAddr)
+	waiting := j.failures > 0 && now < j.retryAt
+	if mode != syncCompact && (!(j.broken || grown) || (waiting && mode == syncAuto)) {
+		clean = !j.broken && err == nil
+		s.mu.Unlock()
+		return clean, err
 	}
-	return nil
+
+	// Rewrite: the state is copied under the lock, written without it.
+	// Records appended meanwhile stay in pending: after pending[mark:]
+	// in the new file, before it in the old.
+	snap := s.snapshot()
+	mark, n, wasBroken := len(j.pending), j.appended, j.broken
+	j.broken, j.compacting = false, true
+	s.mu.Unlock()
+
+	nf, cerr := j.writeSnapshotFile(snap)
+
+	s.mu.Lock()
+	j.compacting = false
+	if cerr != nil {
+		j.broken = j.broken || wasBroken
+		if j.broken {
+			j.pending = j.pending[:0]
+		}
+		j.failures++
+		j.retryAt = now + int64(backoff(j.failures))
+		s.mu.Unlock()
+		if err == nil {
+			err = cerr
+		}
+		return false, err
+	}
+	old := j.f
+	j.f = nf
+	j.appended -= n
+	if j.broken {
+		// pending overflowed during the rewrite: another one is due.
+		j.pending = j.pending[:0]
+	} else {
+		j.pending = append(j.pending[:0], j.pending[mark:]...)
+	}
+	j.failures, j.retryAt = 0, 0
+	clean = !j.broken
+	s.mu.Unlock()
+	old.Close()
+	// The write error, if any, is mended: everything is on disk.
+	return clean, nil
 }
 
-// compact writes s whole to a temporary file, fsyncs it, renames it over
-// the journal and fsyncs the directory; the temporary file, open for
-// appending at its end, becomes the journal. On error the old journal is
-// kept as it was.
-func (j *journal) compact(s *Store) error {
+// backoff is the wait after the n-th rewrite failed in a row.
+func backoff(n int) time.Duration {
+	d := retryMin
+	for i := 1; i < n && d < retryMax; i++ {
+		d *= 2
+	}
+	return min(d, retryMax)
+}
+
+// report turns the outcome of a sync into what Sync returns: an error once
+// per run of failures (the first), nil while the run goes on and when it
+// ends, so that a full disk is logged once, not every second. Err tells the
+// state at any time.
+func (j *journal) report(s *Store, clean bool, err error) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case clean:
+		j.failing = nil
+		return nil
+	case err == nil || errors.Is(err, ErrClosed):
+		return err
+	case j.failing == nil:
+		j.failing = err
+		return err
+	default:
+		return nil
+	}
+}
+
+// writeSnapshotFile writes snap whole to a temporary file, fsyncs it,
+// renames it over the journal and fsyncs the directory; the temporary file,
+// open for appending at its end, is returned: it is the journal now. On
+// error the journal is kept as it was. No lock is needed: snap is a copy,
+// and the caller holds io (or has the Store to itself).
+func (j *journal) writeSnapshotFile(snap []entry) (*os.File, error) {
 	dir, base := filepath.Split(j.path)
 	if dir == "" {
 		dir = "."
 	}
-	tmp, err := os.CreateTemp(dir, base+".tmp-*")
+	tmp, err := j.createTemp(dir, base+".tmp-*")
 	if err != nil {
-		return fmt.Errorf("bans: %w", err)
+		return nil, fmt.Errorf("bans: compacting %s: %w", j.path, err)
 	}
 	w := bufio.NewWriterSize(tmp, 256<<10)
-	j.buf = writeSnapshot(w, s, j.buf)
+	j.scratch = writeEntries(w, snap, j.scratch)
 	err = w.Flush()
 	if err == nil {
 		err = tmp.Sync()
@@ -185,34 +322,32 @@ func (j *journal) compact(s *Store) error {
 	if err != nil {
 		tmp.Close()
 		os.Remove(tmp.Name())
-		return fmt.Errorf("bans: compacting %s: %w", j.path, err)
+		return nil, fmt.Errorf("bans: compacting %s: %w", j.path, err)
 	}
 	// Without this the rename itself may not survive a power loss.
 	if d, derr := os.Open(dir); derr == nil {
 		d.Sync()
 		d.Close()
 	}
-	if j.f != nil {
-		j.f.Close()
-	}
-	j.f = tmp
-	if j.w == nil {
-		j.w = bufio.NewWriterSize(tmp, writeBuffer)
-	} else {
-		j.w.Reset(tmp)
-	}
-	j.appended, j.err, j.broken = 0, nil, false
-	return nil
+	return tmp, nil
 }
 
 // writeSnapshot writes s whole, as a compacted file holds it: the format
-// line, then one record per address. Write errors are w's to keep (a
-// bufio.Writer reports them at Flush). b is a scratch buffer, returned for
-// reuse.
+// line, then one record per address. The caller holds s.mu (or has s to
+// itself). Write errors are w's to keep (a bufio.Writer reports them at
+// Flush). b is a scratch buffer, returned for reuse.
 func writeSnapshot(w io.Writer, s *Store, b []byte) []byte {
+	return writeEntries(w, s.snapshot(), b)
+}
+
+// writeEntries writes a snapshot taken by Store.snapshot, in the order
+// of Store.entries.
+func writeEntries(w io.Writer, snap []entry, b []byte) []byte {
+	slices.SortFunc(snap, func(a, b entry) int { return compareEntries(&a, &b) })
 	b = encodeFormat(b[:0])
 	w.Write(b)
-	for _, e := range s.entries() {
+	for i := range snap {
+		e := &snap[i]
 		if e.active {
 			b = encodeBan(b[:0], e)
 		} else {
@@ -223,13 +358,24 @@ func writeSnapshot(w io.Writer, s *Store, b []byte) []byte {
 	return b[:0]
 }
 
+// close syncs the file, with no wait for a rewrite, and releases it.
 func (j *journal) close(s *Store) error {
-	err := j.sync(s)
+	_, err := j.sync(s, syncForce)
+	j.io.Lock()
+	defer j.io.Unlock()
+	if j.f == nil {
+		return err
+	}
 	if cerr := j.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("bans: %w", cerr)
 	}
+	s.mu.Lock()
 	j.f = nil
+	s.mu.Unlock()
 	j.lock.Close() // releases the lock
+	if errors.Is(err, ErrClosed) {
+		err = nil
+	}
 	return err
 }
 
