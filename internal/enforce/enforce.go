@@ -77,6 +77,9 @@ type Enforcer struct {
 	cur      atomic.Pointer[current]
 	jobs     chan job
 	calls    chan func()
+	// bg runs the commands nothing waits for (UNKILL_ROUTE, a
+	// KILL_RUN_CMD ending in "&"), a few at a time.
+	bg *command.Queue
 	// deny is the hosts.deny writer of the settings in force: one per
 	// path, so that every Settings shares its lock.
 	denyMu sync.Mutex
@@ -105,6 +108,7 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 		quiet: ratelimit.New(quietWindow, quietBurst, 4096),
 		jobs:  make(chan job, respondQueue),
 		calls: make(chan func(), respondQueue),
+		bg:    command.NewQueue(command.QueueSize),
 		ctx:   ctx,
 	}
 	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
@@ -116,14 +120,24 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 // runs each function it receives.
 func (e *Enforcer) Calls() <-chan func() { return e.calls }
 
-// Run runs the responders until the context given to New is done.
+// Run runs the responders and the background commands until the context
+// given to New is done.
 func (e *Enforcer) Run() {
 	var wg sync.WaitGroup
 	for range responders {
 		wg.Go(func() { e.responder(e.ctx) })
 	}
+	wg.Go(func() {
+		if left := e.bg.Run(e.ctx, command.Workers); left > 0 {
+			e.log.Warn(logline.Warning(fmt.Sprintf("%d background commands (UNKILL_ROUTE, KILL_RUN_CMD ending in &) not run: the daemon stopped", left)))
+		}
+	})
 	wg.Wait()
 }
+
+// CommandsRefused is how many background commands (UNKILL_ROUTE, a
+// KILL_RUN_CMD ending in "&") were refused because the queue was full.
+func (e *Enforcer) CommandsRefused() uint64 { return e.bg.Refused() }
 
 // Reconfigure applies settings (at start and at each reload): the engine
 // keeps its counts, the kernel's never-ban list and trap follow. Event
@@ -239,6 +253,7 @@ func (e *Enforcer) respond(ctx context.Context, j job) bool {
 	steps := c.Plan.Steps(j.v.Response, command.Target{Addr: ev.Src, Port: ev.Port, Mode: mode})
 	x := c.exec
 	x.Ban = func(a netip.Addr) (string, error) { return e.jail.Ban(a, ev.Describe(), ev.Port, ev.Proto.String()) }
+	x.Background, x.Late = e.bg, func(line string) { e.log.Error(line) }
 	res := x.Execute(ctx, ev.Src, steps)
 	if res.Blocked && !e.jail.Native() && j.v.Response != engine.LogOnly {
 		e.jail.Record(ev.Src, ev.Describe(), ev.Port, ev.Proto.String())
@@ -281,19 +296,21 @@ func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
 	if err := e.jail.Lift(bs, expired); err != nil {
 		e.log.Error(logline.Error("unblocking with " + e.jail.Kind() + ": " + err.Error()))
 	}
-	if len(unkill) > 0 {
-		// One goroutine runs them in turn: a mass expiry cannot start a
-		// thousand shells at once.
-		shell := command.Shell{Timeout: c.CommandTimeout}
-		go func() {
-			for _, cmd := range unkill {
-				if err := shell.Run(context.Background(), cmd); err != nil {
-					e.log.Error(logline.UnkillFailed(cmd, err))
-				} else {
-					e.log.Info(logline.UnkillRan(cmd))
-				}
+	// The background queue runs them, a few at a time: neither a mass
+	// expiry nor a stream of unblocks can start shells without bound, and
+	// a full queue refuses (logged, counted) rather than stall the loop.
+	shell := command.Shell{Timeout: c.CommandTimeout}
+	for _, cmd := range unkill {
+		err := e.bg.Submit(shell, cmd, func(err error) {
+			if err != nil {
+				e.log.Error(logline.UnkillFailed(cmd, err))
+			} else {
+				e.log.Info(logline.UnkillRan(cmd))
 			}
-		}()
+		})
+		if err != nil {
+			e.log.Error(logline.UnkillFailed(cmd, err))
+		}
 	}
 }
 

@@ -45,6 +45,7 @@ type rig struct {
 
 type rigOptions struct {
 	traps      bool // the blocker is a Trapper (nftables)
+	command    bool // BLOCKER="command": no native blocker, KILL_ROUTE blocks
 	allowLocal bool // -L
 	// unprotected is PROTECT_INFRASTRUCTURE="0".
 	unprotected bool
@@ -69,6 +70,9 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		kind = "nftables"
 	}
 	jail := NewJail(store, kind, r.fake.asBlocker(), log)
+	if o.command {
+		jail = NewJail(store, "command", nil, log)
+	}
 	guard := NewGuard(o.allowLocal, func() ([]netip.Prefix, error) {
 		return []netip.Prefix{netip.PrefixFrom(local, 32)}, nil
 	}, func() (infra.Infra, error) {

@@ -127,6 +127,12 @@ type DenyWriter interface {
 	Add(line string) (bool, error)
 }
 
+// Background runs commands nobody waits for, bounded (command.Queue in
+// production).
+type Background interface {
+	Submit(r command.Runner, line string, done func(error)) error
+}
+
 // Executor runs steps.
 type Executor struct {
 	Shell Runner
@@ -134,6 +140,14 @@ type Executor struct {
 	// Ban applies a native block to addr and describes it for the log
 	// ("for 1h0m0s", "permanently"); nil when there is no native blocker.
 	Ban func(addr netip.Addr) (string, error)
+	// Background, when set, runs a KILL_RUN_CMD that ends in "&" (see
+	// command.Backgrounded) without the "&": a job /bin/sh starts is
+	// bounded by nothing, one in Background is queued, timed and run a few
+	// at a time. A full queue fails the step.
+	Background Background
+	// Late, when set, is given the log line of a background command that
+	// failed after Execute returned.
+	Late func(line string)
 }
 
 // Result is the outcome of running the steps for one host.
@@ -169,7 +183,11 @@ func (x Executor) Execute(ctx context.Context, addr netip.Addr, steps []Step) Re
 			}
 			line = logline.BlockedNative(target, s.Text, how)
 		case RunCmd:
-			err = x.Shell.Run(ctx, s.Text)
+			if bg, ok := command.Backgrounded(s.Text); ok && x.Background != nil {
+				err = x.Background.Submit(x.Shell, bg, x.late(target, s))
+			} else {
+				err = x.Shell.Run(ctx, s.Text)
+			}
 			line = logline.RanCommand(target, s.Text)
 		}
 		if err != nil {
@@ -182,6 +200,19 @@ func (x Executor) Execute(ctx context.Context, addr netip.Addr, steps []Step) Re
 		res.Lines = append(res.Lines, line)
 	}
 	return res
+}
+
+// late is the callback of a background step: its failure is logged when
+// it happens.
+func (x Executor) late(target string, s Step) func(error) {
+	if x.Late == nil {
+		return nil
+	}
+	return func(err error) {
+		if err != nil {
+			x.Late(logline.ActionFailed(target, s.describe(), err))
+		}
+	}
 }
 
 func (s Step) describe() string {

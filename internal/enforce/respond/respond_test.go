@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -310,3 +311,61 @@ func (okShell) Run(context.Context, string) error { return nil }
 type okDeny struct{}
 
 func (okDeny) Add(string) (bool, error) { return true, nil }
+
+// queue is a Background that holds what it is given, or refuses it.
+type queue struct {
+	lines []string
+	dones []func(error)
+	full  bool
+}
+
+func (q *queue) Submit(_ command.Runner, line string, done func(error)) error {
+	if q.full {
+		return command.ErrQueueFull
+	}
+	q.lines = append(q.lines, line)
+	q.dones = append(q.dones, done)
+	return nil
+}
+
+// TestExecuteBackground: a KILL_RUN_CMD ending in "&" goes, without the
+// "&", to the bounded background queue instead of a shell that would
+// start an unbounded job; a full queue fails the step (logged, counted as
+// a failed runcmd) and never waits; a later failure is logged when it
+// happens.
+func TestExecuteBackground(t *testing.T) {
+	const (
+		tmpl  = "/usr/local/bin/notify $TARGET$ &"
+		line  = "/usr/local/bin/notify 10.99.0.1 &"
+		ran   = `attackalert: External command run for host: 10.99.0.1 using command: "/usr/local/bin/notify 10.99.0.1 &"`
+		full  = `attackalert: ERROR: KILL_RUN_CMD command "/usr/local/bin/notify 10.99.0.1 &" for host 10.99.0.1 failed: command: background queue full`
+		later = `attackalert: ERROR: KILL_RUN_CMD command "/usr/local/bin/notify 10.99.0.1 &" for host 10.99.0.1 failed: fake failure`
+	)
+	a := netip.MustParseAddr("10.99.0.1")
+	p := Plan{KillRoute: "r $TARGET$", KillRunCmd: tmpl}
+	for _, resp := range []engine.Response{engine.Block, engine.RunOnly} {
+		f := &fake{}
+		q := &queue{}
+		var late []string
+		x := Executor{Shell: f, Deny: f, Background: q, Late: func(l string) { late = append(late, l) }}
+		res := x.Execute(context.Background(), a, p.Steps(resp, command.Target{Addr: a}))
+		if !res.Blocked || len(res.FailedSteps) != 0 || res.Lines[len(res.Lines)-1] != ran {
+			t.Errorf("%v: Execute = %+v; want blocked, %q last", resp, res, ran)
+		}
+		if slices.Contains(f.calls, "run "+line) || !slices.Equal(q.lines, []string{"/usr/local/bin/notify 10.99.0.1"}) {
+			t.Fatalf("%v: shell ran %q, queue got %q; want only the queue, without the &", resp, f.calls, q.lines)
+		}
+		q.dones[0](errFake)
+		if !slices.Equal(late, []string{later}) {
+			t.Errorf("%v: late lines %q, want %q", resp, late, later)
+		}
+
+		// A full queue: refused at once, a failed runcmd step; under
+		// BLOCK=2 the host is then not blocked (its next probe tries again).
+		q.full = true
+		res = x.Execute(context.Background(), a, p.Steps(resp, command.Target{Addr: a}))
+		if res.Blocked != (resp == engine.Block) || !slices.Equal(res.FailedSteps, []StepKind{RunCmd}) || res.Lines[len(res.Lines)-1] != full {
+			t.Errorf("%v with a full queue: Execute = %+v; want runcmd failed with %q", resp, res, full)
+		}
+	}
+}
