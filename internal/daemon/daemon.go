@@ -214,8 +214,8 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 			return
 		case fn := <-d.enf.Calls():
 			fn()
-		case <-expiry.C:
-			d.enf.Expire()
+		case now := <-expiry.C:
+			d.enf.Tick(now)
 		case ev := <-d.events:
 			d.enf.Decide(ev)
 		case <-hup:
@@ -326,6 +326,12 @@ func (d *Daemon) gauges() metrics.Funcs {
 		EventsDropped: func() float64 { return float64(d.lost()) },
 		EngineSources: func() float64 { return float64(d.enf.Sources()) },
 		BansActive:    func() float64 { return float64(jail.Len()) },
+		Flooding: func() float64 {
+			if d.enf.Flooding() {
+				return 1
+			}
+			return 0
+		},
 		PacketsInspected: func() float64 {
 			if c := d.capture.Load(); c != nil {
 				n, _, _ := c.Stats()

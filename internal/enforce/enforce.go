@@ -81,9 +81,9 @@ type Enforcer struct {
 	// KILL_RUN_CMD ending in "&"), a few at a time.
 	bg *command.Queue
 	// deny is the hosts.deny writer of the settings in force: one per
-	// path, so that every Settings shares its lock.
+	// path, so that every Settings shares its batches.
 	denyMu sync.Mutex
-	deny   *hostsdeny.File
+	deny   *hostsdeny.Writer
 	ctx    context.Context // the daemon's: ends responses and control calls
 	// sources is the engine's table size, readable off the event loop.
 	sources atomic.Int64
@@ -92,6 +92,10 @@ type Enforcer struct {
 	// peerTrigger. Event loop only.
 	peers  peers
 	unlike *engine.Engine
+	// flood sums up floods of single probes. Event loop only.
+	flood *flood
+	// rpath is the reverse-path check of probes' sources.
+	rpath reversePath
 }
 
 type job struct {
@@ -113,6 +117,8 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 	}
 	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
 	e.unlike = engine.New(peerCounting(0))
+	e.flood = newFlood(guard.Ignored)
+	e.rpath = defaultReversePath()
 	return e
 }
 
@@ -184,10 +190,30 @@ func (e *Enforcer) Decide(ev event.Event) {
 		e.unlike.Done(ev.Src, false)
 		e.log.Warn(logline.PeerScanned(ev.Src.String(), peerTrigger))
 	}
+	if !e.engine.IsBlocked(ev.Src) && e.flood.single(ev) {
+		e.rep.Flooded(ev)
+		return
+	}
+	if !e.engine.IsBlocked(ev.Src) && e.rpath.fails(ev) {
+		// The kernel drops it (rp_filter, or the trap's own check): a
+		// forged source, as far as this host can tell.
+		e.rep.Forged(ev)
+		if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
+			e.rep.Report(report.Outcome{Event: ev, Unrouted: true, Suppressed: n})
+		}
+		return
+	}
 	v := e.engine.Observe(ev)
 	n, _, _ := e.engine.Stats()
 	e.sources.Store(int64(n))
 	e.rep.Decided(ev, v.Action)
+	switch v.Action {
+	case engine.Respond, engine.Report, engine.Counted:
+		// A source handled one by one: a response, or a line and a record.
+		if e.flood.acted(ev.Time) {
+			e.rep.FloodBegins(floodRate, floodInterval)
+		}
+	}
 	switch v.Action {
 	case engine.Respond:
 		e.respondTo(ev, v)
@@ -266,6 +292,19 @@ func (e *Enforcer) respond(ctx context.Context, j job) bool {
 	return res.Blocked
 }
 
+// Tick is the event loop's once-a-second work: expiry (Expire), and the
+// summary of a flood under way when its interval is over.
+func (e *Enforcer) Tick(now time.Time) {
+	e.Expire()
+	if sum, ok := e.flood.tick(now); ok {
+		e.rep.Flooding(sum)
+	}
+}
+
+// Flooding reports whether a flood is being summarized. Safe off the
+// event loop.
+func (e *Enforcer) Flooding() bool { return e.flood.active.Load() }
+
 // Expire lifts the bans whose time has come, and makes the ban file
 // durable. Event loop only.
 func (e *Enforcer) Expire() {
@@ -285,9 +324,9 @@ func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
 		e.engine.Unblock(b.Addr)
 		e.rep.Lifted(b, expired)
 		if line := c.Plan.HostsDenyLine(b.Addr); line != "" {
-			if _, err := e.denyFile(c.HostsDenyFile).Remove(line); err != nil {
-				e.log.Error(logline.Error("removing hosts.deny line: " + err.Error()))
-			}
+			// Queued: the writer rewrites the file once for all the lines
+			// removed meanwhile, off the loop.
+			e.denyFile(c.HostsDenyFile).Remove(line)
 		}
 		if cmd := c.Plan.UnblockCommand(b.Addr); cmd != "" && !e.jail.Native() {
 			unkill = append(unkill, cmd)
@@ -340,11 +379,13 @@ func (e *Enforcer) SetGuard(l *ignore.List, protectInfrastructure bool) {
 func (e *Enforcer) Jail() *Jail { return e.jail }
 
 // denyFile returns the one hosts.deny writer for path.
-func (e *Enforcer) denyFile(path string) *hostsdeny.File {
+func (e *Enforcer) denyFile(path string) *hostsdeny.Writer {
 	e.denyMu.Lock()
 	defer e.denyMu.Unlock()
-	if e.deny == nil || e.deny.Path != path {
-		e.deny = &hostsdeny.File{Path: path}
+	if e.deny == nil || e.deny.Path() != path {
+		e.deny = hostsdeny.NewWriter(&hostsdeny.File{Path: path}, func(err error) {
+			e.log.Error(logline.Error("removing hosts.deny lines: " + err.Error()))
+		})
 	}
 	return e.deny
 }

@@ -186,6 +186,9 @@ type Event struct {
 	// TTL is the IPv4 TTL or IPv6 hop limit the probe arrived with; 0 when
 	// the sensor cannot tell (connect mode).
 	TTL uint8
+	// Ifindex is the interface the probe arrived on; 0 when the sensor
+	// cannot tell (connect mode).
+	Ifindex int
 }
 
 // Describe returns the scan type as PortSentry writes it in the "type: [...]"

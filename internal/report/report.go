@@ -58,6 +58,10 @@ type Outcome struct {
 	// recorded in the event stream, never in the history (the Verdict is
 	// not used).
 	Forged []uint8
+	// Unrouted, when set, says the event's source fails the reverse-path
+	// check: logged as forged, recorded in the event stream, never in the
+	// history.
+	Unrouted bool
 }
 
 // Response is a response that ran, and what it did.
@@ -168,6 +172,16 @@ func (r *Reporter) Run(ctx context.Context) {
 
 func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
 	ev, c := o.Event, r.cur.Load()
+	if o.Unrouted {
+		if r.wantRecords() {
+			r.record(Record{Event: ev, Action: metrics.Forged, Host: ev.Src.String()})
+		}
+		if o.Suppressed > 0 {
+			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
+		}
+		r.log.Warn(logline.Unrouted(ev))
+		return
+	}
 	if o.Forged != nil {
 		if r.wantRecords() {
 			r.record(Record{Event: ev, Action: metrics.Forged, Host: ev.Src.String()})

@@ -124,4 +124,8 @@ type Stats struct {
 	// Served counts packets dropped without a ban since the last SetTrap
 	// because their port had a local socket within Trap.Grace.
 	Served Counter
+	// Unrouted counts probes dropped without a ban since the last SetTrap
+	// because their source fails the reverse-path check: this host would
+	// not reach it through the interface the probe came in by.
+	Unrouted Counter
 }

@@ -210,10 +210,32 @@ func Forged(ev event.Event, hops []uint8) string {
 		ev.Describe(), ev.Src, ev.Proto, ev.Port, ev.TTL, strings.Join(known, ", "))
 }
 
+// Unrouted reports a probe whose source fails the reverse-path check: this
+// host would not answer it through the interface it came in by, so the
+// address is forged (a LAN address arriving from outside). Never blocked.
+func Unrouted(ev event.Event) string {
+	return fmt.Sprintf("attackalert: Forged probe: %s claiming host %s to %s port: %d came in where this host has no route back to it: not blocked",
+		ev.Describe(), ev.Src, ev.Proto, ev.Port)
+}
+
 // PeerScanned says why a peer is about to be acted on although its probes
 // came from another distance: they reached n distinct ports.
 func PeerScanned(addr string, n int) string {
 	return fmt.Sprintf("attackalert: Host %s: probes claiming its address from another distance than its connections reached %d ports: a scan, acting on it", addr, n)
+}
+
+// FloodBegins says that the daemon sums up single probes from now on.
+func FloodBegins(rate int, every time.Duration) string {
+	return fmt.Sprintf("attackalert: Flood: %d or more new sources in a second; probes from sources that probed a single port are summarized every %v, not blocked one by one (sources probing more ports still are)", rate, every)
+}
+
+// FloodSummary sums up an interval of a flood.
+func FloodSummary(probes, sources, tcpPorts, udpPorts int, in time.Duration, ended bool) string {
+	s := fmt.Sprintf("attackalert: Flood: %d probes from %d sources to %d TCP and %d UDP ports in %v, each source a single port: summarized, not blocked one by one", probes, sources, tcpPorts, udpPorts, in)
+	if ended {
+		s += "; the flood is over"
+	}
+	return s
 }
 
 // NotBlocked follows a response whose blocking step failed.

@@ -56,12 +56,13 @@ const (
 	Blocked                       // a response ran and blocked the source
 	BlockFailed                   // a response ran and failed: the next probe tries again
 	Forged                        // claimed a peer's address with another hop count: not a probe of it
+	Flooded                       // a single probe of a flood: summarized, not handled one by one
 	numActions
 )
 
 var actionNames = [numActions]string{
 	"ignored", "counted", "service", "pending", "already_blocked",
-	"already_reported", "reported", "blocked", "block_failed", "forged",
+	"already_reported", "reported", "blocked", "block_failed", "forged", "flooded",
 }
 
 // String returns the label value: "ignored", "already_blocked", …
@@ -134,6 +135,9 @@ type Funcs struct {
 	// delivered, failed, and not sent (queue full, rate limit)
 	// (portsentry_alerts_{sent,failed,dropped}_total).
 	AlertsSent, AlertsFailed, AlertsDropped func() float64
+	// Flooding: 1 while a flood of single probes is being summarized
+	// (portsentry_flooding).
+	Flooding func() float64
 }
 
 // Metrics holds the daemon's metrics. Its methods are safe for concurrent
@@ -203,6 +207,7 @@ func New(version string, funcs Funcs) *Metrics {
 		{"events_dropped_total", "Events lost because the engine's queue was full.", funcs.EventsDropped, false},
 		{"engine_sources", "Sources the engine is counting.", funcs.EngineSources, true},
 		{"bans_active", "Bans in force.", funcs.BansActive, true},
+		{"flooding", "1 while a flood of single probes from many sources is summarized rather than handled one by one.", funcs.Flooding, true},
 		{"kernel_trap_drops_total", "Probes dropped by the in-kernel nftables trap.", funcs.KernelTrapDrops, false},
 		{"alerts_sent_total", "Administrator notifications delivered.", funcs.AlertsSent, false},
 		{"alerts_failed_total", "Administrator notifications that could not be delivered.", funcs.AlertsFailed, false},

@@ -526,16 +526,17 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 	}
 	s.emitted.Add(1)
 	s.emit(event.Event{
-		Time:   now,
-		Src:    src,
-		Dst:    dst,
-		Port:   p.DstPort,
-		Proto:  p.Proto,
-		Kind:   kind,
-		Flags:  p.Flags,
-		IPOpts: p.IPOpts,
-		Mode:   mode,
-		TTL:    p.TTL,
+		Time:    now,
+		Src:     src,
+		Dst:     dst,
+		Port:    p.DstPort,
+		Proto:   p.Proto,
+		Kind:    kind,
+		Flags:   p.Flags,
+		IPOpts:  p.IPOpts,
+		Mode:    mode,
+		TTL:     p.TTL,
+		Ifindex: ifindex,
 	})
 }
 

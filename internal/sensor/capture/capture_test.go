@@ -87,8 +87,11 @@ func (p pkt) after(d time.Duration) pkt { p.at = d; return p }
 
 func ev(src, dst netip.Addr, port uint16, proto event.Proto, kind event.Kind, flags uint8, opts event.IPOpts, mode event.Mode) event.Event {
 	// Every hand-built packet leaves with TTL 64 (build_test.go).
-	return event.Event{Src: src, Dst: dst, Port: port, Proto: proto, Kind: kind, Flags: flags, IPOpts: opts, Mode: mode, TTL: 64}
+	return event.Event{Src: src, Dst: dst, Port: port, Proto: proto, Kind: kind, Flags: flags, IPOpts: opts, Mode: mode, TTL: 64, Ifindex: ifEth}
 }
+
+// onIf is e as it arrived on interface ifindex.
+func onIf(e event.Event, ifindex int) event.Event { e.Ifindex = ifindex; return e }
 
 func withEvTTL(e event.Event, ttl uint8) event.Event { e.TTL = ttl; return e }
 
@@ -185,8 +188,8 @@ func TestHandle(t *testing.T) {
 			in(tcpPacket(lo4, lo4b, 40001, 22, syn)).on(ifLo), // all of 127/8 is local on lo
 			in(tcpPacket(peer4, lo4b, 40001, 22, syn)),        // but a martian elsewhere
 		}, []event.Event{
-			ev(lo4, lo4, 22, event.TCP, event.SYN, syn, v4, event.ModeSTCP),
-			ev(lo4, lo4b, 22, event.TCP, event.SYN, syn, v4, event.ModeSTCP),
+			onIf(ev(lo4, lo4, 22, event.TCP, event.SYN, syn, v4, event.ModeSTCP), ifLo),
+			onIf(ev(lo4, lo4b, 22, event.TCP, event.SYN, syn, v4, event.ModeSTCP), ifLo),
 		}},
 		{"broadcast and other packet types", all, []pkt{
 			{b: udpPacket(peer4, here4, 5353, 53), pkttype: 1, ifindex: ifEth},

@@ -347,6 +347,7 @@ func TestSetTrap(t *testing.T) {
 		"ct return",
 		"socket update@served_tcp/5m0s return", // a served port is remembered
 		"socket update@served_tcp/5m0s return",
+		"drop",               // fib: the reverse path fails
 		"@served_tcp drop",   // its service is gone, for now: no ban
 		"@peer4 !@hop4 drop", // forged: a peer's address, another hop count
 		"@peer6 !@hop6 drop",
@@ -376,6 +377,7 @@ func TestSetTrap(t *testing.T) {
 		"socket return",
 		"return", // traceroute, IPv4
 		"return", // traceroute, IPv6
+		"drop",   // fib
 		"@trap_udp add@ban4/0s drop",
 		"@trap_udp drop",
 		"@trap_udp add@ban6/0s drop",
@@ -444,15 +446,17 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Counters 1, 2 on the ban rules; 3, 4 on the served-port rules; 5, 6
-	// on the forged rules; then for each protocol and family a trap rule
-	// (7, 9, 11, 13) and its rule for a full ban set (8, 10, 12, 14).
+	// Counters 1, 2 on the ban rules; 3 on the reverse-path rule; 4, 5 on
+	// the served-port rules; 6, 7 on the forged rules; then for each
+	// protocol and family a trap rule (8, 10, 12, 14) and its rule for a
+	// full ban set (9, 11, 13, 15).
 	want := Stats{
-		Banned:  Counter{Packets: 1 + 2, Bytes: 100 * (1 + 2)},
-		Served:  Counter{Packets: 3 + 4, Bytes: 100 * (3 + 4)},
-		Forged:  Counter{Packets: 5 + 6, Bytes: 100 * (5 + 6)},
-		Trapped: Counter{Packets: 7 + 9 + 11 + 13, Bytes: 100 * (7 + 9 + 11 + 13)},
-		Full:    Counter{Packets: 8 + 10 + 12 + 14, Bytes: 100 * (8 + 10 + 12 + 14)},
+		Banned:   Counter{Packets: 1 + 2, Bytes: 100 * (1 + 2)},
+		Unrouted: Counter{Packets: 3, Bytes: 100 * 3},
+		Served:   Counter{Packets: 4 + 5, Bytes: 100 * (4 + 5)},
+		Forged:   Counter{Packets: 6 + 7, Bytes: 100 * (6 + 7)},
+		Trapped:  Counter{Packets: 8 + 10 + 12 + 14, Bytes: 100 * (8 + 10 + 12 + 14)},
+		Full:     Counter{Packets: 9 + 11 + 13 + 15, Bytes: 100 * (9 + 11 + 13 + 15)},
 	}
 	if st != want {
 		t.Errorf("Stats %+v, want %+v", st, want)

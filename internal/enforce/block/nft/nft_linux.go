@@ -523,15 +523,18 @@ func (b *Blocker) Stats() (Stats, error) {
 			// comment: a counter next to a dynset is a trap rule, next to
 			// a lookup in a ban set a ban rule, in a peer set the forged
 			// rule, in a served set a grace rule, in a port set without a
-			// dynset the trap's rule for a full ban set.
+			// dynset the trap's rule for a full ban set; a fib lookup of
+			// the output interface is the reverse-path check.
 			var cnt *expr.Counter
-			trap, ban, forged, ports, served := false, false, false, false, false
+			trap, ban, forged, ports, served, fib := false, false, false, false, false, false
 			for _, e := range r.Exprs {
 				switch e := e.(type) {
 				case *expr.Counter:
 					cnt = e
 				case *expr.Dynset:
 					trap = true
+				case *expr.Fib:
+					fib = fib || e.ResultOIF
 				case *expr.Lookup:
 					switch e.SetName {
 					case setBan4, setBan6:
@@ -556,6 +559,8 @@ func (b *Blocker) Stats() (Stats, error) {
 				c = &st.Forged
 			case served:
 				c = &st.Served
+			case fib:
+				c = &st.Unrouted
 			case ports:
 				c = &st.Full
 			}

@@ -264,3 +264,43 @@ func TestKernelServiceRestart(t *testing.T) {
 		t.Error("a probe of a port never served did not ban its source")
 	}
 }
+
+// TestKernelReversePath: a probe whose source this host would not reach
+// through the interface it came in by (here: an address T has no route
+// to) is forged as far as the kernel can tell: dropped, never banned.
+func TestKernelReversePath(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{})
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	for _, a := range []struct{ addr, to netip.Addr }{
+		{netip.MustParseAddr("203.0.113.5"), l.t4},
+		{netip.MustParseAddr("2001:db8:ffff::5"), l.t6},
+	} {
+		args := []string{"addr", "add", netip.PrefixFrom(a.addr, a.addr.BitLen()).String(), "dev", "pss0"}
+		if a.addr.Is6() {
+			args = append(args, "nodad")
+		}
+		if out, err := l.S.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %v: %v\n%s", args, err, out)
+		}
+		if err := l.S.connect(t, a.addr, 0, netip.AddrPortFrom(a.to, 23), dropWait); !isTimeout(err) {
+			t.Errorf("probe from unroutable %v: %v, want a timeout (dropped)", a.addr, err)
+		}
+		if banned(t, b, a.addr) {
+			t.Errorf("a probe from %v, which T has no route back to, banned it", a.addr)
+		}
+	}
+	st, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Unrouted.Packets < 2 {
+		t.Errorf("Unrouted counter %+v, want at least 2 packets", st.Unrouted)
+	}
+	// A routable source is trapped as ever.
+	if err := l.S.connect(t, l.s4[0], 0, netip.AddrPortFrom(l.t4, 23), dropWait); !isTimeout(err) || !banned(t, b, l.s4[0]) {
+		t.Errorf("a probe from on-link %v: %v, banned %v; want dropped and banned", l.s4[0], err, banned(t, b, l.s4[0]))
+	}
+}

@@ -326,6 +326,15 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				ret)))
 		}
 	}
+	// fib saddr . iif oif missing counter drop
+	// (the reverse-path check, as rp_filter's strict mode makes it: a
+	// source this host would not reach through the interface the probe
+	// came in by is forged, such as a LAN address arriving from outside.
+	// Dropped, never banned, whatever the host's rp_filter says.)
+	rules = append(rules, ruleOf(c, one(
+		&expr.Fib{Register: reg, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+		&expr.Counter{}, verdict(expr.VerdictDrop))))
 	if t.Grace > 0 {
 		// meta l4proto tcp tcp dport @served_tcp counter drop
 		// meta l4proto udp udp dport @served_udp counter drop
