@@ -122,7 +122,8 @@ type Runner interface {
 	Run(ctx context.Context, line string) error
 }
 
-// DenyWriter appends a line to hosts.deny (hostsdeny.File in production).
+// DenyWriter appends a line to hosts.deny (hostsdeny.Writer in production,
+// which batches the rewrites of the file).
 type DenyWriter interface {
 	Add(line string) (bool, error)
 }

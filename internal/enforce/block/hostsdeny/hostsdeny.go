@@ -3,7 +3,6 @@
 package hostsdeny
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -23,6 +22,14 @@ var ErrUnsafe = errors.New("unsafe file")
 type File struct {
 	Path string
 	mu   sync.Mutex
+	// rewrites counts the file's replacements: what batching saves.
+	rewrites int
+}
+
+// change is one line to add or remove.
+type change struct {
+	line string
+	add  bool
 }
 
 // Add appends line unless the file already holds it. The file is rewritten
@@ -30,44 +37,124 @@ type File struct {
 // so a crash never leaves a half-written hosts.deny. It reports whether the
 // line was added.
 func (f *File) Add(line string) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	old, mode, uid, gid, err := f.read()
-	if err != nil {
-		return false, err
-	}
-	if has(old, line) {
-		return false, nil
-	}
-	var buf bytes.Buffer
-	buf.Write(old)
-	if len(old) > 0 && old[len(old)-1] != '\n' {
-		buf.WriteByte('\n')
-	}
-	buf.WriteString(line)
-	buf.WriteByte('\n')
-	return true, f.replace(buf.Bytes(), mode, uid, gid)
+	done, err := f.apply([]change{{line: line, add: true}})
+	return err == nil && done[0], err
 }
 
 // Remove deletes every line equal to line. It reports whether one was found.
 func (f *File) Remove(line string) (bool, error) {
+	done, err := f.apply([]change{{line: line}})
+	return err == nil && done[0], err
+}
+
+// apply reads the file once, makes the changes in order, as Add and Remove
+// would one after the other, and rewrites it once if any took effect. It
+// reports, for each change, whether it did (nil on error).
+func (f *File) apply(changes []change) ([]bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	old, mode, uid, gid, err := f.read()
-	if err != nil || !has(old, line) {
-		return false, err
+	if err != nil {
+		return nil, err
 	}
-	line = strings.TrimSpace(line)
+	c := parse(old)
+	done := make([]bool, len(changes))
+	for i, ch := range changes {
+		if ch.add {
+			done[i] = c.add(ch.line)
+		} else {
+			done[i] = c.remove(ch.line)
+		}
+	}
+	if !c.changed {
+		return done, nil
+	}
+	if err := f.replace(c.render(), mode, uid, gid); err != nil {
+		return nil, err
+	}
+	return done, nil
+}
+
+// content is a hosts.deny in memory, as changes see it.
+type content struct {
+	orig  []byte
+	lines [][]byte // the file's lines, then those added; without '\n'
+	n     int      // how many of lines are the file's
+	gone  []bool
+	// at indexes the lines present by their text without surrounding
+	// blanks: so a KILL_HOSTS_DENY value ending in a space is still found
+	// (no duplicate after a restart, and Remove finds it).
+	at      map[string][]int
+	removed bool // a line was removed: the file is written line by line
+	changed bool
+}
+
+func parse(data []byte) *content {
+	c := &content{orig: data, at: make(map[string][]int)}
+	if len(data) > 0 {
+		c.lines = bytes.Split(bytes.TrimSuffix(data, []byte("\n")), []byte("\n"))
+	}
+	c.n = len(c.lines)
+	c.gone = make([]bool, c.n)
+	for i, l := range c.lines {
+		k := string(bytes.TrimSpace(l))
+		c.at[k] = append(c.at[k], i)
+	}
+	return c
+}
+
+// add appends line unless a line equal to it (without surrounding blanks)
+// is present.
+func (c *content) add(line string) bool {
+	k := strings.TrimSpace(line)
+	if len(c.at[k]) > 0 {
+		return false
+	}
+	c.at[k] = append(c.at[k], len(c.lines))
+	c.lines = append(c.lines, []byte(line))
+	c.gone = append(c.gone, false)
+	c.changed = true
+	return true
+}
+
+// remove takes out every line equal to line.
+func (c *content) remove(line string) bool {
+	k := strings.TrimSpace(line)
+	idx := c.at[k]
+	if len(idx) == 0 {
+		return false
+	}
+	for _, i := range idx {
+		c.gone[i] = true
+	}
+	delete(c.at, k)
+	c.removed, c.changed = true, true
+	return true
+}
+
+// render writes the file as Add and Remove always have: added lines
+// after the file's bytes, untouched; once a line is removed, every line
+// kept, ended by '\n' and without a carriage return.
+func (c *content) render() []byte {
 	var buf bytes.Buffer
-	sc := bufio.NewScanner(bytes.NewReader(old))
-	sc.Buffer(nil, len(old)+1)
-	for sc.Scan() {
-		if string(bytes.TrimSpace(sc.Bytes())) != line {
-			buf.Write(sc.Bytes())
+	if !c.removed {
+		buf.Write(c.orig)
+		if len(c.orig) > 0 && c.orig[len(c.orig)-1] != '\n' {
+			buf.WriteByte('\n')
+		}
+		for _, l := range c.lines[c.n:] {
+			buf.Write(l)
+			buf.WriteByte('\n')
+		}
+		return buf.Bytes()
+	}
+	for i, l := range c.lines {
+		if !c.gone[i] {
+			buf.Write(bytes.TrimSuffix(l, []byte("\r")))
 			buf.WriteByte('\n')
 		}
 	}
-	return true, f.replace(buf.Bytes(), mode, uid, gid)
+	return buf.Bytes()
 }
 
 func (f *File) read() (data []byte, mode fs.FileMode, uid, gid int, err error) {
@@ -125,20 +212,6 @@ func (f *File) replace(data []byte, mode fs.FileMode, uid, gid int) error {
 	if err := os.Rename(tmp.Name(), f.Path); err != nil {
 		return fmt.Errorf("hostsdeny: %w", err)
 	}
+	f.rewrites++
 	return nil
-}
-
-func has(data []byte, line string) bool {
-	// Lines are compared without surrounding blanks on both sides, so a
-	// KILL_HOSTS_DENY value ending in a space is still found (no duplicate
-	// after a restart, and Remove finds it).
-	line = strings.TrimSpace(line)
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(nil, len(data)+1)
-	for sc.Scan() {
-		if string(bytes.TrimSpace(sc.Bytes())) == line {
-			return true
-		}
-	}
-	return false
 }
