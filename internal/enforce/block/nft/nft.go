@@ -45,6 +45,7 @@
 //			meta l4proto udp socket transparent 1 update @served_udp { udp dport timeout 1h } return
 //			meta nfproto ipv4 meta l4proto udp udp dport 33434-33534 ip ttl <= 30 return
 //			meta nfproto ipv6 meta l4proto udp udp dport 33434-33534 ip6 hoplimit <= 30 return
+//			fib saddr . iif oif missing counter drop
 //			meta l4proto tcp tcp dport @served_tcp counter drop
 //			meta l4proto udp udp dport @served_udp counter drop
 //			meta nfproto ipv4 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
@@ -75,7 +76,10 @@
 // another hop count is dropped without a ban. A port where a local socket
 // took a new connection or datagram within Trap.Grace is a service's port
 // still when its socket is gone (a restart): its packets are dropped
-// without a ban. Traceroute's probes, which
+// without a ban. A source that fails the reverse-path check (this host
+// would not reach it through the interface the probe came in by) is
+// forged: dropped without a ban, whatever rp_filter says. Traceroute's
+// probes, which
 // arrive with a nearly spent TTL, go through to the closed port. When a
 // ban set is full, the rule after each trap rule still drops the probe.
 //
