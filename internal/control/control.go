@@ -101,6 +101,20 @@ type Status struct {
 	// Infrastructure is what is never blocked beside the ignore list and
 	// this host's addresses; nil when PROTECT_INFRASTRUCTURE is off.
 	Infrastructure *Infrastructure `json:"infrastructure,omitempty"`
+	// Flooding is set while a flood of single probes from many sources is
+	// summarized rather than handled one by one.
+	Flooding bool `json:"flooding,omitempty"`
+	// Trap is what the kernel trap did since it was set; nil without one.
+	Trap *Trap `json:"trap,omitempty"`
+}
+
+// Trap counts the packets the kernel trap dropped, by why.
+type Trap struct {
+	Trapped  uint64 `json:"trapped"`  // probes that banned their source
+	Forged   uint64 `json:"forged"`   // a peer's address from another distance: not banned
+	Unrouted uint64 `json:"unrouted"` // failed the reverse-path check: not banned
+	Served   uint64 `json:"served"`   // to a port served within SERVICE_GRACE: not banned
+	Full     uint64 `json:"full"`     // the ban set was full: not banned
 }
 
 // Infrastructure lists the protected addresses by kind.

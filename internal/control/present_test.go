@@ -71,6 +71,8 @@ func TestPrintStatus(t *testing.T) {
 		Bans: 12, Sources: 345, Events: 123456, Dropped: 7, BanFile: "/var/lib/portsentry/bans.jsonl",
 		NextExpiry:     t0.Add(4 * time.Hour),
 		Infrastructure: &Infrastructure{NameServers: []string{"192.0.2.53", "2001:db8::53"}, Gateways: []string{"192.0.2.1"}},
+		Flooding:       true,
+		Trap:           &Trap{Trapped: 40, Forged: 20, Unrouted: 3, Served: 2, Full: 1},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +87,8 @@ Next expiry:     in 55m (2026-11-22 05:40:36)
 Ban file:        /var/lib/portsentry/bans.jsonl
 Sources tracked: 345
 Events:          123456 (7 dropped)
+Flood:           under way: single probes from many sources are summarized in the log every 10 s
+Kernel trap:     40 probes banned their source; dropped without a ban: 20 forged (peer's address), 3 unrouted, 2 to restarting services, 1 with the ban set full
 Protected:       ignore list, this host's addresses, and:
   name servers:  192.0.2.53, 2001:db8::53
   gateways:      192.0.2.1

@@ -128,6 +128,11 @@ func (c *Control) Status() control.Status {
 		st.NextExpiry = t
 	}
 	st.Sources = c.e.Sources()
+	st.Flooding = c.e.Flooding()
+	if ts, ok := c.e.jail.TrapStats(); ok {
+		st.Trap = &control.Trap{Trapped: ts.Trapped.Packets, Forged: ts.Forged.Packets,
+			Unrouted: ts.Unrouted.Packets, Served: ts.Served.Packets, Full: ts.Full.Packets}
+	}
 	if found, on := c.e.guard.Infrastructure(); on {
 		st.Infrastructure = &control.Infrastructure{
 			NameServers: strs(found.NameServers), Gateways: strs(found.Gateways), Sessions: strs(found.Sessions),

@@ -326,6 +326,16 @@ func (j *Jail) Trapped() uint64 {
 	return st.Trapped.Packets
 }
 
+// TrapStats reads the kernel trap's counters; false without a trap or
+// when they cannot be read.
+func (j *Jail) TrapStats() (block.Stats, bool) {
+	if j.trapper == nil {
+		return block.Stats{}, false
+	}
+	st, err := j.trapper.Stats()
+	return st, err == nil
+}
+
 // Close closes the ban file and the blocker. The bans stay in force.
 func (j *Jail) Close() {
 	if err := j.store.Close(); err != nil {
