@@ -105,8 +105,11 @@ func (r *Reporter) Open(d Destinations) (serve []func(context.Context), err erro
 	return serve, nil
 }
 
-// Close flushes pending alerts (bounded) and closes the event log.
+// Close writes the outcomes still queued (Report may have queued some after
+// Run returned), then flushes pending alerts (bounded) and closes the event
+// log. Call it after Run has returned.
 func (r *Reporter) Close() {
+	r.drain()
 	for _, c := range r.closers {
 		c()
 	}

@@ -5,6 +5,26 @@
 // layer hands it outcomes; nothing here decides or blocks anything.
 //
 // A new report destination is an Observer (see observers.go).
+//
+// # Lines that may be lost, records that may not
+//
+// Outcomes wait in one bounded queue, in order. A line that is only
+// logging (a probe below the trigger, an already blocked host) is dropped
+// and counted when the queue is nearly full. An outcome that must be
+// recorded, the log-only mode's report (its history line is what fail2ban
+// acts on), is never dropped: it has the queue's last reserved slots to
+// itself, and when even those are full Report waits for room (the event
+// loop then slows down and the sensors' own queue drops probes instead,
+// counted). Outcomes still queued when Run ends are written before it
+// returns, and Close writes any that came later.
+//
+// # Names
+//
+// With RESOLVE_HOST="1", names are looked up by a small pool (a few
+// workers, a bounded queue), never by the goroutine that writes the lines:
+// a source's lines wait for its name (at most RESOLVE_TIMEOUT) while the
+// other sources' lines go on; when the pool's queue is full, a line has the
+// address instead.
 package report
 
 import (
@@ -12,6 +32,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -25,9 +46,22 @@ import (
 	"github.com/portsentry-go/portsentry/internal/report/resolve"
 )
 
-// queueSize bounds the outcomes waiting to be logged: a flood loses lines
-// (counted), never grows memory.
-const queueSize = 4096
+const (
+	// queueSize bounds the outcomes waiting to be logged: a flood loses
+	// lines (counted), never grows memory.
+	queueSize = 4096
+	// reserved of the queue's slots are kept for outcomes that must be
+	// recorded: lines that may be dropped are, past queueSize-reserved.
+	reserved = 1024
+	// resolveWorkers look names up at a time, and resolveQueue more may
+	// wait: with a name server that never answers, a line waits at most
+	// (resolveQueue/resolveWorkers + 1) RESOLVE_TIMEOUTs for its name.
+	resolveWorkers = 4
+	resolveQueue   = 12
+	// maxWaiting bounds the outcomes waiting for their source's name;
+	// past it they are logged with the address.
+	maxWaiting = 4096
+)
 
 // Settings are what reporting takes from the configuration. A reload swaps
 // them whole.
@@ -82,6 +116,17 @@ type Reporter struct {
 	dropped   atomic.Uint64
 	cur       atomic.Pointer[current]
 	closers   []func()
+	dns       resolve.DNS // nil: the system's; tests set it before Reconfigure
+
+	// names looks names up for the lines; waiting holds, per source being
+	// looked up, its outcomes in order (nWaiting in all). Run's own.
+	names    *resolve.Pool
+	waiting  map[netip.Addr][]Outcome
+	nWaiting int
+	// stopped is closed when Run returns: Report then records what must be
+	// recorded itself.
+	stopped  chan struct{}
+	stopOnce sync.Once
 }
 
 // current is what a Settings opened.
@@ -94,7 +139,13 @@ type current struct {
 
 // New returns a reporter that logs to log; Open adds the observers.
 func New(log *slog.Logger, s Settings) *Reporter {
-	r := &Reporter{log: log, queue: make(chan Outcome, queueSize)}
+	r := &Reporter{
+		log:     log,
+		queue:   make(chan Outcome, queueSize),
+		names:   resolve.NewPool(resolveWorkers, resolveQueue),
+		waiting: make(map[netip.Addr][]Outcome),
+		stopped: make(chan struct{}),
+	}
 	r.Reconfigure(s)
 	return r
 }
@@ -103,7 +154,7 @@ func New(log *slog.Logger, s Settings) *Reporter {
 func (r *Reporter) Reconfigure(s Settings) {
 	c := &current{s: s}
 	if s.Resolve {
-		c.resolver = resolve.New(s.ResolveTimeout, 4096, nil)
+		c.resolver = resolve.New(s.ResolveTimeout, 4096, r.dns)
 	}
 	if s.HistoryFile != "" {
 		// Never rotated here: fail2ban reads it, logrotate rotates it.
@@ -123,7 +174,8 @@ func (r *Reporter) Name(ctx context.Context, addr netip.Addr) string {
 	return r.cur.Load().resolver.Name(ctx, addr)
 }
 
-// Dropped is how many outcomes were lost to a full queue since start.
+// Dropped is how many outcomes were lost to a full queue since start: lines
+// only, never an outcome that must be recorded.
 func (r *Reporter) Dropped() uint64 { return r.dropped.Load() }
 
 // Decided counts one decided event: every event, on the event loop, so it
@@ -147,30 +199,153 @@ func (r *Reporter) Forged(ev event.Event) {
 	}
 }
 
-// Report queues an outcome to be logged off the event loop. It never
-// blocks: a full queue loses the line and counts it.
+// Report queues an outcome to be logged off the event loop. A line that is
+// only logging never waits: when the queue is nearly full it is dropped and
+// counted. An outcome that must be recorded (mustRecord) is never dropped:
+// when the queue is full, Report waits for room; once Run has returned, it
+// is written here. So Run must be running, or have run.
 func (r *Reporter) Report(o Outcome) {
+	if !mustRecord(o) {
+		if len(r.queue) >= queueSize-reserved {
+			r.dropped.Add(1)
+			return
+		}
+		select {
+		case r.queue <- o:
+		default:
+			r.dropped.Add(1)
+		}
+		return
+	}
 	select {
 	case r.queue <- o:
+		return
 	default:
-		r.dropped.Add(1)
+	}
+	select {
+	case r.queue <- o:
+	case <-r.stopped:
+		r.logOutcome(o, r.knownName(r.cur.Load(), o.Event.Src))
 	}
 }
 
-// Run logs queued outcomes, in order, until ctx is done. Host names are
-// resolved here, off the packet path.
+// mustRecord tells an outcome that must never be dropped: a report in
+// log-only mode, whose history line fail2ban acts on (the engine will not
+// report the source again). A refused one is recorded nowhere.
+func mustRecord(o Outcome) bool {
+	return o.Forged == nil && !o.Unrouted && o.Verdict.Action == engine.Report && !o.Refused
+}
+
+// Run logs queued outcomes, in order for each source, until ctx is done,
+// then the ones still queued or waiting for a name. Host names are looked
+// up by the pool, off the packet path and off this goroutine.
 func (r *Reporter) Run(ctx context.Context) {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { r.names.Run(ctx) })
+	defer func() {
+		cancel()
+		wg.Wait()
+		r.stopOnce.Do(func() { close(r.stopped) })
+		r.drain()
+	}()
 	for {
 		select {
 		case <-ctx.Done():
+			// What waits for a name is written with what is known.
+			c := r.cur.Load()
+			for addr, waiting := range r.waiting {
+				name := r.knownName(c, addr)
+				for _, o := range waiting {
+					r.logOutcome(o, name)
+				}
+			}
+			clear(r.waiting)
+			r.nWaiting = 0
 			return
 		case o := <-r.queue:
-			r.logOutcome(ctx, o)
+			r.handle(o)
+		case res := <-r.names.Results():
+			waiting := r.waiting[res.Addr]
+			delete(r.waiting, res.Addr)
+			r.nWaiting -= len(waiting)
+			for _, o := range waiting {
+				r.logOutcome(o, res.Name)
+			}
 		}
 	}
 }
 
-func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
+// drain writes what is still queued, names as far as known. Run does it as
+// it ends, Close once more for what came after.
+func (r *Reporter) drain() {
+	c := r.cur.Load()
+	for {
+		select {
+		case o := <-r.queue:
+			r.logOutcome(o, r.knownName(c, o.Event.Src))
+		default:
+			return
+		}
+	}
+}
+
+// handle logs o now if its lines need no name or its source's name is
+// known, or has it wait for the name (behind its source's earlier lines).
+// Run only.
+func (r *Reporter) handle(o Outcome) {
+	c, src := r.cur.Load(), o.Event.Src
+	if !needsName(c, o) {
+		r.logOutcome(o, r.knownName(c, src))
+		return
+	}
+	if waiting, ok := r.waiting[src]; ok {
+		if r.nWaiting < maxWaiting {
+			r.waiting[src] = append(waiting, o)
+			r.nWaiting++
+			return
+		}
+		r.logOutcome(o, src.String())
+		return
+	}
+	if name, ok := c.resolver.Cached(src); ok {
+		r.logOutcome(o, name)
+		return
+	}
+	if r.nWaiting < maxWaiting && r.names.Submit(c.resolver, src) {
+		r.waiting[src] = []Outcome{o}
+		r.nWaiting++
+		return
+	}
+	// The pool is busy (a slow name server, a flood of sources): the
+	// address now rather than the name late.
+	r.logOutcome(o, src.String())
+}
+
+// needsName tells the outcomes whose lines show the source's name: those
+// wait for it. Others (ignored, service, forged, unrouted) are written at once, with
+// the name if it is known already.
+func needsName(c *current, o Outcome) bool {
+	if c.resolver == nil || o.Forged != nil || o.Unrouted {
+		return false
+	}
+	switch o.Verdict.Action {
+	case engine.Counted, engine.Pending, engine.AlreadyBlocked, engine.AlreadyReported, engine.Report:
+		return true
+	}
+	return false
+}
+
+// knownName is addr's name if looked up already, else the address.
+func (r *Reporter) knownName(c *current, addr netip.Addr) string {
+	if name, ok := c.resolver.Cached(addr); ok {
+		return name
+	}
+	return addr.String()
+}
+
+// logOutcome writes o's lines and records, with name for its source.
+func (r *Reporter) logOutcome(o Outcome, name string) {
 	ev, c := o.Event, r.cur.Load()
 	if o.Unrouted {
 		if r.wantRecords() {
@@ -192,9 +367,8 @@ func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
 		r.log.Warn(logline.Forged(ev, o.Forged))
 		return
 	}
-	host := func() string { return c.resolver.Name(ctx, ev.Src) }
 	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && r.wantRecords() {
-		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: host(), Refused: o.Refused})
+		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: name, Refused: o.Refused})
 	}
 	if o.Refused {
 		r.log.Warn(logline.Protected(ev.Src.String()))
@@ -206,25 +380,23 @@ func (r *Reporter) logOutcome(ctx context.Context, o Outcome) {
 	case engine.Ignored:
 		r.log.Info(logline.ScanFrom(ev, ev.Src.String(), logline.Outcome{Ignored: logline.True}))
 	case engine.Counted:
-		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f, Triggered: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: f}))
 	case engine.Pending:
 		// Arrived while the response runs: its outcome is not known yet,
 		// and the response's own lines will tell it.
 		if o.Suppressed > 0 {
 			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
 		}
-		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f}))
 	case engine.AlreadyBlocked:
-		name := host()
 		if o.Suppressed > 0 {
 			r.log.Info(logline.MorePacketsBlocked(name, ev.Src.String(), o.Suppressed))
 		}
 		r.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
 		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Blocked: logline.True}))
 	case engine.AlreadyReported:
-		r.log.Info(logline.ScanFrom(ev, host(), logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f}))
 	case engine.Report:
-		name := host()
 		r.log.Info(logline.Attack(ev, name))
 		line := logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f})
 		r.log.Info(line)

@@ -3,6 +3,7 @@ package report
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
@@ -11,7 +12,10 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 	"github.com/portsentry-go/portsentry/internal/enforce/respond"
@@ -241,14 +245,279 @@ func TestLiftedAndReloaded(t *testing.T) {
 
 func TestFullQueueDropsAndCounts(t *testing.T) {
 	r := New(output.New(&syncbuf.Buffer{}, slog.LevelInfo), Settings{})
-	// Nothing drains the queue: past its size, outcomes are dropped and
-	// counted, and Report never blocks the event loop.
+	// Nothing drains the queue: past its size less the slots kept for
+	// records, lines are dropped and counted, and Report never blocks the
+	// event loop.
 	for range queueSize + 10 {
 		r.Report(Outcome{Event: probe(1), Verdict: engine.Verdict{Action: engine.Counted}})
 	}
-	if got := r.Dropped(); got != 10 {
-		t.Errorf("Dropped = %d, want 10", got)
+	if got, want := r.Dropped(), uint64(reserved+10); got != want {
+		t.Errorf("Dropped = %d, want %d", got, want)
 	}
+}
+
+// reportFrom is a log-only report (a history line) from the i-th source.
+func reportFrom(i int) Outcome {
+	ev := probe(143)
+	ev.Src = netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)})
+	return Outcome{Event: ev, Verdict: engine.Verdict{Action: engine.Report, Count: 1}}
+}
+
+// historyHosts lists the sources of a 1.2 history, in order.
+func historyHosts(t *testing.T, path string) []string {
+	t.Helper()
+	var out []string
+	for l := range strings.Lines(read(t, path)) {
+		_, rest, _ := strings.Cut(l, " Host: ")
+		host, _, _ := strings.Cut(rest, " Port: ")
+		out = append(out, host[strings.LastIndexByte(host, '/')+1:])
+	}
+	return out
+}
+
+func wantHosts(n int) []string {
+	out := make([]string, 0, n)
+	for i := range n {
+		out = append(out, reportFrom(i).Event.Src.String())
+	}
+	return out
+}
+
+// TestRecordsNeverDropped: in log-only mode a report is the history line
+// fail2ban acts on, and the engine will not report the source again: it is
+// never dropped, whatever the queue holds. Lines that are only logging are
+// dropped first; past the queue, Report waits for room.
+func TestRecordsNeverDropped(t *testing.T) {
+	tests := []struct {
+		name    string
+		lines   int // log lines queued first, while nothing drains the queue
+		records int // then reports
+		dropped uint64
+	}{
+		{name: "records behind a queue full of lines", lines: queueSize + 10, records: 5, dropped: reserved + 10},
+		{name: "more records than the queue holds", records: queueSize + 100},
+		{name: "lines, then more records than the room left", lines: queueSize, records: queueSize, dropped: reserved},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hist := filepath.Join(t.TempDir(), "history")
+			r := New(output.New(&syncbuf.Buffer{}, slog.LevelInfo), Settings{HistoryFile: hist})
+			for range tt.lines {
+				r.Report(Outcome{Event: probe(1), Verdict: engine.Verdict{Action: engine.Counted, Count: 1}})
+			}
+			reported := make(chan struct{})
+			go func() {
+				defer close(reported)
+				for i := range tt.records {
+					r.Report(reportFrom(i))
+				}
+			}()
+			// Until Run starts, Report either returns or waits with the
+			// queue full.
+			for len(r.queue) < queueSize {
+				select {
+				case <-reported:
+				case <-time.After(time.Millisecond):
+					continue
+				}
+				break
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			ran := make(chan struct{})
+			go func() { defer close(ran); r.Run(ctx) }()
+			<-reported
+			cancel()
+			<-ran
+			if got := r.Dropped(); got != tt.dropped {
+				t.Errorf("Dropped = %d, want %d", got, tt.dropped)
+			}
+			if diff := cmp.Diff(wantHosts(tt.records), historyHosts(t, hist)); diff != "" {
+				t.Errorf("history (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestRecordsKeptAtShutdown: what is queued, or waiting for its name, when
+// Run ends is written before it returns; a report made after it returned is
+// written too (by Report itself when the queue is full, else by Close).
+func TestRecordsKeptAtShutdown(t *testing.T) {
+	tests := []struct {
+		name string
+		run  func(t *testing.T, r *Reporter, dns *fakeDNS, hist string)
+		want int // reports in the history at the end
+	}{
+		{
+			name: "queued when Run ends",
+			run: func(t *testing.T, r *Reporter, _ *fakeDNS, _ string) {
+				for i := range 3 {
+					r.Report(reportFrom(i))
+				}
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				r.Run(ctx)
+			},
+			want: 3,
+		},
+		{
+			name: "waiting for its name when Run ends",
+			run: func(t *testing.T, r *Reporter, dns *fakeDNS, _ string) {
+				ctx, cancel := context.WithCancel(context.Background())
+				ran := make(chan struct{})
+				go func() { defer close(ran); r.Run(ctx) }()
+				r.Report(reportFrom(0))
+				<-dns.asked // its lookup hangs
+				cancel()
+				<-ran
+			},
+			want: 1,
+		},
+		{
+			name: "reported after Run returned",
+			run: func(t *testing.T, r *Reporter, _ *fakeDNS, hist string) {
+				ctx, cancel := context.WithCancel(context.Background())
+				cancel()
+				r.Run(ctx)
+				for i := range queueSize + 1 {
+					r.Report(reportFrom(i)) // the last finds the queue full
+				}
+				if n := len(historyHosts(t, hist)); n != 1 {
+					t.Errorf("%d reports written by Report with the queue full, want 1", n)
+				}
+			},
+			want: queueSize + 1,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hist := filepath.Join(t.TempDir(), "history")
+			dns := &fakeDNS{hang: true, asked: make(chan string, queueSize+2)}
+			r := New(output.New(&syncbuf.Buffer{}, slog.LevelInfo), Settings{})
+			r.dns = dns
+			r.Reconfigure(Settings{HistoryFile: hist, Resolve: true, ResolveTimeout: time.Hour})
+			tt.run(t, r, dns, hist)
+			r.Close()
+			got := historyHosts(t, hist)
+			if len(got) != tt.want {
+				t.Fatalf("%d reports in the history, want %d", len(got), tt.want)
+			}
+			// The report first written is the first made; when one was
+			// written by Report itself, it is the last one.
+			if got[0] != reportFrom(0).Event.Src.String() && got[0] != reportFrom(tt.want-1).Event.Src.String() {
+				t.Errorf("history begins with %s", got[0])
+			}
+		})
+	}
+}
+
+// fakeDNS names addresses from a table, confirmed by their forward
+// lookups; with hang, or for an address in slow, it never answers (the
+// lookup ends at its timeout). asked, when not nil, is told every reverse
+// lookup.
+type fakeDNS struct {
+	hang  bool
+	slow  map[string]bool
+	names map[string]string // address → name
+	asked chan string
+}
+
+func (f *fakeDNS) LookupAddr(ctx context.Context, a string) ([]string, error) {
+	if f.asked != nil {
+		f.asked <- a
+	}
+	if f.hang || f.slow[a] {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
+	if n, ok := f.names[a]; ok {
+		return []string{n + "."}, nil
+	}
+	return nil, errors.New("no such host")
+}
+
+func (f *fakeDNS) LookupNetIP(ctx context.Context, _, host string) ([]netip.Addr, error) {
+	for a, n := range f.names {
+		if n == host {
+			return []netip.Addr{netip.MustParseAddr(a)}, nil
+		}
+	}
+	return nil, errors.New("no such host")
+}
+
+// TestSlowNameServer: a name server that never answers for some sources
+// holds up only their lines (until RESOLVE_TIMEOUT, then they show the
+// address, in their order); other sources' lines go on, and when the
+// lookups in progress fill the pool, new sources are logged by address at
+// once.
+func TestSlowNameServer(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = time.Minute
+		slow, named := "10.0.0.1", "10.0.0.2"
+		dns := &fakeDNS{slow: map[string]bool{slow: true}, names: map[string]string{named: "scanner.example.net"}}
+		const others = 30 // sources whose lookups hang too
+		for i := range others {
+			dns.slow[fmt.Sprintf("10.0.1.%d", i)] = true
+		}
+		hist := filepath.Join(t.TempDir(), "history")
+		log := &syncbuf.Buffer{}
+		r := New(output.New(log, slog.LevelInfo), Settings{})
+		r.dns = dns
+		r.Reconfigure(Settings{HistoryFile: hist, Resolve: true, ResolveTimeout: timeout})
+		ctx, cancel := context.WithCancel(t.Context())
+		ran := make(chan struct{})
+		go func() { defer close(ran); r.Run(ctx) }()
+
+		from := func(a string, port uint16, act engine.Action) Outcome {
+			ev := probe(port)
+			ev.Src = netip.MustParseAddr(a)
+			return Outcome{Event: ev, Verdict: engine.Verdict{Action: act, Count: 1}}
+		}
+		r.Report(from(slow, 1, engine.Counted))
+		r.Report(from(slow, 2, engine.Report))
+		r.Report(from(named, 3, engine.Counted))
+		for i := range others {
+			r.Report(from(fmt.Sprintf("10.0.1.%d", i), 4, engine.Counted))
+		}
+		synctest.Wait()
+		lines := log.String()
+		if !strings.Contains(lines, "Scan from: [10.0.0.2] (scanner.example.net)") {
+			t.Errorf("a named source's line waited for another source's lookup; log:\n%s", lines)
+		}
+		if strings.Contains(lines, "[10.0.0.1]") {
+			t.Errorf("a line was logged before its source's lookup ended; log:\n%s", lines)
+		}
+		byAddress := 0
+		for i := range others {
+			a := fmt.Sprintf("10.0.1.%d", i)
+			if strings.Contains(lines, "Scan from: ["+a+"] ("+a+")") {
+				byAddress++
+			}
+		}
+		if min := others - resolveWorkers - resolveQueue; byAddress < min {
+			t.Errorf("%d sources logged by address with the pool full, want at least %d; log:\n%s", byAddress, min, lines)
+		}
+
+		// Every lookup ends within its timeout, the queued ones after the
+		// ones running.
+		time.Sleep((resolveQueue/resolveWorkers + 1) * timeout)
+		synctest.Wait()
+		lines = log.String()
+		first := strings.Index(lines, "Scan from: [10.0.0.1] (10.0.0.1) protocol: [TCP] port: [1]")
+		second := strings.Index(lines, "attackalert: TCP SYN/Normal scan from host: 10.0.0.1/10.0.0.1 to TCP port: 2")
+		if first < 0 || second < first {
+			t.Errorf("the slow source's lines missing or out of order; log:\n%s", lines)
+		}
+		for i := range others {
+			if a := fmt.Sprintf("10.0.1.%d", i); !strings.Contains(lines, "Scan from: ["+a+"] ("+a+")") {
+				t.Errorf("no line for %s", a)
+			}
+		}
+		if diff := cmp.Diff([]string{slow}, historyHosts(t, hist)); diff != "" {
+			t.Errorf("history (-want +got):\n%s", diff)
+		}
+		cancel()
+		<-ran
+	})
 }
 
 // TestFileBounds: the blocked file rotates itself; the history file never

@@ -1,5 +1,8 @@
 // Package resolve turns attacker addresses into host names for the logs
-// (RESOLVE_HOST="1"), with a short timeout and a bounded cache.
+// (RESOLVE_HOST="1"), with a short timeout and a bounded cache. A Pool
+// looks names up in the background, a few at a time, so that a slow name
+// server never holds up the log: when its queue is full, the address is
+// used instead.
 //
 // Names come from reverse DNS, which the attacker controls: the owner of an
 // address writes its PTR record, and could make it say "10.0.0.1" or
@@ -85,6 +88,87 @@ func (r *Resolver) Name(ctx context.Context, addr netip.Addr) string {
 	r.cache[addr] = name
 	r.mu.Unlock()
 	return name
+}
+
+// Cached returns addr's name (or addr itself, for a lookup that found none)
+// if it was looked up already; it never asks the name service. A nil
+// *Resolver has addr as the name of everything.
+func (r *Resolver) Cached(addr netip.Addr) (string, bool) {
+	if r == nil {
+		return addr.String(), true
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	name, ok := r.cache[addr]
+	return name, ok
+}
+
+// Pool looks names up in the background: a few workers, a bounded queue.
+// A caller never waits for the name service: Submit refuses a lookup when
+// the queue is full (the caller then uses the address), and each accepted
+// lookup ends within its Resolver's timeout.
+type Pool struct {
+	workers int
+	jobs    chan job
+	results chan Result
+}
+
+type job struct {
+	r    *Resolver
+	addr netip.Addr
+}
+
+// Result is a name a Pool looked up.
+type Result struct {
+	Addr netip.Addr
+	Name string // as Resolver.Name gives it: addr itself when there is none
+}
+
+// NewPool returns a pool that runs workers lookups at a time and keeps at
+// most queue more waiting.
+func NewPool(workers, queue int) *Pool {
+	workers = max(workers, 1)
+	return &Pool{workers: workers, jobs: make(chan job, max(queue, 0)), results: make(chan Result, workers)}
+}
+
+// Submit queues a lookup of addr's name with r. It returns false, at once,
+// when the queue is full.
+func (p *Pool) Submit(r *Resolver, addr netip.Addr) bool {
+	select {
+	case p.jobs <- job{r, addr}:
+		return true
+	default:
+		return false
+	}
+}
+
+// Results delivers one Result for each lookup Submit accepted, as the
+// lookups end. Whoever submits must take them: a worker waits until its
+// result is taken (or Run ends).
+func (p *Pool) Results() <-chan Result { return p.results }
+
+// Run runs the workers until ctx is done and they have stopped; lookups in
+// progress end with ctx, and their results are not delivered.
+func (p *Pool) Run(ctx context.Context) {
+	var wg sync.WaitGroup
+	for range p.workers {
+		wg.Go(func() {
+			for {
+				select {
+				case <-ctx.Done():
+					return
+				case j := <-p.jobs:
+					res := Result{Addr: j.addr, Name: j.r.Name(ctx, j.addr)}
+					select {
+					case p.results <- res:
+					case <-ctx.Done():
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // confirmed returns the first of addr's reverse names (up to maxNames) that

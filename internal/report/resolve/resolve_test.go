@@ -452,6 +452,79 @@ func TestNilResolver(t *testing.T) {
 	}
 }
 
+// TestCached: Cached answers from the cache only, never asking the name
+// service; a nil Resolver names everything by its address.
+func TestCached(t *testing.T) {
+	f := answer([]string{"scanner.example.net."}, nil)
+	r := New(time.Second, 0, f)
+	if name, ok := r.Cached(addr); ok {
+		t.Errorf("Cached before any lookup = %q, true", name)
+	}
+	if len(f.questions()) != 0 {
+		t.Errorf("Cached asked the name service: %v", f.questions())
+	}
+	r.Name(context.Background(), addr)
+	if name, ok := r.Cached(addr); !ok || name != "scanner.example.net" {
+		t.Errorf("Cached after a lookup = %q, %v", name, ok)
+	}
+	var none *Resolver
+	if name, ok := none.Cached(addr); !ok || name != addr.String() {
+		t.Errorf("nil Resolver: Cached = %q, %v", name, ok)
+	}
+}
+
+// TestPool: at most workers lookups run and queue wait; Submit refuses the
+// next at once; every accepted lookup gives one Result within the timeout,
+// after which the pool takes lookups again; Run returns with its context.
+func TestPool(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		const timeout = time.Minute
+		f := answer(nil, nil)
+		f.hangPTR = true
+		r := New(timeout, 0, f)
+		p := NewPool(2, 3)
+		ctx, cancel := context.WithCancel(t.Context())
+		ran := make(chan struct{})
+		go func() { defer close(ran); p.Run(ctx) }()
+		a := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{192, 0, 2, byte(i)}) }
+		var accepted []string
+		for i := range 10 {
+			if p.Submit(r, a(i)) {
+				accepted = append(accepted, a(i).String())
+			}
+			synctest.Wait() // a worker takes the job before the next
+		}
+		if len(accepted) != 5 {
+			t.Fatalf("accepted %v: want 2 running and 3 waiting", accepted)
+		}
+		if n := len(f.questions()); n != 2 {
+			t.Errorf("%d lookups running, want 2", n)
+		}
+		var got []string
+		for range accepted {
+			select {
+			case res := <-p.Results():
+				if res.Name != res.Addr.String() {
+					t.Errorf("%v named %q after a timeout", res.Addr, res.Name)
+				}
+				got = append(got, res.Addr.String())
+			case <-time.After(3 * timeout):
+				t.Fatalf("results %v, want one for each of %v", got, accepted)
+			}
+		}
+		slices.Sort(got)
+		slices.Sort(accepted)
+		if diff := cmp.Diff(accepted, got); diff != "" {
+			t.Errorf("results (-want +got):\n%s", diff)
+		}
+		if !p.Submit(r, a(100)) {
+			t.Error("Submit refused with the pool idle")
+		}
+		cancel()
+		<-ran
+	})
+}
+
 func TestValidName(t *testing.T) {
 	tests := []struct {
 		s    string
