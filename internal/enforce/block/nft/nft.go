@@ -122,6 +122,12 @@ type Options struct {
 	// means DefaultMaxPeers. At the cap no new peer is learnt until one
 	// expires: its forged probes are then banned as any probe.
 	MaxPeers int
+	// Prefix6 is the length of the IPv6 prefix a ban covers: ban6 holds
+	// prefixes (their first address) and the rules mask a source to it,
+	// so that one /64, which a scanner can rotate through by the billion,
+	// is one ban. 0 or 128: single addresses. IPv4 bans are always single
+	// addresses. Add and Delete mask IPv6 addresses themselves.
+	Prefix6 int
 }
 
 func (o Options) withDefaults() Options {
@@ -136,6 +142,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.MaxPeers <= 0 {
 		o.MaxPeers = DefaultMaxPeers
+	}
+	if o.Prefix6 <= 0 || o.Prefix6 > 128 {
+		o.Prefix6 = 128
 	}
 	return o
 }

@@ -227,6 +227,10 @@ func (b *Blocker) enqueue(o op) {
 		return
 	}
 	o.addr = o.addr.Unmap().WithZone("")
+	if o.addr.Is6() && b.l.prefix6 < 128 {
+		// The set holds prefixes by their first address.
+		o.addr = netip.PrefixFrom(o.addr, b.l.prefix6).Masked().Addr()
+	}
 	b.qmu.Lock()
 	defer b.qmu.Unlock()
 	if b.closed {

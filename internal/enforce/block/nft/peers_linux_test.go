@@ -304,3 +304,61 @@ func TestKernelReversePath(t *testing.T) {
 		t.Errorf("a probe from on-link %v: %v, banned %v; want dropped and banned", l.s4[0], err, banned(t, b, l.s4[0]))
 	}
 }
+
+// TestKernelPrefix6: with a /64 ban prefix one probe bans its source's
+// whole /64 (a scanner rotating through its addresses gains nothing), in
+// the trap and through Add; IPv4 bans stay single addresses.
+func TestKernelPrefix6(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{Prefix6: 64})
+	l.T.listenTCP(t, ":80")
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), TTL: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	net64 := netip.MustParseAddr("2001:db8::") // the lab's /64
+	web6 := netip.AddrPortFrom(l.t6, 80)
+	if err := l.S.connect(t, l.s6[1], 0, web6, okWait); err != nil {
+		t.Fatalf("a neighbour in the /64 reaches the service before any ban: %v", err)
+	}
+	if err := l.S.connect(t, l.s6[0], 0, netip.AddrPortFrom(l.t6, 23), dropWait); !isTimeout(err) {
+		t.Fatalf("IPv6 probe: %v, want a timeout", err)
+	}
+	if !banned(t, b, net64) || banned(t, b, l.s6[0]) {
+		t.Fatalf("after a probe from %v the ban set holds %v, want its /64 %v", l.s6[0], blockedList(t, b), net64)
+	}
+	// Another address of the same /64 is banned with it.
+	if err := l.S.connect(t, l.s6[1], 0, web6, dropWait); !isTimeout(err) {
+		t.Errorf("another address of the banned /64 reached the service: %v", err)
+	}
+	// Delete by any address of the /64 lifts it.
+	b.Delete(l.s6[3])
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if banned(t, b, net64) {
+		t.Error("Delete of an address of the /64 left the /64 banned")
+	}
+	if err := l.S.connect(t, l.s6[1], 0, web6, okWait); err != nil {
+		t.Errorf("after the unban: %v", err)
+	}
+	// IPv4: single addresses.
+	if err := l.S.connect(t, l.s4[0], 0, netip.AddrPortFrom(l.t4, 23), dropWait); !isTimeout(err) || !banned(t, b, l.s4[0]) {
+		t.Errorf("IPv4 probe: %v, banned %v", err, banned(t, b, l.s4[0]))
+	}
+	if err := l.S.connect(t, l.s4[1], 0, netip.AddrPortFrom(l.t4, 80), okWait); err != nil {
+		t.Errorf("an IPv4 neighbour lost the service: %v", err)
+	}
+}
+
+func blockedList(t *testing.T, b *Blocker) []netip.Addr {
+	t.Helper()
+	es, err := b.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Addr
+	for _, e := range es {
+		out = append(out, e.Addr)
+	}
+	return out
+}

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"net"
 	"slices"
 	"time"
 
@@ -38,6 +39,7 @@ type layout struct {
 	ban4, ban6                *nftables.Set
 	allow4, allow6            *nftables.Set
 	trapTCP, trapUDP, trapIfs *nftables.Set
+	prefix6                   int // IPv6 bans cover a prefix this long (Options.Prefix6)
 	peer4, peer6              *nftables.Set // sources with an established TCP connection
 	hop4, hop6                *nftables.Set // the same, with the TTL / hop limit they arrive with
 	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
@@ -74,6 +76,7 @@ func newLayout(o Options) *layout {
 	}
 	policy := nftables.ChainPolicyAccept
 	return &layout{
+		prefix6: o.Prefix6,
 		table:   t,
 		ban4:    ban(1, setBan4, nftables.TypeIPAddr),
 		ban6:    ban(2, setBan6, nftables.TypeIP6Addr),
@@ -131,6 +134,17 @@ func loadSaddr(v4 bool) expr.Any {
 	return &expr.Payload{DestRegister: reg, Base: expr.PayloadBaseNetworkHeader, Offset: 8, Len: 16}
 }
 
+// banKey loads what the ban sets are keyed by: the IPv4 source address,
+// or the IPv6 source masked to the ban prefix.
+func (l *layout) banKey(v4 bool) []expr.Any {
+	if v4 || l.prefix6 >= 128 {
+		return one(loadSaddr(v4))
+	}
+	mask := net.CIDRMask(l.prefix6, 128)
+	return one(loadSaddr(false),
+		&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 16, Mask: mask, Xor: make([]byte, 16)})
+}
+
 // loadHop loads the IPv4 TTL or IPv6 hop limit right after the source
 // address loaded by loadSaddr, making the key "saddr . ttl" of the hop
 // sets: register 9 (the second 32-bit word of register 1) after IPv4's 4
@@ -186,8 +200,9 @@ func (l *layout) baseRules() []*nftables.Rule {
 			verdict(expr.VerdictReturn))),
 		// ip saddr @ban4 counter drop
 		ruleOf(l.input, saddrIn(true, l.ban4), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
-		// ip6 saddr @ban6 counter drop
-		ruleOf(l.input, saddrIn(false, l.ban6), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
+		// ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 counter drop
+		// (with a /64 ban prefix; "ip6 saddr @ban6" for single addresses)
+		ruleOf(l.input, metaNFProto(nfproto(false)), l.banKey(false), one(lookup(l.ban6, false), &expr.Counter{}, verdict(expr.VerdictDrop))),
 		// jump trap
 		// (the trap's rules live in a chain of their own so that SetTrap
 		// replaces them with one flush, without rule handles)
@@ -389,7 +404,10 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
 		}
 		// add @ban4 { ip saddr timeout TTL } counter drop
-		banned := append(slices.Clip(e), loadSaddr(v4),
+		// (add @ban6 { ip6 saddr & ffff:ffff:ffff:ffff:: timeout TTL }
+		// with a /64 ban prefix)
+		banned := append(slices.Clip(e), l.banKey(v4)...)
+		banned = append(banned,
 			&expr.Dynset{SrcRegKey: reg, SetName: ban.Name, SetID: ban.ID,
 				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
 			&expr.Counter{},
