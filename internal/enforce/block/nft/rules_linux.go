@@ -39,7 +39,7 @@ type layout struct {
 	ban4, ban6                *nftables.Set
 	allow4, allow6            *nftables.Set
 	trapTCP, trapUDP, trapIfs *nftables.Set
-	prefix6                   int // IPv6 bans cover a prefix this long (Options.Prefix6)
+	prefix6                   int           // IPv6 bans cover a prefix this long (Options.Prefix6)
 	peer4, peer6              *nftables.Set // sources with an established TCP connection
 	hop4, hop6                *nftables.Set // the same, with the TTL / hop limit they arrive with
 	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
