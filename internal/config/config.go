@@ -182,6 +182,10 @@ type Config struct {
 	// the service check, so a restarting service's clients are not
 	// banned.
 	ServiceGrace time.Duration
+	// BanPrefix6 (BAN_PREFIX6, default 64) is the IPv6 prefix one ban
+	// covers with nftables, so that a scanner cannot rotate through its
+	// /64; 128 bans single addresses.
+	BanPrefix6 int
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
 	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
@@ -232,6 +236,7 @@ func Default() *Config {
 		ProtectInfrastructure: true,
 		ProtectPeers:          true,
 		ServiceGrace:          time.Hour,
+		BanPrefix6:            64,
 		ControlSocket:         DefaultControlSocket,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

@@ -207,14 +207,19 @@ type wireBan struct {
 	Since   time.Time  `json:"since"`
 	Expires time.Time  `json:"expires,omitzero"`
 	Count   int        `json:"count"`
+	Bits    int        `json:"bits,omitempty"` // the ban covers addr/bits (an IPv6 prefix)
 }
 
 func toWire(b bans.Ban) wireBan {
-	return wireBan{Addr: b.Addr, Reason: b.Reason, Port: b.Port, Proto: b.Proto, Since: b.Since, Expires: b.Expires, Count: b.Count}
+	return wireBan{Addr: b.Addr, Reason: b.Reason, Port: b.Port, Proto: b.Proto, Since: b.Since, Expires: b.Expires, Count: b.Count, Bits: b.Bits}
 }
 
 func fromWire(w wireBan) bans.Ban {
-	return bans.Ban{Addr: w.Addr.Unmap().WithZone(""), Reason: w.Reason, Port: w.Port, Proto: w.Proto, Since: w.Since, Expires: w.Expires, Count: w.Count}
+	b := bans.Ban{Addr: w.Addr.Unmap().WithZone(""), Reason: w.Reason, Port: w.Port, Proto: w.Proto, Since: w.Since, Expires: w.Expires, Count: w.Count}
+	if w.Bits > 0 && w.Bits <= b.Addr.BitLen() {
+		b.Bits = w.Bits
+	}
+	return b
 }
 
 // wireResponse is a response line.

@@ -40,7 +40,7 @@ func PrintList(w io.Writer, bs []bans.Ban, now time.Time) error {
 				port += "/" + printable(b.Proto)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Addr, printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Target(), printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
 	}
 	return tw.Flush()
 }

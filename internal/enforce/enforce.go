@@ -117,7 +117,7 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 	}
 	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
 	e.unlike = engine.New(peerCounting(0))
-	e.flood = newFlood(guard.Ignored)
+	e.flood = newFlood(guard.Ignored, jail.Key)
 	e.rpath = defaultReversePath()
 	return e
 }
@@ -151,6 +151,7 @@ func (e *Enforcer) CommandsRefused() uint64 { return e.bg.Refused() }
 func (e *Enforcer) Reconfigure(s Settings) error {
 	opts := s.Engine
 	opts.Ignore = e.guard.Ignored
+	opts.Key = e.jail.Key
 	if e.services != nil {
 		opts.InUse = e.services.InUse
 		e.services.SetGrace(s.ServiceGrace)
@@ -161,6 +162,7 @@ func (e *Enforcer) Reconfigure(s Settings) error {
 	c.exec = respond.Executor{Shell: command.Shell{Timeout: s.CommandTimeout}, Deny: e.denyFile(s.HostsDenyFile)}
 	if e.jail.Native() {
 		c.Plan.Native = e.jail.Kind()
+		c.Plan.Prefix6 = e.jail.prefix6
 	}
 	e.cur.Store(c)
 	if e.jail.Native() && (s.Plan.KillRoute != "" || s.Plan.KillRoute6 != "") {

@@ -50,6 +50,7 @@ type rigOptions struct {
 	// unprotected is PROTECT_INFRASTRUCTURE="0".
 	unprotected bool
 	banTime     time.Duration
+	prefix6     int // BAN_PREFIX6 (the nftables blocker's)
 	settings    Settings
 }
 
@@ -70,6 +71,7 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		kind = "nftables"
 	}
 	jail := NewJail(store, kind, r.fake.asBlocker(), log)
+	jail.setPrefix6(o.prefix6)
 	if o.command {
 		jail = NewJail(store, "command", nil, log)
 	}

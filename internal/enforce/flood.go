@@ -55,12 +55,13 @@ func (b *portBits) add(p uint16) bool {
 	return true
 }
 
-func newFlood(ignored func(netip.Addr) bool) *flood {
+func newFlood(ignored func(netip.Addr) bool, key func(netip.Addr) netip.Addr) *flood {
 	return &flood{first: engine.New(engine.Options{
 		Trigger:    floodPorts,
 		Window:     floodInterval,
 		Response:   [2]engine.Response{engine.Block, engine.Block},
 		Ignore:     ignored,
+		Key:        key,
 		MaxSources: floodSources,
 	})}
 }

@@ -34,6 +34,9 @@ type Jail struct {
 	// event loop both change bans.
 	mu      sync.Mutex
 	allowed []netip.Prefix // what the kernel's never-ban list holds now
+	// prefix6 is how long an IPv6 ban's prefix is: 128 (an address)
+	// unless the blocker bans prefixes (nftables, BAN_PREFIX6).
+	prefix6 int
 }
 
 // JailOptions choose the ban record and the blocker.
@@ -41,13 +44,18 @@ type JailOptions struct {
 	Blocker string      // BLOCKER: "auto", "nftables", "iptables", "route" or "command"
 	BanFile string      // BAN_FILE; "" keeps bans in memory only
 	Policy  bans.Policy // BAN_TIME, BAN_TIME_MAX
+	// Prefix6 is BAN_PREFIX6: an IPv6 ban covers this prefix, with
+	// nftables (the other blockers ban single addresses).
+	Prefix6 int
 }
 
 // openers are the native blockers, by kind.
-var openers = map[detect.Kind]func() (block.Blocker, error){
-	detect.NFTables: func() (block.Blocker, error) { return nft.New(nft.Options{}) },
-	detect.IPTables: func() (block.Blocker, error) { return iptables.New(iptables.Options{}) },
-	detect.Route:    func() (block.Blocker, error) { return route.New(route.Options{}) },
+func openers(o JailOptions) map[detect.Kind]func() (block.Blocker, error) {
+	return map[detect.Kind]func() (block.Blocker, error){
+		detect.NFTables: func() (block.Blocker, error) { return nft.New(nft.Options{Prefix6: o.Prefix6}) },
+		detect.IPTables: func() (block.Blocker, error) { return iptables.New(iptables.Options{}) },
+		detect.Route:    func() (block.Blocker, error) { return route.New(route.Options{}) },
+	}
 }
 
 // OpenJail opens the ban file and the blocker o asks for ("auto": the
@@ -68,21 +76,64 @@ func OpenJail(o JailOptions, log *slog.Logger) (*Jail, error) {
 	if o.Blocker != "auto" {
 		order = []detect.Kind{detect.Kind(o.Blocker)}
 	}
-	b, kind, err := detect.Choose(order, openers)
+	b, kind, err := detect.Choose(order, openers(o))
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("BLOCKER=%q: %w", o.Blocker, err)
 	}
 	j := NewJail(store, string(kind), b, log)
 	j.asked = o.Blocker
+	if kind == detect.NFTables {
+		j.setPrefix6(o.Prefix6)
+	}
 	return j, nil
 }
 
 // NewJail is a jail over store, applied by b (nil: commands apply bans).
+// IPv6 bans are of single addresses until setPrefix6.
 func NewJail(store *bans.Store, kind string, b block.Blocker, log *slog.Logger) *Jail {
-	j := &Jail{log: log, store: store, asked: kind, kind: kind, blocker: b}
+	j := &Jail{log: log, store: store, asked: kind, kind: kind, blocker: b, prefix6: 128}
 	j.trapper, _ = b.(block.Trapper)
 	return j
+}
+
+// setPrefix6 makes IPv6 bans cover prefixes of n bits (0 or 128: single
+// addresses); the blocker must mask the same way.
+func (j *Jail) setPrefix6(n int) {
+	if n <= 0 || n > 128 {
+		n = 128
+	}
+	j.prefix6 = n
+}
+
+// Key is the address a ban of addr is kept under: addr itself, or for
+// IPv6 with prefix bans the first address of its prefix. The record, the
+// blocker and the engine all use it, so a /64 is one source and one ban.
+func (j *Jail) Key(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if addr.Is6() && j.prefix6 < 128 {
+		return netip.PrefixFrom(addr, j.prefix6).Masked().Addr()
+	}
+	return addr
+}
+
+// Prefix is the prefix a ban kept under key covers, as the operator
+// commands show it: key/32 or key/128 for a single address, key/64 for a
+// /64.
+func (j *Jail) Prefix(key netip.Addr) netip.Prefix {
+	if key.Is6() {
+		return netip.PrefixFrom(key, j.prefix6)
+	}
+	return netip.PrefixFrom(key, 32)
+}
+
+// widen makes p cover at least the bans it touches: an IPv6 prefix longer
+// than the ban prefix (an address inside a banned /64) becomes that /64.
+func (j *Jail) widen(p netip.Prefix) netip.Prefix {
+	if p.Addr().Is6() && p.Bits() > j.prefix6 {
+		return netip.PrefixFrom(p.Addr(), j.prefix6).Masked()
+	}
+	return p
 }
 
 // Kind names what applies bans: "nftables", "iptables", "route" or "command".
@@ -94,6 +145,7 @@ func (j *Jail) Native() bool { return j.blocker != nil }
 // Ban records a ban of addr and applies it natively: the Native step of a
 // response. A ban the firewall refused is taken back from the record.
 func (j *Jail) Ban(addr netip.Addr, reason string, port uint16, proto string) (string, error) {
+	addr = j.Key(addr)
 	b := j.store.Ban(addr, reason, port, proto)
 	if err := j.apply(addr, b.Remaining(time.Now())); err != nil {
 		j.store.Unban(netip.PrefixFrom(b.Addr, b.Addr.BitLen()))
@@ -108,11 +160,12 @@ func (j *Jail) Ban(addr netip.Addr, reason string, port uint16, proto string) (s
 // Record records a ban that a command (KILL_ROUTE) applied: the record
 // gives it its lifetime (UNKILL_ROUTE lifts it) and lists it.
 func (j *Jail) Record(addr netip.Addr, reason string, port uint16, proto string) {
-	j.store.Ban(addr, reason, port, proto)
+	j.store.Ban(j.Key(addr), reason, port, proto)
 }
 
 // BanFor is a ban made by hand (portsentry block), for d (0: permanent).
 func (j *Jail) BanFor(addr netip.Addr, d time.Duration, reason string) (bans.Ban, error) {
+	addr = j.Key(addr)
 	b := j.store.BanFor(addr, d, reason)
 	if j.Native() {
 		if err := j.apply(addr, b.Remaining(time.Now())); err != nil {
@@ -120,7 +173,7 @@ func (j *Jail) BanFor(addr netip.Addr, d time.Duration, reason string) (bans.Ban
 			return bans.Ban{}, err
 		}
 	}
-	return b, nil
+	return j.withPrefix([]bans.Ban{b})[0], nil
 }
 
 func (j *Jail) apply(addr netip.Addr, ttl time.Duration) error {
@@ -133,15 +186,28 @@ func (j *Jail) apply(addr netip.Addr, ttl time.Duration) error {
 // Over reports whether addr's ban ended by t: its record still holds it
 // until the next Expire.
 func (j *Jail) Over(addr netip.Addr, t time.Time) bool {
-	b, ok := j.store.Get(addr)
+	b, ok := j.store.Get(j.Key(addr))
 	return ok && !b.Permanent() && !t.Before(b.Expires)
 }
 
 // Get returns addr's ban in force.
-func (j *Jail) Get(addr netip.Addr) (bans.Ban, bool) { return j.store.Get(addr) }
+func (j *Jail) Get(addr netip.Addr) (bans.Ban, bool) { return j.store.Get(j.Key(addr)) }
 
 // Active lists the bans in force.
-func (j *Jail) Active() []bans.Ban { return j.store.Active() }
+func (j *Jail) Active() []bans.Ban { return j.withPrefix(j.store.Active()) }
+
+// withPrefix sets Bits on IPv6 bans that cover a prefix.
+func (j *Jail) withPrefix(bs []bans.Ban) []bans.Ban {
+	if j.prefix6 >= 128 {
+		return bs
+	}
+	for i := range bs {
+		if bs[i].Addr.Is6() {
+			bs[i].Bits = j.prefix6
+		}
+	}
+	return bs
+}
 
 // Len is the number of bans in force.
 func (j *Jail) Len() int { return j.store.Len() }
@@ -153,7 +219,7 @@ func (j *Jail) NextExpiry() (time.Time, bool) { return j.store.NextExpiry() }
 func (j *Jail) Expire() []bans.Ban { return j.store.Expire() }
 
 // Unban takes every ban inside p out of the record and returns them.
-func (j *Jail) Unban(p netip.Prefix) []bans.Ban { return j.store.Unban(p) }
+func (j *Jail) Unban(p netip.Prefix) []bans.Ban { return j.withPrefix(j.store.Unban(j.widen(p))) }
 
 // KernelOnly is the reason unblock's reply gives for a ban that only the
 // native blocker held: the kernel trap banned the address in the packet
@@ -171,6 +237,7 @@ func (j *Jail) Held(p netip.Prefix) ([]block.Entry, error) {
 	if err != nil {
 		return nil, err
 	}
+	p = j.widen(p)
 	var in []block.Entry
 	for _, e := range all {
 		if p.Contains(e.Addr.Unmap()) {
@@ -205,7 +272,7 @@ func (j *Jail) Unrecorded(held []block.Entry, lifted []bans.Ban) []bans.Ban {
 		}
 		out = append(out, b)
 	}
-	return out
+	return j.withPrefix(out)
 }
 
 // Sync makes the ban file durable; a failure is logged (the bans hold in

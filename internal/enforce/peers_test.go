@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/enforce/block"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/portset"
@@ -99,4 +100,39 @@ func TestPeerScanningFromAnotherDistance(t *testing.T) {
 	r.probeAt(peer, 999, 41, t0.Add(2*time.Second))
 	r.waitLog("attackalert: Host 198.51.100.20: probes claiming its address from another distance than its connections reached 64 ports: a scan, acting on it")
 	r.waitLog("attackalert: Host 198.51.100.20 has been blocked via nftables")
+}
+
+// With IPv6 bans by /64, a probe bans its source's /64: another address
+// of it is already blocked, the record and the blocker hold the prefix,
+// list shows it, and unblock of any address in it lifts it. IPv4 is as
+// before.
+func TestPrefix6Bans(t *testing.T) {
+	r := newRig(t, rigOptions{traps: true, prefix6: 64})
+	first, second := netip.MustParseAddr("2001:db8:1:2::7"), netip.MustParseAddr("2001:db8:1:2:ffff::1")
+	net64 := netip.MustParseAddr("2001:db8:1:2::")
+	r.probe(first, 143)
+	r.waitLog("attackalert: Host 2001:db8:1:2::7 has been blocked via nftables")
+	r.settle()
+	if _, ok := r.fake.ttl(net64); !ok {
+		t.Fatalf("the blocker does not hold %v/64", net64)
+	}
+	r.probe(second, 144)
+	r.waitLog("attackalert: Host: 2001:db8:1:2:ffff::1/2001:db8:1:2:ffff::1 is already blocked Ignoring")
+	ls := r.e.Control(func() control.Status { return control.Status{} }).List()
+	if len(ls) != 1 || ls[0].Target() != "2001:db8:1:2::/64" {
+		t.Fatalf("list = %+v, want one ban of 2001:db8:1:2::/64", ls)
+	}
+	lifted, err := r.e.Control(func() control.Status { return control.Status{} }).Unblock(netip.PrefixFrom(second, 128))
+	if err != nil || len(lifted) != 1 || lifted[0].Target() != "2001:db8:1:2::/64" {
+		t.Fatalf("unblock of an address of the /64: %+v, %v", lifted, err)
+	}
+	r.settle()
+	if _, ok := r.fake.ttl(net64); ok {
+		t.Error("the /64 is still held after unblock")
+	}
+	r.probe(scanner, 143)
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+	if _, ok := r.fake.ttl(netip.MustParseAddr("198.51.100.8")); ok {
+		t.Error("an IPv4 neighbour was banned with the scanner")
+	}
 }

@@ -99,6 +99,10 @@ type Options struct {
 	// probe. Connect-mode events never ask: their trap socket is the owner.
 	// Asking last keeps a flood from a blocked host free of lookups.
 	InUse func(proto event.Proto, port uint16) bool
+	// Key, when set, maps an address to the source it counts as: with
+	// IPv6 bans by prefix, every address of a /64 is one source, counted
+	// and blocked together. nil: each address is its own source.
+	Key func(netip.Addr) netip.Addr
 	// MaxBlocked caps how many blocked sources are remembered. When full,
 	// the oldest block is forgotten: the firewall keeps it, and a new probe
 	// from that source would only run the response again.
@@ -176,13 +180,15 @@ func (e *Engine) Reconfigure(opts Options) {
 
 // Observe decides what to do with one event.
 func (e *Engine) Observe(ev event.Event) Verdict {
-	src := ev.Src.Unmap()
 	resp := e.opts.Response[ev.Proto&1]
 	v := Verdict{Response: resp}
-	if e.opts.Ignore(src) {
+	// The address itself is ignored or not; its source (Key) is what
+	// is counted and blocked.
+	if e.opts.Ignore(ev.Src.Unmap()) {
 		v.Action = Ignored
 		return v
 	}
+	src := e.key(ev.Src)
 	// Blocked wins over pending: a source blocked by hand while its
 	// response runs is blocked, whatever the response's outcome.
 	if _, ok := e.blocked[src]; ok {
@@ -220,7 +226,7 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 // Done records the result of a Respond verdict. A source whose response
 // failed is not recorded as blocked: its next probe triggers again.
 func (e *Engine) Done(addr netip.Addr, blocked bool) {
-	addr = addr.Unmap()
+	addr = e.key(addr)
 	delete(e.pending, addr)
 	if blocked {
 		e.MarkBlocked(addr)
@@ -230,7 +236,7 @@ func (e *Engine) Done(addr netip.Addr, blocked bool) {
 // MarkBlocked records addr as blocked without a probe (BLOCKED_FILE at start,
 // or a block made by hand).
 func (e *Engine) MarkBlocked(addr netip.Addr) {
-	addr = addr.Unmap()
+	addr = e.key(addr)
 	if el, ok := e.sources[addr]; ok {
 		e.lru.Remove(el)
 		delete(e.sources, addr)
@@ -246,7 +252,7 @@ func (e *Engine) MarkBlocked(addr netip.Addr) {
 
 // Unblock forgets that addr is blocked; its next probe counts from zero.
 func (e *Engine) Unblock(addr netip.Addr) bool {
-	addr = addr.Unmap()
+	addr = e.key(addr)
 	el, ok := e.blocked[addr]
 	if ok {
 		e.order.Remove(el)
@@ -257,8 +263,17 @@ func (e *Engine) Unblock(addr netip.Addr) bool {
 
 // IsBlocked reports whether addr is recorded as blocked.
 func (e *Engine) IsBlocked(addr netip.Addr) bool {
-	_, ok := e.blocked[addr.Unmap()]
+	_, ok := e.blocked[e.key(addr)]
 	return ok
+}
+
+// key is the source addr counts as: unmapped, then Options.Key.
+func (e *Engine) key(addr netip.Addr) netip.Addr {
+	addr = addr.Unmap()
+	if e.opts.Key != nil {
+		addr = e.opts.Key(addr)
+	}
+	return addr
 }
 
 // Stats reports the sizes of the engine's tables.

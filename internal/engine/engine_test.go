@@ -942,3 +942,40 @@ func TestServiceCheck(t *testing.T) {
 		t.Errorf("service check asked about ports %v; want no lookups for pending, ignored or connect-mode events", asked)
 	}
 }
+
+// With Options.Key every address of a /64 is one source: counted together
+// and blocked together; whether an address is ignored is still its own.
+func TestKeyGroupsSources(t *testing.T) {
+	per64 := func(a netip.Addr) netip.Addr {
+		if a.Is6() {
+			return netip.PrefixFrom(a, 64).Masked().Addr()
+		}
+		return a
+	}
+	admin := netip.MustParseAddr("2001:db8::a")
+	e := New(Options{Trigger: 2, Key: per64, Response: [2]Response{Block, Block},
+		Ignore: func(a netip.Addr) bool { return a == admin }})
+	t0 := time.Unix(1_000_000, 0)
+	probe := func(src string, port uint16) Verdict {
+		return e.Observe(event.Event{Time: t0, Src: netip.MustParseAddr(src), Port: port, Proto: event.TCP, Kind: event.SYN, Mode: event.ModeSTCP})
+	}
+	if v := probe("2001:db8::1", 22); v.Action != Counted {
+		t.Fatalf("first probe: %v, want counted", v.Action)
+	}
+	if v := probe("2001:db8::a", 23); v.Action != Ignored {
+		t.Fatalf("an ignored address inside the /64: %v, want ignored", v.Action)
+	}
+	if v := probe("2001:db8::2", 23); v.Action != Respond {
+		t.Fatalf("second port from the same /64: %v, want respond", v.Action)
+	}
+	e.Done(netip.MustParseAddr("2001:db8::3"), true)
+	if !e.IsBlocked(netip.MustParseAddr("2001:db8::ffff")) {
+		t.Error("the /64 is not blocked after its response")
+	}
+	if v := probe("2001:db8:0:1::1", 22); v.Action != Counted {
+		t.Errorf("the next /64: %v, want counted", v.Action)
+	}
+	if v := probe("192.0.2.1", 22); v.Action != Counted || e.IsBlocked(netip.MustParseAddr("192.0.2.2")) {
+		t.Errorf("IPv4: %v, want counted, and its neighbour not blocked", v.Action)
+	}
+}

@@ -313,7 +313,7 @@ func (s *Settings) policy() bans.Policy {
 
 // jailOptions choose the ban record and the blocker.
 func (s *Settings) Jail() enforce.JailOptions {
-	return enforce.JailOptions{Blocker: s.Conf.Blocker, BanFile: s.Conf.BanFile, Policy: s.policy()}
+	return enforce.JailOptions{Blocker: s.Conf.Blocker, BanFile: s.Conf.BanFile, Policy: s.policy(), Prefix6: s.Conf.BanPrefix6}
 }
 
 // reportSettings is what reporting takes from these settings.

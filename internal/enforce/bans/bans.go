@@ -116,6 +116,20 @@ type Ban struct {
 	// Count is how many times the address has been banned, this ban
 	// included, within the memory of the Store (Options.Remember).
 	Count int
+	// Bits, when above 0, says the ban covers the prefix Addr/Bits (an
+	// IPv6 /64 with BAN_PREFIX6) rather than Addr alone. The Store keeps
+	// bans by address and never sets it: the jail, which knows the
+	// prefix, does for the operator commands.
+	Bits int
+}
+
+// Target is what the ban covers, as the operator commands print it: the
+// address, or the prefix when Bits is set.
+func (b Ban) Target() string {
+	if b.Bits > 0 {
+		return netip.PrefixFrom(b.Addr, b.Bits).String()
+	}
+	return b.Addr.String()
 }
 
 // Permanent reports whether the ban never expires.

@@ -11,6 +11,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
@@ -49,6 +50,21 @@ type Plan struct {
 	KillRunCmdFirst       bool
 	// UnkillRoute and UnkillRoute6 lift a KILL_ROUTE ban (UNKILL_ROUTE*).
 	UnkillRoute, UnkillRoute6 string
+	// Prefix6, when below 128, says IPv6 bans cover prefixes this long
+	// (BAN_PREFIX6 with nftables): a hosts.deny line then names the
+	// prefix ("[2001:db8::]/64"), as the ban does.
+	Prefix6 int
+}
+
+// denyTemplate is KILL_HOSTS_DENY ready for addr: hosts_access wants IPv6
+// in brackets, and a prefix as [net]/bits.
+func (p Plan) denyTemplate(addr netip.Addr) string {
+	addr = addr.Unmap()
+	if addr.Is6() && p.Prefix6 > 0 && p.Prefix6 < 128 {
+		net := netip.PrefixFrom(addr, p.Prefix6).Masked()
+		return strings.ReplaceAll(p.KillHostsDeny, "$TARGET$", "["+net.Addr().String()+"]/"+strconv.Itoa(p.Prefix6))
+	}
+	return wrappersTemplate(p.KillHostsDeny, addr)
 }
 
 // HostsDenyLine is the hosts.deny line a block of addr wrote ("" when
@@ -57,7 +73,7 @@ func (p Plan) HostsDenyLine(addr netip.Addr) string {
 	if p.KillHostsDeny == "" {
 		return ""
 	}
-	return command.Expand(wrappersTemplate(p.KillHostsDeny, addr), command.Target{Addr: addr})
+	return command.Expand(p.denyTemplate(addr), command.Target{Addr: addr})
 }
 
 // UnblockCommand is the UNKILL_ROUTE (or UNKILL_ROUTE6) command lifting a
@@ -89,7 +105,7 @@ func (p Plan) Steps(resp engine.Response, t command.Target) []Step {
 			run(false)
 		}
 		if p.KillHostsDeny != "" {
-			steps = append(steps, Step{HostsDeny, command.Expand(wrappersTemplate(p.KillHostsDeny, t.Addr), t), true})
+			steps = append(steps, Step{HostsDeny, command.Expand(p.denyTemplate(t.Addr), t), true})
 		}
 		route := p.KillRoute
 		if t.Addr.Unmap().Is6() && p.KillRoute6 != "" {

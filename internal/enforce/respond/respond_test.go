@@ -369,3 +369,28 @@ func TestExecuteBackground(t *testing.T) {
 		}
 	}
 }
+
+// With IPv6 bans by prefix, the hosts.deny line a ban writes and the one
+// its lift removes both name the prefix; IPv4 and single IPv6 addresses
+// are as before.
+func TestHostsDenyLinePrefix(t *testing.T) {
+	p := Plan{KillHostsDeny: "ALL: $TARGET$ : DENY", Prefix6: 64}
+	for _, tc := range []struct{ addr, want string }{
+		{"2001:db8::7", "ALL: [2001:db8::]/64 : DENY"},
+		{"2001:db8:1:2:3:4:5:6", "ALL: [2001:db8:1:2::]/64 : DENY"},
+		{"192.0.2.7", "ALL: 192.0.2.7 : DENY"},
+	} {
+		a := netip.MustParseAddr(tc.addr)
+		if got := p.HostsDenyLine(a); got != tc.want {
+			t.Errorf("HostsDenyLine(%s) = %q, want %q", a, got, tc.want)
+		}
+		steps := p.Steps(engine.Block, command.Target{Addr: a})
+		if len(steps) == 0 || steps[0].Text != tc.want {
+			t.Errorf("Steps(%s) = %+v, want a hosts.deny step %q", a, steps, tc.want)
+		}
+	}
+	single := Plan{KillHostsDeny: "ALL: $TARGET$ : DENY"}
+	if got := single.HostsDenyLine(netip.MustParseAddr("2001:db8::7")); got != "ALL: [2001:db8::7] : DENY" {
+		t.Errorf("single-address line %q", got)
+	}
+}
