@@ -140,7 +140,7 @@ func (d *Daemon) openEnforcement(ctx context.Context, s *settings.Settings) erro
 	if err != nil {
 		return err
 	}
-	guard := enforce.NewGuard(d.opts.AllowLocal, ignore.LocalPrefixes, func() (infra.Infra, error) { return infra.Discover(infra.Paths{}) })
+	guard := enforce.NewGuard(d.opts.AllowLocal, ignore.LocalPrefixes, ignore.LinkPrefixes, func() (infra.Infra, error) { return infra.Discover(infra.Paths{}) })
 	guard.SetIgnore(s.Ignore)
 	guard.ProtectInfrastructure(s.Conf.ProtectInfrastructure)
 	if err := guard.Refresh(); err != nil {

@@ -117,6 +117,7 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 	}
 	e.engine = engine.New(engine.Options{Ignore: guard.Ignored})
 	e.unlike = engine.New(peerCounting(0))
+	jail.onLink = guard.OnLink
 	e.flood = newFlood(guard.Ignored, jail.Key)
 	e.rpath = defaultReversePath()
 	return e
@@ -162,7 +163,7 @@ func (e *Enforcer) Reconfigure(s Settings) error {
 	c.exec = respond.Executor{Shell: command.Shell{Timeout: s.CommandTimeout}, Deny: e.denyFile(s.HostsDenyFile)}
 	if e.jail.Native() {
 		c.Plan.Native = e.jail.Kind()
-		c.Plan.Prefix6 = e.jail.prefix6
+		c.Plan.Cover = e.jail.Cover
 	}
 	e.cur.Store(c)
 	if e.jail.Native() && (s.Plan.KillRoute != "" || s.Plan.KillRoute6 != "") {
@@ -363,6 +364,9 @@ func (e *Enforcer) RefreshGuard() {
 	}
 	if err := e.jail.SetNeverBan(e.guard.Prefixes()); err != nil {
 		e.log.Error(logline.Error("updating the kernel's never-ban list: " + err.Error()))
+	}
+	if err := e.jail.SetLinks(e.guard.Links()); err != nil {
+		e.log.Error(logline.Error("updating the kernel's list of this host's networks: " + err.Error()))
 	}
 }
 

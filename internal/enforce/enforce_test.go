@@ -31,6 +31,8 @@ var (
 	local    = netip.MustParseAddr("203.0.113.1") // "this host"
 	gateway  = netip.MustParseAddr("198.51.100.1")
 	resolver = netip.MustParseAddr("2001:db8::53")
+	// lanPrefix is "this host's" IPv6 network.
+	lanPrefix = netip.MustParsePrefix("2001:db8:ffff::/64")
 )
 
 // rig is an Enforcer over a fake blocker, with a real engine, ban record
@@ -77,6 +79,8 @@ func newRig(t *testing.T, o rigOptions) *rig {
 	}
 	guard := NewGuard(o.allowLocal, func() ([]netip.Prefix, error) {
 		return []netip.Prefix{netip.PrefixFrom(local, 32)}, nil
+	}, func() ([]netip.Prefix, error) {
+		return []netip.Prefix{lanPrefix}, nil
 	}, func() (infra.Infra, error) {
 		return infra.Infra{NameServers: []netip.Addr{resolver}, Gateways: []netip.Addr{gateway}}, nil
 	})
@@ -404,7 +408,7 @@ func TestRestoreReconciles(t *testing.T) {
 	log := output.New(&syncbuf.Buffer{}, slog.LevelInfo)
 	jail := NewJail(store, "nftables", fake, log)
 	defer jail.Close()
-	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil }, nil)
+	guard := NewGuard(false, func() ([]netip.Prefix, error) { return nil, nil }, nil, nil)
 	e := New(context.Background(), jail, guard, report.New(log, report.Settings{}), nil, log)
 	if err := e.Restore(path, ""); err != nil {
 		t.Fatal(err)

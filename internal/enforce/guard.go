@@ -30,9 +30,14 @@ type Guard struct {
 	infra      atomic.Pointer[guarded]
 	protect    atomic.Bool // PROTECT_INFRASTRUCTURE
 	// localAddrs lists this host's addresses (ignore.LocalPrefixes);
-	// discover its infrastructure (infra.Discover).
+	// links its IPv6 networks (ignore.LinkPrefixes); discover its
+	// infrastructure (infra.Discover).
 	localAddrs func() ([]netip.Prefix, error)
+	links      func() ([]netip.Prefix, error)
 	discover   func() (infra.Infra, error)
+	// link is this host's IPv6 networks, where bans by prefix
+	// (BAN_PREFIX6) are of single addresses.
+	link atomic.Pointer[ignore.List]
 }
 
 // guarded is the infrastructure found, and as a list for lookups.
@@ -43,10 +48,11 @@ type guarded struct {
 
 // NewGuard returns a guard with an empty ignore list, and no local
 // addresses or infrastructure yet: call SetIgnore and Refresh.
-func NewGuard(allowLocal bool, localAddrs func() ([]netip.Prefix, error), discover func() (infra.Infra, error)) *Guard {
-	g := &Guard{allowLocal: allowLocal, localAddrs: localAddrs, discover: discover}
+func NewGuard(allowLocal bool, localAddrs, links func() ([]netip.Prefix, error), discover func() (infra.Infra, error)) *Guard {
+	g := &Guard{allowLocal: allowLocal, localAddrs: localAddrs, links: links, discover: discover}
 	g.ignore.Store(ignore.New())
 	g.local.Store(ignore.New())
+	g.link.Store(ignore.New())
 	g.infra.Store(&guarded{list: ignore.New()})
 	return g
 }
@@ -79,6 +85,13 @@ func (g *Guard) Refresh() error {
 	} else {
 		g.local.Store(ignore.New(prefixes...))
 	}
+	if g.links != nil {
+		if prefixes, err := g.links(); err != nil {
+			errs = append(errs, fmt.Errorf("cannot list this host's networks: %w", err))
+		} else {
+			g.link.Store(ignore.New(prefixes...))
+		}
+	}
 	if g.protect.Load() && g.discover != nil {
 		found, err := g.discover()
 		if err != nil {
@@ -100,6 +113,13 @@ func (g *Guard) Ignored(a netip.Addr) bool {
 func (g *Guard) NeverBlock(a netip.Addr) bool {
 	return g.ignore.Load().Contains(a) || g.local.Load().Contains(a) || g.infra.Load().list.Contains(a)
 }
+
+// OnLink reports whether a is on one of this host's IPv6 networks, where
+// bans are of single addresses.
+func (g *Guard) OnLink(a netip.Addr) bool { return g.link.Load().Contains(a) }
+
+// Links lists this host's IPv6 networks, for the kernel's link6 set.
+func (g *Guard) Links() []netip.Prefix { return g.link.Load().Prefixes() }
 
 // Prefixes is everything NeverBlock covers, for the kernel's never-ban list.
 func (g *Guard) Prefixes() []netip.Prefix {

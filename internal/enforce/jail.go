@@ -37,6 +37,11 @@ type Jail struct {
 	// prefix6 is how long an IPv6 ban's prefix is: 128 (an address)
 	// unless the blocker bans prefixes (nftables, BAN_PREFIX6).
 	prefix6 int
+	// onLink reports addresses on this host's own networks, banned alone
+	// whatever prefix6 says (set by the enforcer from its guard).
+	onLink func(netip.Addr) bool
+	// linker is the blocker, when it keeps this host's networks (nft).
+	linker interface{ SetLink([]netip.Prefix) error }
 }
 
 // JailOptions choose the ban record and the blocker.
@@ -94,6 +99,7 @@ func OpenJail(o JailOptions, log *slog.Logger) (*Jail, error) {
 func NewJail(store *bans.Store, kind string, b block.Blocker, log *slog.Logger) *Jail {
 	j := &Jail{log: log, store: store, asked: kind, kind: kind, blocker: b, prefix6: 128}
 	j.trapper, _ = b.(block.Trapper)
+	j.linker, _ = b.(interface{ SetLink([]netip.Prefix) error })
 	return j
 }
 
@@ -109,28 +115,31 @@ func (j *Jail) setPrefix6(n int) {
 // Key is the address a ban of addr is kept under: addr itself, or for
 // IPv6 with prefix bans the first address of its prefix. The record, the
 // blocker and the engine all use it, so a /64 is one source and one ban.
-func (j *Jail) Key(addr netip.Addr) netip.Addr {
+func (j *Jail) Key(addr netip.Addr) netip.Addr { return j.Cover(addr).Addr() }
+
+// Cover is the prefix a ban of addr covers: addr alone, or its /64 (its
+// BAN_PREFIX6 prefix) when Key keeps it under the prefix.
+func (j *Jail) Cover(addr netip.Addr) netip.Prefix {
 	addr = addr.Unmap()
-	if addr.Is6() && j.prefix6 < 128 {
-		return netip.PrefixFrom(addr, j.prefix6).Masked().Addr()
+	if addr.Is6() && j.prefix6 < 128 && (j.onLink == nil || !j.onLink(addr)) {
+		return netip.PrefixFrom(addr, j.prefix6).Masked()
 	}
-	return addr
+	return netip.PrefixFrom(addr, addr.BitLen())
 }
 
-// Prefix is the prefix a ban kept under key covers, as the operator
-// commands show it: key/32 or key/128 for a single address, key/64 for a
-// /64.
-func (j *Jail) Prefix(key netip.Addr) netip.Prefix {
-	if key.Is6() {
-		return netip.PrefixFrom(key, j.prefix6)
+// SetLinks tells the blocker this host's IPv6 networks, where bans are of
+// single addresses (the kernel trap keys its bans the same way as Key).
+func (j *Jail) SetLinks(prefixes []netip.Prefix) error {
+	if j.linker == nil || j.prefix6 >= 128 {
+		return nil
 	}
-	return netip.PrefixFrom(key, 32)
+	return j.linker.SetLink(prefixes)
 }
 
 // widen makes p cover at least the bans it touches: an IPv6 prefix longer
 // than the ban prefix (an address inside a banned /64) becomes that /64.
 func (j *Jail) widen(p netip.Prefix) netip.Prefix {
-	if p.Addr().Is6() && p.Bits() > j.prefix6 {
+	if p.Addr().Is6() && p.Bits() > j.prefix6 && (j.onLink == nil || !j.onLink(p.Addr())) {
 		return netip.PrefixFrom(p.Addr(), j.prefix6).Masked()
 	}
 	return p
@@ -202,7 +211,7 @@ func (j *Jail) withPrefix(bs []bans.Ban) []bans.Ban {
 		return bs
 	}
 	for i := range bs {
-		if bs[i].Addr.Is6() {
+		if a := bs[i].Addr; a.Is6() && (j.onLink == nil || !j.onLink(a)) {
 			bs[i].Bits = j.prefix6
 		}
 	}
@@ -315,7 +324,13 @@ func (j *Jail) Restore() (restored, removed int, err error) {
 	now := time.Now()
 	want := make(map[netip.Addr]time.Duration)
 	for _, b := range j.store.Active() {
-		want[b.Addr] = b.Remaining(now)
+		// Keyed as the blocker keeps it: a ban recorded by address
+		// before BAN_PREFIX6 covers its prefix now.
+		k, ttl := j.Key(b.Addr), b.Remaining(now)
+		if old, ok := want[k]; ok && (old == 0 || (ttl != 0 && old > ttl)) {
+			ttl = old
+		}
+		want[k] = ttl
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

@@ -135,4 +135,27 @@ func TestPrefix6Bans(t *testing.T) {
 	if _, ok := r.fake.ttl(netip.MustParseAddr("198.51.100.8")); ok {
 		t.Error("an IPv4 neighbour was banned with the scanner")
 	}
+
+	// On this host's own network (lanPrefix) bans are of single
+	// addresses: a LAN scanner does not take its neighbours with it.
+	lanScanner, lanNeighbour := netip.MustParseAddr("2001:db8:ffff::7"), netip.MustParseAddr("2001:db8:ffff::8")
+	r.probe(lanScanner, 143)
+	r.waitLog("attackalert: Host 2001:db8:ffff::7 has been blocked via nftables")
+	r.settle()
+	if _, ok := r.fake.ttl(lanScanner); !ok {
+		t.Error("the LAN scanner's own address is not held")
+	}
+	if _, ok := r.fake.ttl(lanPrefix.Addr()); ok {
+		t.Error("the LAN's /64 was banned for one of its hosts")
+	}
+	var neighbourBlocked bool
+	r.do(func() { neighbourBlocked = r.e.engine.IsBlocked(lanNeighbour) })
+	if neighbourBlocked {
+		t.Error("the LAN scanner's neighbour counts as blocked")
+	}
+	for _, b := range r.e.Control(func() control.Status { return control.Status{} }).List() {
+		if b.Addr == lanScanner && b.Target() != "2001:db8:ffff::7" {
+			t.Errorf("list shows the LAN ban as %q, want the address", b.Target())
+		}
+	}
 }

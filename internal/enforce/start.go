@@ -14,6 +14,9 @@ func (e *Enforcer) applyKernel(t *block.Trap) error {
 	if err := e.jail.SetNeverBan(e.guard.Prefixes()); err != nil {
 		return fmt.Errorf("kernel never-ban list: %w", err)
 	}
+	if err := e.jail.SetLinks(e.guard.Links()); err != nil {
+		return fmt.Errorf("kernel list of this host's networks: %w", err)
+	}
 	set, err := e.jail.SetTrap(t)
 	if err != nil {
 		return fmt.Errorf("kernel trap: %w", err)
@@ -47,6 +50,11 @@ func (e *Enforcer) Restore(banFile, blockedFile string) error {
 	if banFile == "" && !e.jail.Native() {
 		e.restoreBlocked(blockedFile)
 		return nil
+	}
+	// The blocker keys IPv6 bans by this host's networks: it must know
+	// them before the record's bans are put back.
+	if err := e.jail.SetLinks(e.guard.Links()); err != nil {
+		return fmt.Errorf("kernel list of this host's networks: %w", err)
 	}
 	restored, removed, err := e.jail.Restore()
 	if err != nil {

@@ -303,6 +303,37 @@ func Load(paths ...string) (*List, error) {
 	return New(all...), nil
 }
 
+// LinkPrefixes returns this host's IPv6 networks: the subnet of every
+// IPv6 interface address, and fe80::/10, sorted and without duplicates.
+// Neighbours there are reached directly, so a ban by IPv6 prefix
+// (BAN_PREFIX6) must not cover them all for one of them.
+func LinkPrefixes() ([]netip.Prefix, error) {
+	ps := []netip.Prefix{netip.MustParsePrefix("fe80::/10")}
+	addrs, err := interfaceAddrs()
+	if err != nil {
+		return ps, fmt.Errorf("ignore: listing interface addresses: %w", err)
+	}
+	for _, a := range addrs {
+		n, ok := a.(*net.IPNet)
+		if !ok {
+			continue
+		}
+		addr, ok := netip.AddrFromSlice(n.IP)
+		bits, size := n.Mask.Size()
+		if !ok || addr.Is4In6() || !addr.Is6() || size != 128 {
+			continue
+		}
+		ps = append(ps, netip.PrefixFrom(addr, bits).Masked())
+	}
+	slices.SortFunc(ps, func(a, b netip.Prefix) int {
+		if c := a.Addr().Compare(b.Addr()); c != 0 {
+			return c
+		}
+		return a.Bits() - b.Bits()
+	})
+	return slices.Compact(ps), nil
+}
+
 // interfaceAddrs is net.InterfaceAddrs, replaceable in tests.
 var interfaceAddrs = net.InterfaceAddrs
 

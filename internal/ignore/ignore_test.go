@@ -394,3 +394,27 @@ func FuzzParse(f *testing.F) {
 		}
 	})
 }
+
+// LinkPrefixes: the IPv6 networks of the interfaces (masked, sorted,
+// without duplicates) and fe80::/10; IPv4 and bare addresses are not.
+func TestLinkPrefixes(t *testing.T) {
+	defer func(f func() ([]net.Addr, error)) { interfaceAddrs = f }(interfaceAddrs)
+	interfaceAddrs = func() ([]net.Addr, error) {
+		return []net.Addr{
+			&net.IPNet{IP: net.ParseIP("192.0.2.10"), Mask: net.CIDRMask(24, 32)},
+			&net.IPNet{IP: net.ParseIP("2001:db8:1:2::10"), Mask: net.CIDRMask(64, 128)},
+			&net.IPNet{IP: net.ParseIP("2001:db8:1:2::11"), Mask: net.CIDRMask(64, 128)}, // same network
+			&net.IPNet{IP: net.ParseIP("2001:db8:9::1"), Mask: net.CIDRMask(48, 128)},
+			&net.IPNet{IP: net.ParseIP("fe80::1"), Mask: net.CIDRMask(64, 128)},
+			&net.IPAddr{IP: net.ParseIP("2001:db8:7::1")}, // no mask: not a network
+		}, nil
+	}
+	got, err := LinkPrefixes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := prefixes("2001:db8:1:2::/64", "2001:db8:9::/48", "fe80::/10", "fe80::/64")
+	if diff := cmp.Diff(want, got, addrCmp); diff != "" {
+		t.Errorf("LinkPrefixes mismatch (-want +got):\n%s", diff)
+	}
+}

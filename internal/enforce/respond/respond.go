@@ -50,19 +50,21 @@ type Plan struct {
 	KillRunCmdFirst       bool
 	// UnkillRoute and UnkillRoute6 lift a KILL_ROUTE ban (UNKILL_ROUTE*).
 	UnkillRoute, UnkillRoute6 string
-	// Prefix6, when below 128, says IPv6 bans cover prefixes this long
-	// (BAN_PREFIX6 with nftables): a hosts.deny line then names the
-	// prefix ("[2001:db8::]/64"), as the ban does.
-	Prefix6 int
+	// Cover, when set, is the prefix a ban of an address covers (an IPv6
+	// /64 with BAN_PREFIX6 and nftables, off this host's own networks): a
+	// hosts.deny line then names the prefix ("[2001:db8::]/64"), as the
+	// ban does. nil: the address alone.
+	Cover func(netip.Addr) netip.Prefix
 }
 
 // denyTemplate is KILL_HOSTS_DENY ready for addr: hosts_access wants IPv6
 // in brackets, and a prefix as [net]/bits.
 func (p Plan) denyTemplate(addr netip.Addr) string {
 	addr = addr.Unmap()
-	if addr.Is6() && p.Prefix6 > 0 && p.Prefix6 < 128 {
-		net := netip.PrefixFrom(addr, p.Prefix6).Masked()
-		return strings.ReplaceAll(p.KillHostsDeny, "$TARGET$", "["+net.Addr().String()+"]/"+strconv.Itoa(p.Prefix6))
+	if p.Cover != nil {
+		if c := p.Cover(addr); addr.Is6() && c.Bits() < 128 {
+			return strings.ReplaceAll(p.KillHostsDeny, "$TARGET$", "["+c.Masked().Addr().String()+"]/"+strconv.Itoa(c.Bits()))
+		}
 	}
 	return wrappersTemplate(p.KillHostsDeny, addr)
 }

@@ -374,11 +374,18 @@ func TestExecuteBackground(t *testing.T) {
 // its lift removes both name the prefix; IPv4 and single IPv6 addresses
 // are as before.
 func TestHostsDenyLinePrefix(t *testing.T) {
-	p := Plan{KillHostsDeny: "ALL: $TARGET$ : DENY", Prefix6: 64}
+	lan := netip.MustParsePrefix("2001:db8:ffff::/64")
+	p := Plan{KillHostsDeny: "ALL: $TARGET$ : DENY", Cover: func(a netip.Addr) netip.Prefix {
+		if a.Is6() && !lan.Contains(a) {
+			return netip.PrefixFrom(a, 64).Masked()
+		}
+		return netip.PrefixFrom(a, a.BitLen())
+	}}
 	for _, tc := range []struct{ addr, want string }{
 		{"2001:db8::7", "ALL: [2001:db8::]/64 : DENY"},
 		{"2001:db8:1:2:3:4:5:6", "ALL: [2001:db8:1:2::]/64 : DENY"},
 		{"192.0.2.7", "ALL: 192.0.2.7 : DENY"},
+		{"2001:db8:ffff::7", "ALL: [2001:db8:ffff::7] : DENY"}, // this host's network: the address
 	} {
 		a := netip.MustParseAddr(tc.addr)
 		if got := p.HostsDenyLine(a); got != tc.want {

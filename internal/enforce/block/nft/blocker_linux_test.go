@@ -66,8 +66,8 @@ func TestNewLayout(t *testing.T) {
 	for n := range f.st.sets {
 		sets = append(sets, n)
 	}
-	if len(sets) != 13 {
-		t.Errorf("sets %v, want 13 (and no probe set left)", sets)
+	if len(sets) != 14 {
+		t.Errorf("sets %v, want 14 (and no probe set left)", sets)
 	}
 	if n := len(f.st.chains[chainInput]); n != 6 {
 		t.Errorf("input chain has %d rules, want 6", n)

@@ -124,7 +124,7 @@ func TestKernelSameAsNft(t *testing.T) {
 	// write, so nft prints the blocker's as "type ipv4_addr . integer";
 	// the kernel's key, what the rules use, is the same (the bytecode
 	// above, and TestKernelForgedProbe).
-	for _, s := range []string{setBan4, setBan6, setAllow4, setAllow6, setTrapTCP, setTrapUDP, setTrapIface, setPeer4, setPeer6, setServedTCP, setServedUDP} {
+	for _, s := range []string{setBan4, setBan6, setAllow4, setAllow6, setTrapTCP, setTrapUDP, setTrapIface, setPeer4, setPeer6, setServedTCP, setServedUDP, setLink6} {
 		w := ref.nft(t, "list", "set", "inet", "portsentry", s)
 		g := n.nft(t, "list", "set", "inet", "portsentry", s)
 		if diff := cmp.Diff(w, g); diff != "" {

@@ -47,6 +47,52 @@ type Blocker struct {
 	// updates is true when the kernel replaces an element's timeout when
 	// the element is added again (see probeUpdates).
 	updates bool
+	// link is this host's IPv6 networks (SetLink), where bans are of
+	// single addresses even with Options.Prefix6; guarded by qmu.
+	link []netip.Prefix
+}
+
+// key is what the ban sets keep a ban of addr under: addr, or with
+// Options.Prefix6 the first address of its prefix, unless addr is on one
+// of this host's own networks. Called with qmu held.
+func (b *Blocker) key(addr netip.Addr) netip.Addr {
+	if !addr.Is6() || b.l.prefix6 >= 128 {
+		return addr
+	}
+	for _, p := range b.link {
+		if p.Contains(addr) {
+			return addr
+		}
+	}
+	return netip.PrefixFrom(addr, b.l.prefix6).Masked().Addr()
+}
+
+// SetLink replaces the list of this host's IPv6 networks (link6): a
+// source there is banned alone, never with its whole prefix, so that a
+// scanner on the LAN does not take the LAN with it. Only of use with
+// Options.Prefix6; IPv4 prefixes are ignored.
+func (b *Blocker) SetLink(prefixes []netip.Prefix) error {
+	var v6 []netip.Prefix
+	for _, p := range prefixes {
+		if p.IsValid() && p.Addr().Is6() && !p.Addr().Is4In6() {
+			v6 = append(v6, p.Masked())
+		}
+	}
+	al := newAllowList(v6)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 2*len(al.v6) + 2
+	err := b.batch("set link", 32*n+64*1024, n/chunk+4, func(c conn) error {
+		c.FlushSet(b.l.link6)
+		return addIntervals(c, b.l.link6, intervals(al.spans(false)))
+	})
+	if err != nil {
+		return err
+	}
+	b.qmu.Lock()
+	b.link = v6
+	b.qmu.Unlock()
+	return nil
 }
 
 // op is the queued intent for one address: banned for ttl, or not banned.
@@ -227,11 +273,8 @@ func (b *Blocker) enqueue(o op) {
 		return
 	}
 	o.addr = o.addr.Unmap().WithZone("")
-	if o.addr.Is6() && b.l.prefix6 < 128 {
-		// The set holds prefixes by their first address.
-		o.addr = netip.PrefixFrom(o.addr, b.l.prefix6).Masked().Addr()
-	}
 	b.qmu.Lock()
+	o.addr = b.key(o.addr)
 	defer b.qmu.Unlock()
 	if b.closed {
 		return

@@ -341,6 +341,27 @@ func TestKernelPrefix6(t *testing.T) {
 	if err := l.S.connect(t, l.s6[1], 0, web6, okWait); err != nil {
 		t.Errorf("after the unban: %v", err)
 	}
+	// On this host's own networks (SetLink) bans are of single
+	// addresses: a scanner on the LAN does not take the LAN with it.
+	if err := b.SetLink([]netip.Prefix{netip.MustParsePrefix("2001:db8::/64")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.S.connect(t, l.s6[2], 0, netip.AddrPortFrom(l.t6, 23), dropWait); !isTimeout(err) {
+		t.Fatalf("IPv6 probe on the link: %v, want a timeout", err)
+	}
+	if !banned(t, b, l.s6[2]) || banned(t, b, net64) {
+		t.Errorf("after a probe from %v on the host's own /64 the ban set holds %v, want that address alone", l.s6[2], blockedList(t, b))
+	}
+	if err := l.S.connect(t, l.s6[1], 0, web6, okWait); err != nil {
+		t.Errorf("a LAN neighbour of the scanner lost the service: %v", err)
+	}
+	b.Add(l.s6[3], time.Hour)
+	if err := b.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if !banned(t, b, l.s6[3]) {
+		t.Errorf("Add of an address on the link banned %v, want the address", blockedList(t, b))
+	}
 	// IPv4: single addresses.
 	if err := l.S.connect(t, l.s4[0], 0, netip.AddrPortFrom(l.t4, 23), dropWait); !isTimeout(err) || !banned(t, b, l.s4[0]) {
 		t.Errorf("IPv4 probe: %v, banned %v", err, banned(t, b, l.s4[0]))

@@ -29,6 +29,7 @@ const (
 	setHop6      = "hop6"
 	setServedTCP = "served_tcp"
 	setServedUDP = "served_udp"
+	setLink6     = "link6"
 	chainInput   = "input"
 	chainTrap    = "trap"
 )
@@ -43,6 +44,7 @@ type layout struct {
 	peer4, peer6              *nftables.Set // sources with an established TCP connection
 	hop4, hop6                *nftables.Set // the same, with the TTL / hop limit they arrive with
 	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
+	link6                     *nftables.Set // this host's IPv6 networks: bans there are of single addresses
 	input, trap               *nftables.Chain
 }
 
@@ -94,6 +96,7 @@ func newLayout(o Options) *layout {
 		// Every port may have been served: 65536 elements at most.
 		servedTCP: served(12, setServedTCP),
 		servedUDP: served(13, setServedUDP),
+		link6:     interval(14, setLink6, nftables.TypeIP6Addr),
 		input: &nftables.Chain{Table: t, Name: chainInput, Type: nftables.ChainTypeFilter,
 			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority)),
 			Policy: &policy},
@@ -102,7 +105,7 @@ func newLayout(o Options) *layout {
 }
 
 func (l *layout) sets() []*nftables.Set {
-	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs, l.peer4, l.peer6, l.hop4, l.hop6, l.servedTCP, l.servedUDP}
+	return []*nftables.Set{l.ban4, l.ban6, l.allow4, l.allow6, l.trapTCP, l.trapUDP, l.trapIfs, l.peer4, l.peer6, l.hop4, l.hop6, l.servedTCP, l.servedUDP, l.link6}
 }
 
 // Expression building blocks. Register 1 everywhere, as nft itself uses;
@@ -184,7 +187,7 @@ func (l *layout) baseRules() []*nftables.Rule {
 	saddrIn := func(v4 bool, s *nftables.Set) []expr.Any {
 		return append(metaNFProto(nfproto(v4)), loadSaddr(v4), lookup(s, false))
 	}
-	return []*nftables.Rule{
+	rules := []*nftables.Rule{
 		// ip saddr @allow4 return
 		// (the never-ban list comes first: an allowed source is never
 		// dropped, even if an old ban for it is still in ban4)
@@ -200,14 +203,19 @@ func (l *layout) baseRules() []*nftables.Rule {
 			verdict(expr.VerdictReturn))),
 		// ip saddr @ban4 counter drop
 		ruleOf(l.input, saddrIn(true, l.ban4), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
-		// ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 counter drop
-		// (with a /64 ban prefix; "ip6 saddr @ban6" for single addresses)
-		ruleOf(l.input, metaNFProto(nfproto(false)), l.banKey(false), one(lookup(l.ban6, false), &expr.Counter{}, verdict(expr.VerdictDrop))),
-		// jump trap
-		// (the trap's rules live in a chain of their own so that SetTrap
-		// replaces them with one flush, without rule handles)
-		ruleOf(l.input, one(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.trap.Name})),
+		// ip6 saddr @ban6 counter drop
+		ruleOf(l.input, saddrIn(false, l.ban6), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
 	}
+	if l.prefix6 < 128 {
+		// ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 counter drop
+		// (a ban of a whole /64, kept under its first address)
+		rules = append(rules, ruleOf(l.input, metaNFProto(nfproto(false)), l.banKey(false),
+			one(lookup(l.ban6, false), &expr.Counter{}, verdict(expr.VerdictDrop))))
+	}
+	// jump trap
+	// (the trap's rules live in a chain of their own so that SetTrap
+	// replaces them with one flush, without rule handles)
+	return append(rules, ruleOf(l.input, one(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.trap.Name})))
 }
 
 // loadDport loads the TCP or UDP destination port.
@@ -404,20 +412,28 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
 		}
 		// add @ban4 { ip saddr timeout TTL } counter drop
-		// (add @ban6 { ip6 saddr & ffff:ffff:ffff:ffff:: timeout TTL }
-		// with a /64 ban prefix)
-		banned := append(slices.Clip(e), l.banKey(v4)...)
-		banned = append(banned,
-			&expr.Dynset{SrcRegKey: reg, SetName: ban.Name, SetID: ban.ID,
-				Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
-			&expr.Counter{},
-			verdict(expr.VerdictDrop))
+		add := func(key []expr.Any) []expr.Any {
+			return append(append(slices.Clip(e), key...),
+				&expr.Dynset{SrcRegKey: reg, SetName: ban.Name, SetID: ban.ID,
+					Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
+				&expr.Counter{},
+				verdict(expr.VerdictDrop))
+		}
+		var rules []*nftables.Rule
+		if !v4 && l.prefix6 < 128 {
+			// ... ip6 saddr @link6 add @ban6 { ip6 saddr timeout TTL } counter drop
+			// ... add @ban6 { ip6 saddr & ffff:ffff:ffff:ffff:: timeout TTL } counter drop
+			// (this host's own networks are banned address by address:
+			// a scanner on the LAN must not take the LAN with it)
+			rules = append(rules, ruleOf(c, add(one(loadSaddr(false), lookup(l.link6, false), loadSaddr(false)))))
+		}
+		banned := add(l.banKey(v4))
 		// The same match again, without the ban: reached only when the
 		// add failed because the ban set is full (a flood of random
 		// sources). The probe is still dropped, so the trap keeps hiding
 		// every unused port; only the ban waits for room.
 		full := append(slices.Clip(e), &expr.Counter{}, verdict(expr.VerdictDrop))
-		return []*nftables.Rule{ruleOf(c, banned), ruleOf(c, full)}
+		return append(rules, ruleOf(c, banned), ruleOf(c, full))
 	}
 	if t.TCP.Len() > 0 {
 		// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout TTL } counter drop
