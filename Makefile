@@ -84,6 +84,16 @@ deps:
 scanlab: build
 	go run ./test/scanlab $(SCANLAB_FLAGS)
 
+# The flood benchmark (root; hping3, nmap, nftables): floods of forged
+# probes (TCP SYN, UDP, IPv6 SYN from random sources) at the daemon on the
+# shipped configuration in network namespaces, with an innocent client and
+# real scans during and after each; prints a Markdown table of what each
+# flood cost (CPU, memory, writes, ban sets, status latency). Flags:
+# FLOODLAB_FLAGS='-duration 10s -scenarios syn,udp,syn6 -out FILE'.
+.PHONY: floodlab
+floodlab:
+	go run ./test/floodlab $(FLOODLAB_FLAGS)
+
 # The Debian package: dist/portsentry_<version>_<arch>.deb, built with
 # dpkg-deb (static binary, systemd unit, conffiles, man pages); it upgrades
 # Debian's portsentry 1.2 in place. Checked by `go test ./test/pkg/` (root).

@@ -53,6 +53,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/netns"
+	"github.com/portsentry-go/portsentry/test/internal/labenv"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
@@ -274,17 +275,14 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 		return nil, err
 	}
 
-	root, err := repoRoot()
+	root, err := labenv.RepoRoot("scanlab")
 	if err != nil {
 		return nil, err
 	}
 	bin := filepath.Join(work, "portsentry")
 	progress("building the daemon: go build -o %s ./cmd/portsentry", bin)
-	build := exec.CommandContext(ctx, goTool(), "build", "-o", bin, "./cmd/portsentry")
-	build.Dir = root
-	build.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := build.CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("go build ./cmd/portsentry: %v\n%s", err, out)
+	if err := labenv.BuildDaemon(ctx, root, bin); err != nil {
+		return nil, err
 	}
 	self, err := os.Executable()
 	if err != nil {
@@ -293,9 +291,9 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 
 	rep := &report{
 		date:     time.Now().UTC(),
-		kernel:   kernelRelease(),
+		kernel:   labenv.KernelRelease(),
 		versions: toolVersions(ctx, o),
-		revision: gitRevision(root),
+		revision: labenv.GitRevision(root),
 		opts:     o,
 	}
 	defer func() { rep.elapsed = time.Since(start) }()
@@ -363,42 +361,6 @@ func lookTools() (tools, error) {
 	return t, nil
 }
 
-// repoRoot is the directory holding go.mod.
-func repoRoot() (string, error) {
-	out, err := exec.Command(goTool(), "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", errors.New("not inside the portsentry module: run from the repository (go run ./test/scanlab)")
-	}
-	return filepath.Dir(mod), nil
-}
-
-func goTool() string {
-	if p, err := exec.LookPath("go"); err == nil {
-		return p
-	}
-	return "/usr/local/go/bin/go"
-}
-
-func kernelRelease() string {
-	b, err := os.ReadFile("/proc/sys/kernel/osrelease")
-	if err != nil {
-		return "unknown"
-	}
-	return strings.TrimSpace(string(b))
-}
-
-func gitRevision(root string) string {
-	out, err := exec.Command("git", "-C", root, "describe", "--always", "--dirty").Output()
-	if err != nil {
-		return "unknown revision"
-	}
-	return strings.TrimSpace(string(out))
-}
-
 // toolVersions returns the first line naming a version of each scanner and
 // of tcpdump.
 func toolVersions(ctx context.Context, o *options) []string {
@@ -415,15 +377,7 @@ func toolVersions(ctx context.Context, o *options) []string {
 			continue
 		}
 		seen[t] = true
-		txt, _ := labproc.Run(ctx, 10*time.Second, t, "--version")
-		v := t + " (version unknown)"
-		for _, line := range strings.Split(txt, "\n") {
-			if strings.Contains(strings.ToLower(line), "version") {
-				v = strings.TrimSpace(line)
-				break
-			}
-		}
-		out = append(out, v)
+		out = append(out, labenv.ToolVersion(ctx, t))
 	}
 	return out
 }

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/portsentry-go/portsentry/test/internal/labproc"
+)
+
+// scanTimeout bounds one nmap run (its own --host-timeout is 240 s).
+const scanTimeout = 300 * time.Second
+
+// scanArgv is the scan S and P run: scanlab's "syn" scan, over the
+// scenario's family, with one retry and at least 100 probes a second: a
+// target that answers a few ports and drops the rest (a scanner the trap
+// could not ban) makes nmap's congestion control slow it down to a probe
+// every 100 ms or so, and a scan cut by --host-timeout reports no port.
+func scanArgv(nmap string, target netip.Addr) []string {
+	argv := []string{nmap, "-n", "-Pn", "-sS", "-T4", "-p1-1024", "--max-retries", "1", "--min-rate", "100", "--host-timeout", "240s", "-oX", "-"}
+	if target.Is6() {
+		argv = append(argv, "-6")
+	}
+	return append(argv, target.String())
+}
+
+// scanOutcome is what one scan found.
+type scanOutcome struct {
+	scanner  netip.Addr
+	answered int    // ports not filtered: open, closed, unfiltered
+	states   string // nmap's view, e.g. "filtered 1021, closed 2, open 1"
+	timedOut bool
+	start    time.Time
+	duration time.Duration
+	recorded bool // the scanner's address is in the history file
+	err      error
+}
+
+// scan is a scan under way.
+type scan struct {
+	p     *labproc.Proc
+	out   scanOutcome
+	saved string // where nmap's output is kept
+}
+
+// startScan starts nmap in h against T.
+func startScan(h host, nmap string, target netip.Addr, saved string) (*scan, error) {
+	src := h.v4
+	if target.Is6() {
+		src = h.v6
+	}
+	p, err := labproc.Start("nmap from "+src.String(), false, h.ns.Argv(scanArgv(nmap, target)...)...)
+	if err != nil {
+		return nil, err
+	}
+	return &scan{p: p, saved: saved, out: scanOutcome{scanner: src, start: time.Now()}}, nil
+}
+
+// wait waits for the scan's end and reads nmap's report.
+func (s *scan) wait(ctx context.Context) scanOutcome {
+	err := s.p.Wait(ctx, scanTimeout)
+	s.out.duration = time.Since(s.out.start)
+	out := s.p.Output()
+	_ = os.WriteFile(s.saved, []byte(out), 0o644)
+	if err != nil {
+		s.out.err = fmt.Errorf("nmap: %w:\n%s", err, s.p.Tail())
+		return s.out
+	}
+	s.out.answered, s.out.states, s.out.timedOut, s.out.err = nmapPorts(out)
+	return s.out
+}
+
+// nmapRun is the part of nmap's XML report floodlab reads.
+type nmapRun struct {
+	Hosts []struct {
+		TimedOut string `xml:"timedout,attr"`
+		Ports    []struct {
+			State struct {
+				State string `xml:"state,attr"`
+			} `xml:"state"`
+		} `xml:"ports>port"`
+		Extra []struct {
+			State string `xml:"state,attr"`
+			Count int    `xml:"count,attr"`
+		} `xml:"ports>extraports"`
+	} `xml:"host"`
+}
+
+// nmapPorts reads nmap's XML report: how many ports answered (any state
+// without "filtered" in it) and every state's count.
+func nmapPorts(out string) (answered int, states string, timedOut bool, err error) {
+	i := strings.Index(out, "<?xml")
+	if i < 0 {
+		return 0, "", false, errors.New("nmap printed no XML report")
+	}
+	var run nmapRun
+	if err := xml.Unmarshal([]byte(out[i:]), &run); err != nil {
+		return 0, "", false, fmt.Errorf("nmap's report: %w", err)
+	}
+	counts := map[string]int{}
+	var order []string
+	add := func(state string, n int) {
+		if _, ok := counts[state]; !ok {
+			order = append(order, state)
+		}
+		counts[state] += n
+		if !strings.Contains(state, "filtered") {
+			answered += n
+		}
+	}
+	for _, h := range run.Hosts {
+		timedOut = timedOut || h.TimedOut == "true"
+		for _, p := range h.Ports {
+			add(p.State.State, 1)
+		}
+		for _, e := range h.Extra {
+			add(e.State, e.Count)
+		}
+	}
+	var parts []string
+	for _, s := range order {
+		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
+	}
+	return answered, strings.Join(parts, ", "), timedOut, nil
+}
+
+// recordWait is how long the daemon has, after the last scan, to write
+// the scanners into its history file.
+const recordWait = 10 * time.Second
+
+// waitRecorded polls the history file until it names every scanner or
+// recordWait has passed, and marks the scans it names.
+func waitRecorded(ctx context.Context, history string, scans ...*scanOutcome) error {
+	deadline := time.Now().Add(recordWait)
+	for {
+		missing := 0
+		for _, s := range scans {
+			if s == nil || s.recorded {
+				continue
+			}
+			ok, err := inHistory(history, s.scanner)
+			if err != nil {
+				return err
+			}
+			if s.recorded = ok; !ok {
+				missing++
+			}
+		}
+		if missing == 0 || time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// scanOutput is where a scan's nmap output is kept.
+func scanOutput(dir, who string) string { return filepath.Join(dir, "nmap-"+who+".xml") }
