@@ -22,6 +22,21 @@
 //   - command: PortSentry's way, KILL_ROUTE/KILL_ROUTE6 run a shell script
 //     that adds the scanner to an nftables set of the lab's own table
 //     (inet lab) and records the time.
+//   - killroute: what admins upgrading from PortSentry 1.2 keep,
+//     BLOCKER="command" with KILL_ROUTE="iptables -I INPUT -s $TARGET$ -j
+//     DROP" (ip6tables for KILL_ROUTE6). The block time is read from the
+//     capture: T's last reply to S.
+//
+// -debian12 runs every scan against Debian's PortSentry 1.2 too (the
+// portsentry package, fetched with apt-get download into
+// .cache/debian-portsentry and run from there, never installed), on the
+// same configuration file, one process per mode as Debian runs it, in a
+// mount namespace of its own where /etc/portsentry/portsentry.conf is the
+// scan's file. IPv4 scans only (1.2 has no IPv6), with the command or
+// killroute blocker. -runs repeats every scan (each daemon in turn) and
+// the report adds the medians:
+//
+//	make scanlab SCANLAB_FLAGS='-blocker killroute -debian12 -runs 5 -mode atcp -scans syn'
 //
 // For each scan a fresh daemon and a fresh ban table are made, tcpdump
 // records T's interface, I keeps using T's services every 50 ms, and S runs
@@ -67,18 +82,23 @@ func main() {
 
 // options is the parsed command line.
 type options struct {
-	blocker string   // blockerNFT or blockerCommand
+	blocker string   // blockerNFT, blockerCommand or blockerKillRoute
 	modes   []string // 1.2 mode names: tcp, udp, atcp, …
 	scans   []scanDef
 	out     string
 	keep    bool
 	timeout time.Duration
+	// debian12 runs each scan against Debian's PortSentry 1.2 too.
+	debian12 bool
+	runs     int // each scan, per daemon
 }
 
 // The values of -blocker.
 const (
 	blockerNFT     = "nftables" // BLOCKER="nftables" with the kernel trap
 	blockerCommand = "command"  // KILL_ROUTE running the lab's block script
+	// blockerKillRoute: KILL_ROUTE running iptables, as 1.2's admins have it.
+	blockerKillRoute = "killroute"
 )
 
 const (
@@ -98,7 +118,9 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.blocker, "blocker", blockerNFT, "how the daemon blocks: `nftables` (BLOCKER=\"nftables\", KERNEL_TRAP=\"1\": the in-kernel trap) or command (KILL_ROUTE running nft, as PortSentry does)")
 	fs.StringVar(&o.out, "out", "", "also write the Markdown report to `FILE`")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (captures, daemon logs, scanner output)")
-	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up (and clean up) after this long")
+	fs.DurationVar(&o.timeout, "timeout", 20*time.Minute, "give up (and clean up) after this long (the default is per run of the scans, and per daemon with -debian12)")
+	fs.BoolVar(&o.debian12, "debian12", false, "run every scan against Debian's PortSentry 1.2 too (apt-get download portsentry; IPv4 scans, -blocker command or killroute)")
+	fs.IntVar(&o.runs, "runs", 1, "run every scan `N` times (per daemon); the report adds the medians")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: scanlab [flags]   (as root; needs %s)\n", installHint)
 		fs.PrintDefaults()
@@ -109,8 +131,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	if o.blocker != blockerNFT && o.blocker != blockerCommand {
-		return nil, fmt.Errorf("-blocker: unknown blocker %q (want %s or %s)", o.blocker, blockerNFT, blockerCommand)
+	if o.blocker != blockerNFT && o.blocker != blockerCommand && o.blocker != blockerKillRoute {
+		return nil, fmt.Errorf("-blocker: unknown blocker %q (want %s, %s or %s)", o.blocker, blockerNFT, blockerCommand, blockerKillRoute)
+	}
+	if o.runs < 1 {
+		return nil, fmt.Errorf("-runs: %d (want 1 or more)", o.runs)
+	}
+	if o.debian12 && o.blocker == blockerNFT {
+		return nil, errors.New("-debian12: PortSentry 1.2 blocks with commands only: add -blocker killroute (or command)")
 	}
 	seen := map[string]bool{}
 	for _, m := range splitList(*mode) {
@@ -139,6 +167,22 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	if len(o.scans) == 0 {
 		return nil, errors.New("-scans: empty")
 	}
+	if o.debian12 {
+		for _, s := range o.scans {
+			if s.v6 {
+				return nil, fmt.Errorf("-debian12: PortSentry 1.2 has no IPv6: drop %s from -scans", s.name)
+			}
+		}
+	}
+	explicit := false
+	fs.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "timeout" })
+	if !explicit {
+		daemons := 1
+		if o.debian12 {
+			daemons = 2
+		}
+		o.timeout *= time.Duration(o.runs * daemons)
+	}
 	return o, nil
 }
 
@@ -158,7 +202,14 @@ func (o *options) command() string {
 	for _, s := range o.scans {
 		names = append(names, s.name)
 	}
-	return fmt.Sprintf("go run ./test/scanlab -blocker %s -mode %s -scans %s", o.blocker, strings.Join(o.modes, ","), strings.Join(names, ","))
+	cmd := fmt.Sprintf("go run ./test/scanlab -blocker %s -mode %s -scans %s", o.blocker, strings.Join(o.modes, ","), strings.Join(names, ","))
+	if o.debian12 {
+		cmd += " -debian12"
+	}
+	if o.runs > 1 {
+		cmd += fmt.Sprintf(" -runs %d", o.runs)
+	}
+	return cmd
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
@@ -230,6 +281,12 @@ func preflight(o *options) error {
 	need := []string{"ip", "nft", "tcpdump"}
 	for _, s := range o.scans {
 		need = append(need, s.tool)
+	}
+	if o.blocker == blockerKillRoute {
+		need = append(need, "iptables", "ip6tables")
+	}
+	if o.debian12 {
+		need = append(need, "unshare", "dpkg-deb", "apt-get")
 	}
 	var missing []string
 	seen := map[string]bool{}
@@ -315,20 +372,42 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 		return rep, err
 	}
 
-	for i, s := range o.scans {
-		progress("[%d/%d] %s: %s", i+1, len(o.scans), s.name, s.title)
-		dir := filepath.Join(work, fmt.Sprintf("%d-%s", i+1, s.name))
-		if err := os.Mkdir(dir, 0o700); err != nil {
+	daemons := []*debian12{nil} // nil: this repository's daemon
+	if o.debian12 {
+		legacy, err := fetchDebian12(ctx, root)
+		if err != nil {
 			return rep, err
 		}
-		r := runScan(ctx, l, o, s, tools, bin, self, dir)
-		rep.results = append(rep.results, r)
-		progress("[%d/%d] %s: %s", i+1, len(o.scans), s.name, r.summary())
-		if errors.Is(r.err, errModeUnsupported) {
-			return rep, r.err
-		}
-		if ctx.Err() != nil {
-			return rep, ctx.Err()
+		rep.debian12 = legacy
+		daemons = append(daemons, legacy)
+	}
+	total, n := o.runs*len(o.scans)*len(daemons), 0
+	for run := 1; run <= o.runs; run++ {
+		for _, s := range o.scans {
+			for _, legacy := range daemons {
+				n++
+				label := s.name
+				if o.runs > 1 || o.debian12 {
+					label = fmt.Sprintf("%s, run %d, %s", s.name, run, daemonOurs)
+					if legacy != nil {
+						label = fmt.Sprintf("%s, run %d, %s", s.name, run, daemon12)
+					}
+				}
+				progress("[%d/%d] %s: %s", n, total, label, s.title)
+				dir := filepath.Join(work, fmt.Sprintf("%d-%s", n, s.name))
+				if err := os.Mkdir(dir, 0o700); err != nil {
+					return rep, err
+				}
+				r := runScan(ctx, l, o, s, tools, bin, self, dir, legacy, run)
+				rep.results = append(rep.results, r)
+				progress("[%d/%d] %s: %s", n, total, label, r.summary())
+				if errors.Is(r.err, errModeUnsupported) {
+					return rep, r.err
+				}
+				if ctx.Err() != nil {
+					return rep, ctx.Err()
+				}
+			}
 		}
 	}
 	rep.elapsed = time.Since(start)
@@ -338,6 +417,7 @@ func benchmark(ctx context.Context, o *options, stderr io.Writer) (*report, erro
 // tools holds the absolute paths of the programs scanlab runs.
 type tools struct {
 	nft, tcpdump, nmap, masscan, date string
+	iptables, ip6tables               string // for -blocker killroute
 }
 
 func lookTools() (tools, error) {
@@ -350,6 +430,7 @@ func lookTools() (tools, error) {
 	}{
 		{&t.nft, "nft", false}, {&t.tcpdump, "tcpdump", false}, {&t.date, "date", false},
 		{&t.nmap, "nmap", true}, {&t.masscan, "masscan", true},
+		{&t.iptables, "iptables", true}, {&t.ip6tables, "ip6tables", true},
 	} {
 		if *x.dst, err = exec.LookPath(x.name); err != nil && !x.optional {
 			return t, fmt.Errorf("%s: %w (%s)", x.name, err, installHint)

@@ -67,14 +67,18 @@ func scanByName(name string) (scanDef, bool) {
 // scanResult is the outcome of one scan.
 type scanResult struct {
 	def     scanDef
-	blocker string // blockerNFT or blockerCommand
+	daemon  string // daemonOurs or daemon12
+	run     int    // 1, 2, … (-runs)
+	blocker string // blockerNFT, blockerCommand or blockerKillRoute
 	command string // the scanner's command line, as run in S
 	err     error  // the scan could not be measured (or only in part)
 	stats   scanStats
 	// blockAt is, with the command blocker, when the block script had
 	// added S (of the scan's family) to the ban set; with nftables, the
 	// timestamp (milliseconds, truncated) of the daemon's "has been blocked
-	// via nftables" line for S. Zero: never.
+	// via nftables" line for S; with killroute, the last reply T sent S
+	// (retransmissions aside) when S's rule is in T's INPUT chain after the
+	// scan. Zero: never.
 	blockAt  time.Time
 	blocks   []blockRecord
 	inSet    bool          // S was in T's ban set after the scan
@@ -129,8 +133,14 @@ func (r *scanResult) blockCell() string {
 	if r.blocker == blockerNFT {
 		return r.nftBlockCell()
 	}
+	if r.blocker == blockerKillRoute && !r.inSet {
+		return "not blocked"
+	}
 	d, ok := r.blockDelay()
 	if !ok {
+		if r.blocker == blockerKillRoute && !r.stats.firstProbe.IsZero() {
+			return "blocked (T never replied)"
+		}
 		if !r.blockAt.IsZero() {
 			return "blocked (no probe captured)"
 		}
@@ -213,9 +223,18 @@ const daemonTable = "portsentry"
 // Creating it first makes the deletion succeed when there is none.
 const resetDaemonTable = "table inet " + daemonTable + "\ndelete table inet " + daemonTable + "\n"
 
+// killRoute and killRoute6 are the killroute blocker's KILL_ROUTE and
+// KILL_ROUTE6: what PortSentry 1.2's admins wrote, run as written (PATH
+// finds the programs), by both daemons.
+const (
+	killRoute  = "iptables -I INPUT -s $TARGET$ -j DROP"
+	killRoute6 = "ip6tables -I INPUT -s $TARGET$ -j DROP"
+)
+
 // writeDaemonFiles writes the daemon's configuration, ignore file and, for
 // the command blocker, block script and ban table into dir, and returns the
-// configuration's path.
+// configuration's path. PortSentry 1.2 reads the same configuration (it
+// ignores the keys it does not know).
 // advancedPorts is ADVANCED_PORTS_* for a blocker: the shipped file's
 // 65535 with the kernel trap (every unused port is a trap; the kernel's
 // service check and connection tracking keep services and replies out), and
@@ -249,6 +268,12 @@ func writeDaemonFiles(dir string, t tools, blocker string) (string, error) {
 			`BLOCKER="nftables"`,
 			`KERNEL_TRAP="1"`,
 			`BAN_TIME="3600"`,
+		}
+	case blockerKillRoute:
+		blocking = []string{
+			`BLOCKER="command"`,
+			`KILL_ROUTE="` + killRoute + `"`,
+			`KILL_ROUTE6="` + killRoute6 + `"`,
 		}
 	default:
 		return "", fmt.Errorf("unknown blocker %q", blocker)
@@ -286,9 +311,14 @@ var dropRE = regexp.MustCompile(`(\d+) packets? dropped by kernel`)
 
 // runScan runs one scan with a fresh ban table and daemon, and measures it.
 // Every process it starts is stopped before it returns.
-func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin, self, dir string) *scanResult {
-	sc := &scanRun{ctx: ctx, l: l, o: o, def: def, t: t, bin: bin, self: self, dir: dir,
-		r: &scanResult{def: def, blocker: o.blocker, command: strings.Join(def.argv(l), " ")}}
+// With legacy set, the daemon is Debian's PortSentry 1.2 instead of bin.
+func runScan(ctx context.Context, l *lab, o *options, def scanDef, t tools, bin, self, dir string, legacy *debian12, run int) *scanResult {
+	daemon := daemonOurs
+	if legacy != nil {
+		daemon = daemon12
+	}
+	sc := &scanRun{ctx: ctx, l: l, o: o, def: def, t: t, bin: bin, self: self, dir: dir, legacy: legacy,
+		r: &scanResult{def: def, daemon: daemon, run: run, blocker: o.blocker, command: strings.Join(def.argv(l), " ")}}
 	defer sc.cleanup()
 	_ = sc.run()
 	return sc.r
@@ -302,6 +332,7 @@ type scanRun struct {
 	def            scanDef
 	t              tools
 	bin, self, dir string
+	legacy         *debian12 // PortSentry 1.2 instead of bin
 	r              *scanResult
 	undo           []func() // run last first when the scan ends
 }
@@ -330,7 +361,12 @@ func (sc *scanRun) run() error {
 	if err != nil {
 		return sc.fail(err)
 	}
-	daemon, err := sc.startDaemon(conf)
+	var daemon *labproc.Proc
+	if sc.legacy != nil {
+		daemon, err = sc.startDebian12(conf)
+	} else {
+		daemon, err = sc.startDaemon(conf)
+	}
 	if err != nil {
 		return sc.fail(err)
 	}
@@ -377,6 +413,14 @@ func (sc *scanRun) prepare() (string, error) {
 	case blockerNFT:
 		if _, err := labproc.Run(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(sc.t.nft, "-f", filepath.Join(sc.dir, "reset.nft"))...); err != nil {
 			return "", fmt.Errorf("deleting the previous scan's table inet %s in T: %w", daemonTable, err)
+		}
+	case blockerKillRoute:
+		// An empty INPUT chain (made if need be), as on a host whose
+		// admin blocks with iptables: the previous scan's rule goes.
+		for _, ipt := range []string{sc.t.iptables, sc.t.ip6tables} {
+			if _, err := labproc.Run(sc.ctx, 10*time.Second, sc.l.T.ns.Argv(ipt, "-F", "INPUT")...); err != nil {
+				return "", fmt.Errorf("flushing T's INPUT chain: %w", err)
+			}
 		}
 	}
 	return conf, nil
@@ -516,6 +560,8 @@ func (sc *scanRun) bans(daemonLog string) ([]string, error) {
 		also, err = r.commandBans(sc.ctx, l, sc.t, sc.dir, scannerAddr)
 	case blockerNFT:
 		also, err = r.nftBans(sc.ctx, l, sc.t, daemonLog, scannerAddr)
+	case blockerKillRoute:
+		also, err = r.killRouteBans(sc.ctx, l, sc.t, scannerAddr)
 	}
 	if err != nil {
 		return also, err
@@ -543,6 +589,11 @@ func (sc *scanRun) measure(pcap, scannerOut string, also []string) error {
 		return sc.fail(fmt.Errorf("reading the capture: %w", err))
 	}
 	scanners, targets := []netip.Addr{l.S.v4, l.S.v6}, []netip.Addr{l.T.v4, l.T.v6}
+	if r.blocker == blockerKillRoute && r.inSet {
+		// No program's clock tells when the rule landed: T answered
+		// every probe until then, and none after.
+		r.blockAt = lastFreshReply(pkts, scanners, targets)
+	}
 	r.stats = analyze(pkts, scanners, targets, r.blockTime())
 	if r.stats.probes == 0 {
 		return sc.fail(errors.New("the capture holds no probe from S"))
@@ -740,4 +791,42 @@ func nativeBlocks(daemonLog string) []blockRecord {
 		recs = append(recs, blockRecord{set: "nftables", addr: a.Unmap(), at: at})
 	}
 	return recs
+}
+
+// iptablesRuleRE matches a rule of `iptables -S INPUT` dropping a source.
+var iptablesRuleRE = regexp.MustCompile(`^-A INPUT -s (\S+?)(?:/\d+)? -j DROP$`)
+
+// killRouteBans reads, for the killroute blocker, whom KILL_ROUTE dropped:
+// the rules of T's INPUT chains. It returns the addresses other than S
+// and I that were banned.
+func (r *scanResult) killRouteBans(ctx context.Context, l *lab, t tools, scannerAddr netip.Addr) ([]string, error) {
+	var also []string
+	for _, ipt := range []string{t.iptables, t.ip6tables} {
+		out, err := labproc.Run(ctx, 10*time.Second, l.T.ns.Argv(ipt, "-S", "INPUT")...)
+		if err != nil {
+			return also, fmt.Errorf("reading T's INPUT chain: %w", err)
+		}
+		for _, line := range strings.Split(out, "\n") {
+			m := iptablesRuleRE.FindStringSubmatch(strings.TrimSpace(line))
+			if m == nil {
+				continue
+			}
+			a, err := netip.ParseAddr(m[1])
+			if err != nil {
+				continue
+			}
+			switch {
+			case a == scannerAddr:
+				r.inSet = true
+			case a == l.I.v4 || a == l.I.v6:
+				r.innocentBanned = append(r.innocentBanned, a.String()+" dropped in T's INPUT chain")
+			default:
+				also = append(also, a.String()+" (INPUT chain)")
+			}
+		}
+	}
+	if !r.inSet {
+		r.notes = append(r.notes, fmt.Sprintf("%s is not dropped in T's INPUT chain after the scan", scannerAddr))
+	}
+	return also, nil
 }

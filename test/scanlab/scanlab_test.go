@@ -323,3 +323,82 @@ func TestNFTBlockCell(t *testing.T) {
 		t.Errorf("blockCell = %q, want %q", got, want)
 	}
 }
+
+func TestParseFlagsDebian12(t *testing.T) {
+	var errs strings.Builder
+	o, err := parseFlags([]string{"-blocker", "killroute", "-debian12", "-runs", "5", "-mode", "atcp", "-scans", "syn"}, &errs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := o.command(), "go run ./test/scanlab -blocker killroute -mode atcp -scans syn -debian12 -runs 5"; got != want {
+		t.Errorf("command() = %q, want %q", got, want)
+	}
+	if o.timeout != 200*time.Minute {
+		t.Errorf("timeout = %v, want 20m per run and daemon", o.timeout)
+	}
+	for _, bad := range [][]string{{"-debian12"}, {"-blocker", "killroute", "-debian12", "-scans", "syn,syn6"}, {"-runs", "0"}} {
+		if _, err := parseFlags(bad, &errs); err == nil {
+			t.Errorf("parseFlags(%q) accepted", bad)
+		}
+	}
+}
+
+func TestLastFreshReply(t *testing.T) {
+	S4, T4 := scannerV4, targetV4
+	start := time.Unix(1_700_000_000, 0)
+	pkts, err := decodePcap(bytes.NewReader(pcapFile(start,
+		frame(S4, T4, protoTCP, tcpHdr(50000, 80, tcpSYN)),        // 0 ms
+		frame(T4, S4, protoTCP, tcpHdr(80, 50000, tcpSYN|tcpACK)), // 1 ms
+		frame(S4, T4, protoTCP, tcpHdr(50000, 23, tcpSYN)),
+		frame(T4, S4, protoTCP, tcpHdr(23, 50000, tcpRST|tcpACK)), // 3 ms: the last fresh one
+		frame(S4, T4, protoTCP, tcpHdr(50000, 22, tcpSYN)),        // dropped by the ban
+		frame(T4, S4, protoTCP, tcpHdr(80, 50000, tcpSYN|tcpACK)), // 5 ms: retransmitted
+	)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := lastFreshReply(pkts, []netip.Addr{S4}, []netip.Addr{T4}), start.Add(3*time.Millisecond); !got.Equal(want) {
+		t.Errorf("lastFreshReply = %v, want %v", got, want)
+	}
+	if got := lastFreshReply(pkts[:1], []netip.Addr{S4}, []netip.Addr{T4}); !got.IsZero() {
+		t.Errorf("no reply: %v", got)
+	}
+}
+
+func TestMedian(t *testing.T) {
+	for _, c := range []struct {
+		v    []float64
+		want float64
+	}{{nil, 0}, {[]float64{3}, 3}, {[]float64{5, 1, 4, 2, 3}, 3}, {[]float64{4, 1, 3, 2}, 2.5}} {
+		if got := median(c.v); got != c.want {
+			t.Errorf("median(%v) = %v, want %v", c.v, got, c.want)
+		}
+	}
+}
+
+func TestKillRouteConfigAndRawSockets(t *testing.T) {
+	path, err := writeDaemonFiles(t.TempDir(), tools{}, blockerKillRoute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []string{`BLOCKER="command"`, `KILL_ROUTE="iptables -I INPUT -s $TARGET$ -j DROP"`, `KILL_ROUTE6="ip6tables -I INPUT -s $TARGET$ -j DROP"`, `SCAN_TRIGGER="0"`} {
+		if !strings.Contains(string(b), w) {
+			t.Errorf("config lacks %s:\n%s", w, b)
+		}
+	}
+	raw := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode ref pointer drops\n" +
+		" 6: 00000000:0006 00000000:0000 07 00000000:00000000 00:00000000 00000000     0        0 12345 2 0000000000000000 0\n"
+	if !rawSocketsOpen(raw, map[string]bool{"0006": true}) {
+		t.Error("the TCP raw socket was not seen")
+	}
+	if rawSocketsOpen(raw, map[string]bool{"0006": true, "0011": true}) {
+		t.Error("a UDP raw socket was seen")
+	}
+	if m := iptablesRuleRE.FindStringSubmatch("-A INPUT -s 10.232.0.2/32 -j DROP"); m == nil || m[1] != "10.232.0.2" {
+		t.Errorf("iptables rule: %q", m)
+	}
+}

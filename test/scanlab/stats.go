@@ -135,3 +135,27 @@ func (p packet) describe() string {
 	}
 	return s
 }
+
+// lastFreshReply is when T last sent S a packet that is not a repeat of an
+// earlier one (a SYN/ACK retransmitted after the block, which output
+// rules do not stop); zero when T sent none. T answers every probe until
+// a ban drops S's packets at input, and none after: the ban landed
+// between this reply and S's next probe.
+func lastFreshReply(pkts []packet, scanner, target []netip.Addr) time.Time {
+	var last time.Time
+	seen := map[string]bool{}
+	for _, p := range pkts {
+		if p.isNeighborDiscovery() || !slices.Contains(target, p.src) || !slices.Contains(scanner, p.dst) {
+			continue
+		}
+		k := p.src.String() + " " + p.describe()
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
+		if p.ts.After(last) {
+			last = p.ts
+		}
+	}
+	return last
+}
