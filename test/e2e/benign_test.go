@@ -105,3 +105,28 @@ func containsLine(out, prefix string) bool {
 	}
 	return false
 }
+
+// TestSlowScan: a slow scan (nmap -T1, a probe every 15 s) with
+// SCAN_TRIGGER="3" and the default SCAN_TRIGGER_WINDOW (an hour) is
+// blocked by its third probe: hits add up across the minute it takes,
+// where the window would otherwise let stray packets decay.
+func TestSlowScan(t *testing.T) {
+	if testing.Short() {
+		t.Skip("takes 35 s: nmap -T1 waits 15 s between probes")
+	}
+	t.Parallel()
+	s := newStLab(t, stAdvanced, func(c *config) { c.set("SCAN_TRIGGER", "3") })
+	start := time.Now()
+	s.scan(t, "-sS", "-T1", "--max-retries", "0", "--host-timeout", "120s", "-p", "1001-1003", s.T.v4.String())
+	took := time.Since(start)
+	if took < 25*time.Second {
+		t.Fatalf("nmap -T1 took %v for 3 probes: not a slow scan", took)
+	}
+	port := s.assertBlockedOnce(t, s.S.v4, "tcp", "TCP SYN/Normal scan", stExpandPorts("1001-1003"))
+	if counted := s.messages("triggered: [false]"); len(counted) != 2 {
+		t.Errorf("below-trigger lines %q, want two (hits 1 and 2 of 3)", counted)
+	}
+	t.Logf("nmap -T1 took %v; blocked at port %d, its third probe", took.Round(time.Second), port)
+	s.assertBanned(t, s.S.v4)
+	s.assertNoErrors(t)
+}
