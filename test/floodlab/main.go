@@ -46,10 +46,15 @@
 // the scanner's address is in the history file, and the latency of
 // `portsentry status` (median and maximum).
 //
-// hping3 --rand-source draws from all of IPv4, so one of the flood's
-// packets may, very rarely, claim a lab address (about one packet in 17
-// million names a given /24): the packets still travel only on the lab's
+// hping3 --rand-source draws from all of IPv4: about 12% of its packets
+// claim a source the kernel takes for a martian (0/8, 127/8, 224/3), and
+// one may, very rarely, claim a lab address (about one packet in 17
+// million names a given /24). The packets still travel only on the lab's
 // links.
+//
+// -perf samples the daemon with perf record during each flood and adds
+// its hottest symbols to the notes; -bin measures a daemon built
+// elsewhere (for instance from a clean export of a commit).
 package main
 
 import (
@@ -108,7 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.StringVar(&o.bin, "bin", "", "the daemon `binary` to measure (default: go build ./cmd/portsentry)")
 	fs.BoolVar(&o.perf, "perf", false, "sample the daemon with perf record during each flood and list its hottest symbols")
 	fs.DurationVar(&o.statusEvery, "status-every", 2*time.Second, "interval between two `portsentry status` during the flood")
-	fs.DurationVar(&o.timeout, "timeout", 0, "give up (and clean up) after this long (default: 10 min per scenario plus twice the floods)")
+	fs.DurationVar(&o.timeout, "timeout", 0, "give up (and clean up) after this long (default: 15 min per scenario plus twice the floods)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: floodlab [flags]   (as root; needs %s)\n", installHint)
 		fs.PrintDefaults()
@@ -136,7 +141,7 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 		return nil, errors.New("-scenarios: empty")
 	}
 	if o.timeout == 0 {
-		o.timeout = time.Duration(len(o.scenarios)) * (10*time.Minute + 2*o.duration)
+		o.timeout = time.Duration(len(o.scenarios)) * (15*time.Minute + 2*o.duration)
 	}
 	return o, nil
 }

@@ -16,6 +16,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/nftables"
+
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
@@ -148,12 +150,28 @@ type banSet struct {
 // then ban nobody new.
 func (b banSet) full() bool { return b.size > 0 && b.elems >= b.size }
 
-// readBanSets reads the daemon's ban4 and ban6 sets in T. Listing a set
-// of a million elements takes the kernel a minute or two.
+// readBanSets reads the daemon's ban4 and ban6 sets in T, once the daemon
+// has stopped. Listing a set takes the kernel time that grows with the
+// square of its elements (each netlink message of the dump walks the set
+// from its start): about ten minutes for a million. A full set is told
+// by the kernel refusing one more element, at once, and is not listed.
 func readBanSets(ctx context.Context, l *lab, nft string) (ban4, ban6 banSet, err error) {
 	sets := [2]banSet{{elems: -1}, {elems: -1}}
+	sizes, err := banSetSizes(l)
+	if err != nil {
+		return sets[0], sets[1], err
+	}
 	for i, name := range []string{"ban4", "ban6"} {
-		out, err := labproc.Run(ctx, 10*time.Minute, l.T.ns.Argv(nft, "-j", "list", "set", "inet", daemonTable, name)...)
+		sets[i].size = sizes[name]
+		full, err := banSetFull(ctx, l, nft, name)
+		if err != nil {
+			return sets[0], sets[1], err
+		}
+		if full {
+			sets[i].elems = sets[i].size
+			continue
+		}
+		out, err := labproc.Run(ctx, 15*time.Minute, l.T.ns.Argv(nft, "-j", "list", "set", "inet", daemonTable, name)...)
 		if err != nil {
 			return sets[0], sets[1], fmt.Errorf("reading the ban set %s: %w", name, err)
 		}
@@ -162,6 +180,48 @@ func readBanSets(ctx context.Context, l *lab, nft string) (ban4, ban6 banSet, er
 		}
 	}
 	return sets[0], sets[1], nil
+}
+
+// banSetSizes reads the sizes of the daemon's sets in T from their
+// definitions, without their elements.
+func banSetSizes(l *lab) (map[string]int, error) {
+	c, err := nftables.New(nftables.WithNetNSFd(l.T.ns.Fd()))
+	if err != nil {
+		return nil, fmt.Errorf("nftables in T: %w", err)
+	}
+	defer c.CloseLasting()
+	sets, err := c.GetSets(&nftables.Table{Name: daemonTable, Family: nftables.TableFamilyINet})
+	if err != nil {
+		return nil, fmt.Errorf("the sets of table inet %s in T: %w", daemonTable, err)
+	}
+	sizes := map[string]int{}
+	for _, s := range sets {
+		sizes[s.Name] = int(s.Size)
+	}
+	return sizes, nil
+}
+
+// setProbe is the element banSetFull tries to add to each set: the
+// unspecified address, never a probe's source (the kernel drops IPv4
+// packets from 0.0.0.0 as martians, and no flood here comes from ::).
+var setProbe = map[string]string{"ban4": "0.0.0.0", "ban6": "::"}
+
+// banSetFull reports whether the set is full: the kernel refuses to create
+// one more element (ENFILE, which nft prints as "Too many open files in
+// system"). An element it creates is deleted at once.
+func banSetFull(ctx context.Context, l *lab, nft, set string) (bool, error) {
+	elem := "{ " + setProbe[set] + " timeout 1m }"
+	out, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "create", "element", "inet", daemonTable, set, elem)...)
+	switch {
+	case err == nil:
+		_, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "delete", "element", "inet", daemonTable, set, "{ "+setProbe[set]+" }")...)
+		return false, err
+	case strings.Contains(out, "Too many open files"):
+		return true, nil
+	case strings.Contains(out, "File exists"): // there already: no information
+		return false, nil
+	}
+	return false, fmt.Errorf("probing whether %s is full: %w", set, err)
 }
 
 // parseBanSet reads `nft -j list set`: the elements (with package

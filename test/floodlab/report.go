@@ -146,8 +146,8 @@ func (rep *report) notes(b *strings.Builder) {
 const columnsText = "Columns: the flood's length; packets sent is F's interface's tx_packets over the flood (what reached T's link), rate that over the flood's length; " +
 	"daemon CPU is utime+stime of /proc/PID/stat over the flood, in cores (1.00: one CPU busy all along); peak RSS is VmHWM at the end; " +
 	"written is write_bytes of /proc/PID/io over the flood (what the daemon sent to storage; its stdout goes through a pipe, as to a journal, and is not in it); " +
-	"files at end is the size of every file the daemon wrote (history, blocked, ban file, event log) once the last scan is over; " +
-	"ban4 / ban6 count the elements of the kernel's ban sets (`nft -j list set inet portsentry ban4`) then; innocent failed counts the innocent client's failed requests " +
+	"files at end is the size of every file the daemon wrote (history, blocked, ban file, event log) once it has stopped, after the last scan; " +
+	"ban4 / ban6 count the elements of the kernel's ban sets (`nft -j list set inet portsentry ban4`) then, \"full\" when a set holds as many as its size allows (the trap then bans nobody new); innocent failed counts the innocent client's failed requests " +
 	"(a TCP request to port 80 and a UDP query to port 53 over IPv4 and IPv6 every 50 ms, from before the flood to after the last scan); " +
 	"each scan's answered ports are those nmap did not find filtered (T answered them: SYN/ACK or RST), recorded says whether the scanner's address is in the history file " +
 	"within " + "10 s after the last scan; status is the wall time of `portsentry status -s SOCKET` (process start included), run every -status-every during the flood."

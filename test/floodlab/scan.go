@@ -46,7 +46,8 @@ type scanOutcome struct {
 type scan struct {
 	p     *labproc.Proc
 	out   scanOutcome
-	saved string // where nmap's output is kept
+	saved string         // where nmap's output is kept
+	ended chan time.Time // when nmap exited
 }
 
 // startScan starts nmap in h against T.
@@ -59,13 +60,23 @@ func startScan(h host, nmap string, target netip.Addr, saved string) (*scan, err
 	if err != nil {
 		return nil, err
 	}
-	return &scan{p: p, saved: saved, out: scanOutcome{scanner: src, start: time.Now()}}, nil
+	s := &scan{p: p, saved: saved, out: scanOutcome{scanner: src, start: time.Now()}, ended: make(chan time.Time, 1)}
+	go func() {
+		<-p.Done()
+		s.ended <- time.Now()
+	}()
+	return s, nil
 }
 
 // wait waits for the scan's end and reads nmap's report.
 func (s *scan) wait(ctx context.Context) scanOutcome {
 	err := s.p.Wait(ctx, scanTimeout)
-	s.out.duration = time.Since(s.out.start)
+	select {
+	case end := <-s.ended:
+		s.out.duration = end.Sub(s.out.start)
+	case <-time.After(5 * time.Second): // killed and not reaped
+		s.out.duration = time.Since(s.out.start)
+	}
 	out := s.p.Output()
 	_ = os.WriteFile(s.saved, []byte(out), 0o644)
 	if err != nil {

@@ -137,13 +137,19 @@ func (sr *scenarioRun) prepare() (*daemon, error) {
 		return nil, err
 	}
 	sr.r.trapLine = d.trapLine
-	sr.undo = append(sr.undo, func() {
-		if err := d.stop(); err != nil {
-			sr.note("the daemon's exit: %v", err)
-		}
-		sr.r.logBytes = d.logged.n
-	})
+	sr.undo = append(sr.undo, func() { sr.stopDaemon(d) })
 	return d, nil
+}
+
+// stopDaemon stops the daemon, once, and reads how much it printed.
+func (sr *scenarioRun) stopDaemon(d *daemon) {
+	if d.proc.Exited() {
+		return
+	}
+	if err := d.stop(); err != nil {
+		sr.note("the daemon's exit: %v", err)
+	}
+	sr.r.logBytes = d.logged.n
 }
 
 // startInnocent starts the innocent client, using T's services before the
@@ -292,19 +298,23 @@ func (sr *scenarioRun) stopInnocent(inn *labproc.Proc) {
 	sr.r.innocent = ir
 }
 
-// measureEnd reads, with the daemon still running, its peak memory, its
-// files, the kernel's ban sets and its own event counters.
+// measureEnd reads the daemon's peak memory and its own event counters,
+// stops it, then reads its files and the kernel's ban sets: listing a set
+// of a million elements keeps the kernel busy for minutes, which must not
+// be charged to a running daemon, and a change to the set during the
+// listing would make nft start over.
 func (sr *scenarioRun) measureEnd(d *daemon) error {
 	r := sr.r
 	var err error
 	if r.end, err = sampleProc(d.pid()); err != nil {
 		return fmt.Errorf("the daemon's /proc: %w", err)
 	}
-	if r.files, r.filesTotal, err = dirFiles(sr.f.state); err != nil {
-		return err
-	}
 	if st := runStatus(sr.ctx, sr.e.bin, sr.f.socket); st.err == nil {
 		r.events, r.drops, r.haveEventCount = statusEvents(st.out)
+	}
+	sr.stopDaemon(d)
+	if r.files, r.filesTotal, err = dirFiles(sr.f.state); err != nil {
+		return err
 	}
 	r.ban4, r.ban6, err = readBanSets(sr.ctx, sr.e.l, sr.e.nft)
 	return err
