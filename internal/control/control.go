@@ -114,7 +114,7 @@ type Trap struct {
 	Forged   uint64 `json:"forged"`   // a peer's address from another distance: not banned
 	Unrouted uint64 `json:"unrouted"` // failed the reverse-path check: not banned
 	Served   uint64 `json:"served"`   // to a port served within SERVICE_GRACE: not banned
-	Full     uint64 `json:"full"`     // the ban set was full: not banned
+	Unbanned uint64 `json:"unbanned"` // the ban set was full, or a flood was summarized: not banned
 }
 
 // Infrastructure lists the protected addresses by kind.

@@ -131,8 +131,8 @@ func PrintStatus(w io.Writer, s Status) error {
 		line("Flood", "under way: single probes from many sources are summarized in the log every 10 s")
 	}
 	if tr := s.Trap; tr != nil {
-		line("Kernel trap", "%d probes banned their source; dropped without a ban: %d forged (peer's address), %d unrouted, %d to restarting services, %d with the ban set full",
-			tr.Trapped, tr.Forged, tr.Unrouted, tr.Served, tr.Full)
+		line("Kernel trap", "%d probes banned their source; dropped without a ban: %d forged (peer's address), %d unrouted, %d to restarting services, %d with the ban set full or in a flood",
+			tr.Trapped, tr.Forged, tr.Unrouted, tr.Served, tr.Unbanned)
 	}
 	if in := s.Infrastructure; in == nil {
 		line("Protected", "ignore list and this host's addresses (PROTECT_INFRASTRUCTURE off)")

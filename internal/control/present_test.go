@@ -72,7 +72,7 @@ func TestPrintStatus(t *testing.T) {
 		NextExpiry:     t0.Add(4 * time.Hour),
 		Infrastructure: &Infrastructure{NameServers: []string{"192.0.2.53", "2001:db8::53"}, Gateways: []string{"192.0.2.1"}},
 		Flooding:       true,
-		Trap:           &Trap{Trapped: 40, Forged: 20, Unrouted: 3, Served: 2, Full: 1},
+		Trap:           &Trap{Trapped: 40, Forged: 20, Unrouted: 3, Served: 2, Unbanned: 1},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +88,7 @@ Ban file:        /var/lib/portsentry/bans.jsonl
 Sources tracked: 345
 Events:          123456 (7 dropped)
 Flood:           under way: single probes from many sources are summarized in the log every 10 s
-Kernel trap:     40 probes banned their source; dropped without a ban: 20 forged (peer's address), 3 unrouted, 2 to restarting services, 1 with the ban set full
+Kernel trap:     40 probes banned their source; dropped without a ban: 20 forged (peer's address), 3 unrouted, 2 to restarting services, 1 with the ban set full or in a flood
 Protected:       ignore list, this host's addresses, and:
   name servers:  192.0.2.53, 2001:db8::53
   gateways:      192.0.2.1

@@ -131,7 +131,7 @@ func (c *Control) Status() control.Status {
 	st.Flooding = c.e.Flooding()
 	if ts, ok := c.e.jail.TrapStats(); ok {
 		st.Trap = &control.Trap{Trapped: ts.Trapped.Packets, Forged: ts.Forged.Packets,
-			Unrouted: ts.Unrouted.Packets, Served: ts.Served.Packets, Full: ts.Full.Packets}
+			Unrouted: ts.Unrouted.Packets, Served: ts.Served.Packets, Unbanned: ts.Unbanned.Packets}
 	}
 	if found, on := c.e.guard.Infrastructure(); on {
 		st.Infrastructure = &control.Infrastructure{

@@ -99,6 +99,11 @@ type Trap struct {
 	// probe of such a port whose socket is gone (a service restarting,
 	// crashed, being deployed) is dropped without a ban. 0: no grace.
 	Grace time.Duration
+	// NoBan makes the trap drop probes without banning their sources: a
+	// flood of random sources would otherwise fill the ban sets within
+	// seconds, leaving no room for the scanners among them, which the
+	// daemon then bans itself.
+	NoBan bool
 }
 
 // Counter is a packet and byte count kept by the kernel.
@@ -118,9 +123,9 @@ type Stats struct {
 	// Forged counts probes dropped without a ban since the last SetTrap
 	// because they claimed a peer's address with another hop count.
 	Forged Counter
-	// Full counts probes dropped without a ban since the last SetTrap
-	// because the ban set was full.
-	Full Counter
+	// Unbanned counts probes dropped without a ban since the last
+	// SetTrap: the ban set was full, or the trap was set with NoBan.
+	Unbanned Counter
 	// Served counts packets dropped without a ban since the last SetTrap
 	// because their port had a local socket within Trap.Grace.
 	Served Counter

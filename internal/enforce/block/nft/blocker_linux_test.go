@@ -342,15 +342,15 @@ func TestSetTrap(t *testing.T) {
 	want := []string{
 		"iifname !@trap_ifaces return",
 		"return", // pkttype
-		"ct update@peer4/10m0s update@hop4/10m0s", // learn peers, before established packets return
-		"ct update@peer6/10m0s update@hop6/10m0s",
+		"ct ct update@hop4/10m0s update@peer4/10m0s", // learn peers (established and assured), before established packets return
+		"ct ct update@hop6/10m0s update@peer6/10m0s",
 		"ct return",
 		"socket update@served_tcp/5m0s return", // a served port is remembered
 		"socket update@served_tcp/5m0s return",
-		"drop",               // fib: the reverse path fails
-		"@served_tcp drop",   // its service is gone, for now: no ban
-		"@peer4 !@hop4 drop", // forged: a peer's address, another hop count
-		"@peer6 !@hop6 drop",
+		"@trap_tcp drop",               // fib: the reverse path fails
+		"@trap_tcp @served_tcp drop",   // its service is gone, for now: no ban
+		"@trap_tcp @peer4 !@hop4 drop", // forged: a peer's address, another hop count
+		"@trap_tcp @peer6 !@hop6 drop",
 		"@trap_tcp add@ban4/1m30s drop",
 		"@trap_tcp drop", // the ban set is full: still dropped
 		"@trap_tcp add@ban6/1m30s drop",
@@ -375,9 +375,9 @@ func TestSetTrap(t *testing.T) {
 		"ct return",
 		"socket return",
 		"socket return",
-		"return", // traceroute, IPv4
-		"return", // traceroute, IPv6
-		"drop",   // fib
+		"return",         // traceroute, IPv4
+		"return",         // traceroute, IPv6
+		"@trap_udp drop", // fib
 		"@trap_udp add@ban4/0s drop",
 		"@trap_udp drop",
 		"@trap_udp add@ban6/0s drop",
@@ -446,18 +446,20 @@ func TestStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Counters 1, 2 on the ban rules; 3 on the reverse-path rule; 4, 5 on
-	// the served-port rules; 6, 7 on the forged rules; then for each
-	// protocol and family a trap rule (8, 10, 12, 14) and its rule for a
-	// full ban set (9, 11, 13, 15).
+	// Counters 1, 2 on the ban rules; then in the trap chain, for TCP and
+	// UDP, the reverse-path rules (3, 4) and the served-port rules (5, 6);
+	// the forged rules for IPv4 and IPv6, TCP and UDP (7-10); then for
+	// each protocol and family a trap rule (11, 13, 15, 17) and its rule
+	// for a full ban set (12, 14, 16, 18).
 	want := Stats{
 		Banned:   Counter{Packets: 1 + 2, Bytes: 100 * (1 + 2)},
-		Unrouted: Counter{Packets: 3, Bytes: 100 * 3},
-		Served:   Counter{Packets: 4 + 5, Bytes: 100 * (4 + 5)},
-		Forged:   Counter{Packets: 6 + 7, Bytes: 100 * (6 + 7)},
-		Trapped:  Counter{Packets: 8 + 10 + 12 + 14, Bytes: 100 * (8 + 10 + 12 + 14)},
-		Full:     Counter{Packets: 9 + 11 + 13 + 15, Bytes: 100 * (9 + 11 + 13 + 15)},
+		Unrouted: Counter{Packets: 3 + 4, Bytes: 100 * (3 + 4)},
+		Served:   Counter{Packets: 5 + 6, Bytes: 100 * (5 + 6)},
+		Forged:   Counter{Packets: 7 + 8 + 9 + 10, Bytes: 100 * (7 + 8 + 9 + 10)},
+		Trapped:  Counter{Packets: 11 + 13 + 15 + 17, Bytes: 100 * (11 + 13 + 15 + 17)},
+		Unbanned: Counter{Packets: 12 + 14 + 16 + 18, Bytes: 100 * (12 + 14 + 16 + 18)},
 	}
+
 	if st != want {
 		t.Errorf("Stats %+v, want %+v", st, want)
 	}

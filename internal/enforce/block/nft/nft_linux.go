@@ -609,7 +609,7 @@ func (b *Blocker) Stats() (Stats, error) {
 			case fib:
 				c = &st.Unrouted
 			case ports:
-				c = &st.Full
+				c = &st.Unbanned
 			}
 			if c != nil {
 				c.Packets += cnt.Packets

@@ -204,8 +204,8 @@ func TestKernelTrapFull(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Full.Packets < 2 {
-		t.Errorf("Full counter %+v, want at least 2 packets", st.Full)
+	if st.Unbanned.Packets < 2 {
+		t.Errorf("Unbanned counter %+v, want at least 2 packets", st.Unbanned)
 	}
 }
 
@@ -382,4 +382,23 @@ func blockedList(t *testing.T, b *Blocker) []netip.Addr {
 		out = append(out, e.Addr)
 	}
 	return out
+}
+
+// TestKernelTrapNoBan: a trap set with NoBan (a flood is being summarized)
+// still drops every probe, and bans nobody.
+func TestKernelTrapNoBan(t *testing.T) {
+	l := newTrapLab(t)
+	b := l.T.blocker(t, Options{})
+	if err := b.SetTrap(&Trap{TCP: ports(t, "1-1023"), TTL: time.Hour, NoBan: true}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.S.connect(t, l.s4[0], 0, netip.AddrPortFrom(l.t4, 23), dropWait); !isTimeout(err) {
+		t.Errorf("probe with NoBan: %v, want a timeout (dropped)", err)
+	}
+	if banned(t, b, l.s4[0]) {
+		t.Error("a probe banned its source with NoBan")
+	}
+	if st, err := b.Stats(); err != nil || st.Unbanned.Packets < 1 {
+		t.Errorf("Unbanned counter %+v (%v), want at least 1 packet", st.Unbanned, err)
+	}
 }

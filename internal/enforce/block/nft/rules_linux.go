@@ -207,9 +207,12 @@ func (l *layout) baseRules() []*nftables.Rule {
 		ruleOf(l.input, saddrIn(false, l.ban6), one(&expr.Counter{}, verdict(expr.VerdictDrop))),
 	}
 	if l.prefix6 < 128 {
-		// ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 counter drop
-		// (a ban of a whole /64, kept under its first address)
-		rules = append(rules, ruleOf(l.input, metaNFProto(nfproto(false)), l.banKey(false),
+		// ip6 saddr != @link6 ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 counter drop
+		// (a ban of a whole /64, kept under its first address; never
+		// matched by a source on this host's own networks, banned
+		// address by address, whose address may equal a prefix's)
+		rules = append(rules, ruleOf(l.input, metaNFProto(nfproto(false)),
+			one(loadSaddr(false), lookup(l.link6, true)), l.banKey(false),
 			one(lookup(l.ban6, false), &expr.Counter{}, verdict(expr.VerdictDrop))))
 	}
 	// jump trap
@@ -217,6 +220,24 @@ func (l *layout) baseRules() []*nftables.Rule {
 	// replaces them with one flush, without rule handles)
 	return append(rules, ruleOf(l.input, one(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.trap.Name})))
 }
+
+// probeOf matches a probe of one of ports: meta l4proto P, th dport
+// @ports, and for TCP tcp flags & (ack|rst) == 0 (SYN, FIN, NULL, XMAS and
+// the odd ones; never a packet of an existing conversation).
+func probeOf(proto byte, ports *nftables.Set) []expr.Any {
+	e := append(metaL4Proto(proto), loadDport(), lookup(ports, false))
+	if proto == unix.IPPROTO_TCP {
+		e = append(e,
+			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{0x14}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
+	}
+	return e
+}
+
+// ipsAssured is conntrack's IPS_ASSURED status bit: for TCP, set once the
+// three-way handshake completed.
+const ipsAssured = 1 << 2
 
 // loadDport loads the TCP or UDP destination port.
 func loadDport() expr.Any {
@@ -265,12 +286,15 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: []byte{unix.PACKET_HOST}},
 			ret)))
 	if t.Peers > 0 {
-		// meta nfproto ipv4 meta l4proto tcp ct state established update @peer4 { ip saddr timeout P } update @hop4 { ip saddr . ip ttl timeout P }
-		// meta nfproto ipv6 meta l4proto tcp ct state established update @peer6 { ip6 saddr timeout P } update @hop6 { ip6 saddr . ip6 hoplimit timeout P }
-		// (a peer: a source of an established TCP connection, in either
-		// direction, which no one can forge blindly; with the hop count
-		// its packets arrive with. A full set refuses new peers: the
-		// update fails and the packet goes on unharmed.)
+		// meta nfproto ipv4 meta l4proto tcp ct state established ct status assured update @hop4 { ip saddr . ip ttl timeout P } update @peer4 { ip saddr timeout P }
+		// meta nfproto ipv6 meta l4proto tcp ct state established ct status assured update @hop6 { ip6 saddr . ip6 hoplimit timeout P } update @peer6 { ip6 saddr timeout P }
+		// (a peer: a source of an assured TCP connection, in either
+		// direction: its three-way handshake completed, which no one can
+		// do blindly from a forged address (a SYN answered, or its
+		// retransmission, is established but not assured); with the hop
+		// count its packets arrive with. The hop set first: a full set
+		// refuses the update and ends the rule, so a peer is known in
+		// both sets or in neither, and the packet goes on unharmed.)
 		for _, v4 := range []bool{true, false} {
 			peer, hop := l.peer6, l.hop6
 			if v4 {
@@ -282,11 +306,16 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 					Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitESTABLISHED),
 					Xor:  binaryutil.NativeEndian.PutUint32(0)},
 				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
-				loadSaddr(v4),
-				&expr.Dynset{SrcRegKey: reg, SetName: peer.Name, SetID: peer.ID,
-					Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Peers)},
+				&expr.Ct{Key: expr.CtKeySTATUS, Register: reg},
+				&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+					Mask: binaryutil.NativeEndian.PutUint32(ipsAssured),
+					Xor:  binaryutil.NativeEndian.PutUint32(0)},
+				&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
 				loadSaddr(v4), loadHop(v4),
 				&expr.Dynset{SrcRegKey: reg, SetName: hop.Name, SetID: hop.ID,
+					Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Peers)},
+				loadSaddr(v4),
+				&expr.Dynset{SrcRegKey: reg, SetName: peer.Name, SetID: peer.ID,
 					Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(t.Peers)})))
 		}
 	}
@@ -349,36 +378,50 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 				ret)))
 		}
 	}
-	// fib saddr . iif oif missing counter drop
+	// The checks below drop a probe without banning its source. Each is
+	// made of probes only (a TCP packet without ACK or RST, or a UDP
+	// datagram, to a trap port no socket owns): never of ICMPv6 neighbour
+	// discovery, or of anything else the host must answer.
+	probes := []struct {
+		proto  byte
+		ports  *nftables.Set
+		served *nftables.Set
+		on     bool
+	}{
+		{unix.IPPROTO_TCP, l.trapTCP, l.servedTCP, t.TCP.Len() > 0},
+		{unix.IPPROTO_UDP, l.trapUDP, l.servedUDP, t.UDP.Len() > 0},
+	}
+	// meta l4proto tcp tcp dport @trap_tcp tcp flags & (ack|rst) == 0 fib saddr . iif oif missing counter drop
+	// meta l4proto udp udp dport @trap_udp fib saddr . iif oif missing counter drop
 	// (the reverse-path check, as rp_filter's strict mode makes it: a
 	// source this host would not reach through the interface the probe
 	// came in by is forged, such as a LAN address arriving from outside.
 	// Dropped, never banned, whatever the host's rp_filter says.)
-	rules = append(rules, ruleOf(c, one(
-		&expr.Fib{Register: reg, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
-		&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
-		&expr.Counter{}, verdict(expr.VerdictDrop))))
+	for _, p := range probes {
+		if p.on {
+			rules = append(rules, ruleOf(c, probeOf(p.proto, p.ports), one(
+				&expr.Fib{Register: reg, FlagSADDR: true, FlagIIF: true, ResultOIF: true, FlagPRESENT: true},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+				&expr.Counter{}, verdict(expr.VerdictDrop))))
+		}
+	}
 	if t.Grace > 0 {
-		// meta l4proto tcp tcp dport @served_tcp counter drop
-		// meta l4proto udp udp dport @served_udp counter drop
+		// meta l4proto tcp tcp dport @trap_tcp tcp flags & (ack|rst) == 0 tcp dport @served_tcp counter drop
+		// meta l4proto udp udp dport @trap_udp udp dport @served_udp counter drop
 		// (a port whose service went away within the grace period: a
 		// client reconnecting to a restarting service, a monitor checking
 		// one that is down. Dropped, so nobody learns anything, and not
 		// banned; a TCP client's retransmission finds the service back.)
-		for _, p := range []struct {
-			proto  byte
-			ports  int
-			served *nftables.Set
-		}{{unix.IPPROTO_TCP, t.TCP.Len(), l.servedTCP}, {unix.IPPROTO_UDP, t.UDP.Len(), l.servedUDP}} {
-			if p.ports > 0 {
-				rules = append(rules, ruleOf(c, metaL4Proto(p.proto), one(
+		for _, p := range probes {
+			if p.on {
+				rules = append(rules, ruleOf(c, probeOf(p.proto, p.ports), one(
 					loadDport(), lookup(p.served, false), &expr.Counter{}, verdict(expr.VerdictDrop))))
 			}
 		}
 	}
 	if t.Peers > 0 {
-		// meta nfproto ipv4 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
-		// meta nfproto ipv6 ip6 saddr @peer6 ip6 saddr . ip6 hoplimit != @hop6 counter drop
+		// meta nfproto ipv4 meta l4proto tcp tcp dport @trap_tcp tcp flags & (ack|rst) == 0 ip saddr @peer4 ip saddr . ip ttl != @hop4 counter drop
+		// ... and the same for ipv6 (peer6, hop6) and for udp dport @trap_udp
 		// (a probe claiming a peer's address but arriving with another
 		// hop count than the peer's own packets: forged. Dropped, so it
 		// learns nothing, and never a reason to ban the peer.)
@@ -387,30 +430,22 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 			if v4 {
 				peer, hop = l.peer4, l.hop4
 			}
-			rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)), one(
-				loadSaddr(v4), lookup(peer, false),
-				loadSaddr(v4), loadHop(v4), lookup(hop, true),
-				&expr.Counter{}, verdict(expr.VerdictDrop))))
+			for _, p := range probes {
+				if p.on {
+					rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)), probeOf(p.proto, p.ports), one(
+						loadSaddr(v4), lookup(peer, false),
+						loadSaddr(v4), loadHop(v4), lookup(hop, true),
+						&expr.Counter{}, verdict(expr.VerdictDrop))))
+				}
+			}
 		}
 	}
-	trap := func(v4 bool, proto byte, ports *nftables.Set, tcpFlags bool) []*nftables.Rule {
+	trap := func(v4 bool, proto byte, ports *nftables.Set) []*nftables.Rule {
 		ban := l.ban6
 		if v4 {
 			ban = l.ban4
 		}
-		e := append(metaNFProto(nfproto(v4)), metaL4Proto(proto)...)
-		// th dport @ports
-		e = append(e,
-			&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
-			lookup(ports, false))
-		if tcpFlags {
-			// tcp flags & (ack|rst) == 0: SYN, FIN, NULL, XMAS and the
-			// odd ones; never a packet of an existing conversation.
-			e = append(e,
-				&expr.Payload{DestRegister: reg, Base: expr.PayloadBaseTransportHeader, Offset: 13, Len: 1},
-				&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 1, Mask: []byte{0x14}, Xor: []byte{0}},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: reg, Data: []byte{0}})
-		}
+		e := append(metaNFProto(nfproto(v4)), probeOf(proto, ports)...)
 		// add @ban4 { ip saddr timeout TTL } counter drop
 		add := func(key []expr.Any) []expr.Any {
 			return append(append(slices.Clip(e), key...),
@@ -418,6 +453,13 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 					Operation: unix.NFT_DYNSET_OP_ADD, Timeout: kernelTTL(t.TTL)},
 				&expr.Counter{},
 				verdict(expr.VerdictDrop))
+		}
+		full := append(slices.Clip(e), &expr.Counter{}, verdict(expr.VerdictDrop))
+		if t.NoBan {
+			// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
+			// (a flood is being summarized: probes are dropped, and
+			// the ban sets are kept for the scanners among them)
+			return []*nftables.Rule{ruleOf(c, full)}
 		}
 		var rules []*nftables.Rule
 		if !v4 && l.prefix6 < 128 {
@@ -432,24 +474,23 @@ func (l *layout) trapRules(t *Trap) []*nftables.Rule {
 		// add failed because the ban set is full (a flood of random
 		// sources). The probe is still dropped, so the trap keeps hiding
 		// every unused port; only the ban waits for room.
-		full := append(slices.Clip(e), &expr.Counter{}, verdict(expr.VerdictDrop))
 		return append(rules, ruleOf(c, banned), ruleOf(c, full))
 	}
 	if t.TCP.Len() > 0 {
 		// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban4 { ip saddr timeout TTL } counter drop
 		// meta nfproto ipv4 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
-		rules = append(rules, trap(true, unix.IPPROTO_TCP, l.trapTCP, true)...)
+		rules = append(rules, trap(true, unix.IPPROTO_TCP, l.trapTCP)...)
 		// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 add @ban6 { ip6 saddr timeout TTL } counter drop
 		// meta nfproto ipv6 tcp dport @trap_tcp tcp flags & (ack|rst) == 0 counter drop
-		rules = append(rules, trap(false, unix.IPPROTO_TCP, l.trapTCP, true)...)
+		rules = append(rules, trap(false, unix.IPPROTO_TCP, l.trapTCP)...)
 	}
 	if t.UDP.Len() > 0 {
 		// meta nfproto ipv4 udp dport @trap_udp add @ban4 { ip saddr timeout TTL } counter drop
 		// meta nfproto ipv4 udp dport @trap_udp counter drop
-		rules = append(rules, trap(true, unix.IPPROTO_UDP, l.trapUDP, false)...)
+		rules = append(rules, trap(true, unix.IPPROTO_UDP, l.trapUDP)...)
 		// meta nfproto ipv6 udp dport @trap_udp add @ban6 { ip6 saddr timeout TTL } counter drop
 		// meta nfproto ipv6 udp dport @trap_udp counter drop
-		rules = append(rules, trap(false, unix.IPPROTO_UDP, l.trapUDP, false)...)
+		rules = append(rules, trap(false, unix.IPPROTO_UDP, l.trapUDP)...)
 	}
 	return rules
 }
