@@ -215,6 +215,7 @@ func (e *Enforcer) Decide(ev event.Event) {
 		// A source handled one by one: a response, or a line and a record.
 		if e.flood.acted(ev.Time) {
 			e.rep.FloodBegins(floodRate, floodInterval)
+			e.floodTrap(true)
 		}
 	}
 	switch v.Action {
@@ -301,6 +302,9 @@ func (e *Enforcer) Tick(now time.Time) {
 	e.Expire()
 	if sum, ok := e.flood.tick(now); ok {
 		e.rep.Flooding(sum)
+		if sum.Ended {
+			e.floodTrap(false)
+		}
 	}
 }
 

@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
 // fromFlood is the n-th address of a random-source flood.
@@ -18,13 +21,21 @@ func fromFlood(n int) netip.Addr {
 // a source that probes a second port is still blocked; each interval is
 // summed up in one line, and the flood's end is said.
 func TestFloodSummarized(t *testing.T) {
-	r := newRig(t, rigOptions{traps: true})
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
 	t0 := time.Now()
 	const n = 3 * floodRate
 	for i := range n {
 		r.probeAt(fromFlood(i), 8080, 64, t0.Add(time.Duration(i)*time.Millisecond))
 	}
 	r.waitLog("attackalert: Flood: 100 or more new sources in a second")
+	// The kernel trap stops filling the ban sets with the flood's sources.
+	r.fake.mu.Lock()
+	noBan := r.fake.trap != nil && r.fake.trap.NoBan
+	r.fake.mu.Unlock()
+	if !noBan {
+		t.Error("the kernel trap still bans during the flood")
+	}
 	// A scanner among them: its second port singles it out.
 	scan := netip.MustParseAddr("198.51.100.99")
 	r.probeAt(scan, 22, 64, t0.Add(400*time.Millisecond))
@@ -56,6 +67,12 @@ func TestFloodSummarized(t *testing.T) {
 	r.waitLog("in 10s, each source a single port: summarized, not blocked one by one; the flood is over")
 	if r.e.Flooding() {
 		t.Error("the flood did not end")
+	}
+	r.fake.mu.Lock()
+	banning := r.fake.trap != nil && !r.fake.trap.NoBan
+	r.fake.mu.Unlock()
+	if !banning {
+		t.Error("the kernel trap did not go back to banning after the flood")
 	}
 	// Over: a new source is handled one by one again.
 	r.probeAt(fromFlood(n+1), 8080, 64, t0.Add(30*time.Second))

@@ -17,6 +17,9 @@ func (e *Enforcer) applyKernel(t *block.Trap) error {
 	if err := e.jail.SetLinks(e.guard.Links()); err != nil {
 		return fmt.Errorf("kernel list of this host's networks: %w", err)
 	}
+	if t != nil && e.flood.active.Load() {
+		t = noBan(t)
+	}
 	set, err := e.jail.SetTrap(t)
 	if err != nil {
 		return fmt.Errorf("kernel trap: %w", err)
@@ -30,6 +33,29 @@ func (e *Enforcer) applyKernel(t *block.Trap) error {
 		e.log.Info(logline.TrapSet(t.TCP.Len(), t.UDP.Len()))
 	}
 	return nil
+}
+
+// floodTrap sets the kernel trap of the settings in force for a flood
+// under way (NoBan: the random sources of a flood would fill the ban sets
+// within seconds, leaving no room for the scanners among them, which the
+// daemon bans itself), or back to banning when it is over.
+func (e *Enforcer) floodTrap(flooding bool) {
+	t := e.cur.Load().Trap
+	if t == nil {
+		return
+	}
+	if flooding {
+		t = noBan(t)
+	}
+	if _, err := e.jail.SetTrap(t); err != nil {
+		e.log.Error(logline.Error("setting the kernel trap for the flood: " + err.Error()))
+	}
+}
+
+func noBan(t *block.Trap) *block.Trap {
+	c := *t
+	c.NoBan = true
+	return &c
 }
 
 // RemoveTrap takes the kernel trap away at a clean stop: a stopped daemon
