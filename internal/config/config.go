@@ -182,9 +182,9 @@ type Config struct {
 	// the service check, so a restarting service's clients are not
 	// banned.
 	ServiceGrace time.Duration
-	// BanPrefix6 (BAN_PREFIX6, default 64) is the IPv6 prefix one ban
-	// covers with nftables, so that a scanner cannot rotate through its
-	// /64; 128 bans single addresses.
+	// BanPrefix6 (BAN_PREFIX6, default 128: single addresses) is the IPv6
+	// prefix one ban covers with nftables; 64 keeps a scanner from
+	// rotating through its /64.
 	BanPrefix6 int
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
@@ -236,7 +236,7 @@ func Default() *Config {
 		ProtectInfrastructure: true,
 		ProtectPeers:          true,
 		ServiceGrace:          time.Hour,
-		BanPrefix6:            64,
+		BanPrefix6:            128,
 		ControlSocket:         DefaultControlSocket,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

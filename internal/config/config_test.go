@@ -46,7 +46,7 @@ func TestDefault(t *testing.T) {
 		ProtectInfrastructure: true,
 		ProtectPeers:          true,
 		ServiceGrace:          time.Hour,
-		BanPrefix6:            64,
+		BanPrefix6:            128,
 		ControlSocket:         "/run/portsentry/portsentry.sock",
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

@@ -204,6 +204,11 @@ func (e *Enforcer) Decide(ev event.Event) {
 		if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
 			e.rep.Report(report.Outcome{Event: ev, Unrouted: true, Suppressed: n})
 		}
+		// A line per source: a flood of such sources is one.
+		if e.flood.acted(ev.Time) {
+			e.rep.FloodBegins(floodRate, floodInterval)
+			e.floodTrap(true)
+		}
 		return
 	}
 	v := e.engine.Observe(ev)

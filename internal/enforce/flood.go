@@ -99,9 +99,12 @@ func (f *flood) single(ev event.Event) bool {
 	case engine.Respond:
 		f.first.Done(ev.Src, false)
 		return false
-	case engine.Ignored, engine.Pending, engine.AlreadyBlocked:
+	case engine.Pending, engine.AlreadyBlocked:
 		return false
 	}
+	// An ignored source's single probe is summarized too: a random-source
+	// flood covers loopback and the ignore list's ranges as well, and
+	// those would otherwise be logged one by one.
 	f.sum.Probes++
 	if v.Count == 1 {
 		f.sum.Sources++
