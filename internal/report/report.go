@@ -367,7 +367,10 @@ func (r *Reporter) logOutcome(o Outcome, name string) {
 		r.log.Warn(logline.Forged(ev, o.Forged))
 		return
 	}
-	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && r.wantRecords() {
+	// Traffic for a service is no probe: counted (metrics), never
+	// recorded, or every client's connection would cost a line of the
+	// event stream.
+	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && act != metrics.Service && r.wantRecords() {
 		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: name, Refused: o.Refused})
 	}
 	if o.Refused {

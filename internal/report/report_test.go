@@ -532,3 +532,17 @@ func TestFileBounds(t *testing.T) {
 		t.Errorf("history file %+v: want no MaxSize", c.history)
 	}
 }
+
+// Traffic for a service is no probe: not recorded for the observers (the
+// event stream would otherwise get a line per client connection), while a
+// probe reported after it is.
+func TestServiceNotRecorded(t *testing.T) {
+	f := newFixture(t, Settings{})
+	svc := probe(80)
+	f.r.Report(Outcome{Event: svc, Verdict: engine.Verdict{Action: engine.Service}})
+	f.r.Report(Outcome{Event: probe(143), Verdict: engine.Verdict{Action: engine.Counted, Count: 1}})
+	f.waitLog(t, "port: [143]")
+	if got := f.obs.actions(); !slices.Equal(got, []metrics.Action{metrics.Counted}) {
+		t.Errorf("records %v, want only the probe's [%v]", got, metrics.Counted)
+	}
+}
