@@ -99,9 +99,12 @@ type Enforcer struct {
 }
 
 type job struct {
-	ev  event.Event
-	v   engine.Verdict
-	cur *current
+	ev    event.Event
+	v     engine.Verdict
+	cur   *current
+	steps []respond.Step
+	// route, when set, has KILL_ROUTE started already (prestart).
+	route *prestarted
 }
 
 // New returns an enforcer over jail and guard that reports to rep;
@@ -119,7 +122,7 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 	e.unlike = engine.New(peerCounting(0))
 	jail.onLink = guard.OnLink
 	e.flood = newFlood(guard.Ignored, jail.Key)
-	e.rpath = defaultReversePath()
+	e.rpath = defaultReversePath(ctx)
 	return e
 }
 
@@ -231,7 +234,7 @@ func (e *Enforcer) Decide(ev event.Event) {
 		// Only now, for a line about to be logged, is the service check
 		// worth its lookup: a blocked host's packets to a service are no
 		// probes either.
-		if !ok || (ev.Mode.Passive() && e.services.InUse(ev.Proto, ev.Port)) {
+		if !ok || (ev.Mode.Passive() && e.services.InUse(ev)) {
 			return
 		}
 		e.rep.Report(report.Outcome{Event: ev, Verdict: v, Suppressed: n})
@@ -250,8 +253,17 @@ func (e *Enforcer) respondTo(ev event.Event, v engine.Verdict) {
 		e.rep.Report(report.Outcome{Event: ev, Verdict: v, Refused: true})
 		return
 	}
+	j := job{ev: ev, v: v, cur: e.cur.Load()}
+	j.steps = j.cur.steps(ev, v)
+	// The block first: KILL_ROUTE starts here, before the response is
+	// queued for a responder (which does the rest, and writes hosts.deny
+	// meanwhile), when a responder is sure to take it. Only this loop
+	// sends jobs, so room seen now is room at the send.
+	if len(e.jobs) < cap(e.jobs) {
+		j.route = e.prestart(&j)
+	}
 	select {
-	case e.jobs <- job{ev: ev, v: v, cur: e.cur.Load()}:
+	case e.jobs <- j:
 	default:
 		e.engine.Done(ev.Src, false)
 		e.log.Error(logline.TooManyResponses(ev.Src.String()))
@@ -281,12 +293,12 @@ func (e *Enforcer) respond(ctx context.Context, j job) bool {
 	// Resolve while the block runs: the block never waits for DNS.
 	names := make(chan string, 1)
 	go func() { names <- e.rep.Name(ctx, ev.Src) }()
-	mode := ev.Mode.String()
-	if c.Style2x {
-		mode = ev.Mode.Style2x()
-	}
-	steps := c.Plan.Steps(j.v.Response, command.Target{Addr: ev.Src, Port: ev.Port, Mode: mode})
+	steps := j.steps
 	x := c.exec
+	if j.route != nil {
+		x.Shell = j.route
+		defer j.route.wait()
+	}
 	x.Ban = func(a netip.Addr) (string, error) { return e.jail.Ban(a, ev.Describe(), ev.Port, ev.Proto.String()) }
 	x.Background, x.Late = e.bg, func(line string) { e.log.Error(line) }
 	res := x.Execute(ctx, ev.Src, steps)

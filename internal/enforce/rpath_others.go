@@ -2,5 +2,7 @@
 
 package enforce
 
+import "context"
+
 // defaultReversePath makes no check where the kernel cannot be asked.
-func defaultReversePath() reversePath { return reversePath{} }
+func defaultReversePath(context.Context) reversePath { return reversePath{} }

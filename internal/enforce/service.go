@@ -17,7 +17,7 @@ import (
 // spares the same ports (block.Trap.Grace). Event loop only.
 type ServiceCheck struct {
 	log      *slog.Logger
-	ask      func(event.Proto, uint16) (bool, error)
+	ask      func(event.Event) (bool, error)
 	close    func() error
 	now      func() time.Time
 	lastFail time.Time // errors are logged once a minute
@@ -41,10 +41,19 @@ func OpenServiceCheck(log *slog.Logger) *ServiceCheck {
 		log.Warn(logline.Warning("service check unavailable: " + err.Error()))
 		return nil
 	}
-	return newServiceCheck(log, c.InUse, c.Close, time.Now)
+	return newServiceCheck(log, func(ev event.Event) (bool, error) { return c.Owns(packetOf(ev)) }, c.Close, time.Now)
 }
 
-func newServiceCheck(log *slog.Logger, ask func(event.Proto, uint16) (bool, error), close func() error, now func() time.Time) *ServiceCheck {
+// packetOf is the packet ev was made from, for sockets.Checker.Owns: a TCP
+// port without a listener is then asked about this packet's connection
+// only, a hash lookup, not about every connection on the port (a walk of
+// the kernel's whole connection table, milliseconds on the path of a
+// scanner's first probe).
+func packetOf(ev event.Event) sockets.Packet {
+	return sockets.Packet{Proto: ev.Proto, Src: ev.Src, SrcPort: ev.SrcPort, Dst: ev.Dst, DstPort: ev.Port, Ifindex: ev.Ifindex}
+}
+
+func newServiceCheck(log *slog.Logger, ask func(event.Event) (bool, error), close func() error, now func() time.Time) *ServiceCheck {
 	return &ServiceCheck{log: log, ask: ask, close: close, now: now}
 }
 
@@ -62,14 +71,16 @@ func (s *ServiceCheck) SetGrace(d time.Duration) {
 	}
 }
 
-// InUse reports whether a local socket owns port now, or did within the
-// grace period. Unknown counts as in use: a broken check must not turn a
-// service's clients into scanners. A nil check owns nothing.
-func (s *ServiceCheck) InUse(proto event.Proto, port uint16) bool {
+// InUse reports whether a local socket owns ev's port now, for ev's
+// packet (sockets.Checker.Owns), or did within the grace period. Unknown
+// counts as in use: a broken check must not turn a service's clients into
+// scanners. A nil check owns nothing.
+func (s *ServiceCheck) InUse(ev event.Event) bool {
 	if s == nil {
 		return false
 	}
-	used, err := s.ask(proto, port)
+	proto, port := ev.Proto, ev.Port
+	used, err := s.ask(ev)
 	now := s.now()
 	if err != nil {
 		if now.Sub(s.lastFail) > time.Minute {

@@ -18,13 +18,13 @@ func TestServiceCheckGrace(t *testing.T) {
 	now := time.Unix(1_000_000, 0)
 	listening := map[servedPort]bool{}
 	var fail error
-	ask := func(p event.Proto, port uint16) (bool, error) { return listening[servedPort{p, port}], fail }
+	ask := func(ev event.Event) (bool, error) { return listening[servedPort{ev.Proto, ev.Port}], fail }
 	s := newServiceCheck(output.New(&syncbuf.Buffer{}, slog.LevelInfo), ask, func() error { return nil }, func() time.Time { return now })
 	web := servedPort{event.TCP, 8080}
 
 	check := func(what string, proto event.Proto, port uint16, want bool) {
 		t.Helper()
-		if got := s.InUse(proto, port); got != want {
+		if got := s.InUse(event.Event{Proto: proto, Port: port}); got != want {
 			t.Errorf("%s: InUse(%v, %d) = %v, want %v", what, proto, port, got, want)
 		}
 	}

@@ -95,10 +95,11 @@ type Options struct {
 	MaxSources int
 	// InUse, when set, is asked about passively captured probes (stealth and
 	// advanced modes) whose source is neither ignored nor blocked: true
-	// means a local socket owns the port right now, so the packet is not a
-	// probe. Connect-mode events never ask: their trap socket is the owner.
-	// Asking last keeps a flood from a blocked host free of lookups.
-	InUse func(proto event.Proto, port uint16) bool
+	// means a local socket owns the event's port right now, for this
+	// packet, so it is not a probe. Connect-mode events never ask: their
+	// trap socket is the owner. Asking last keeps a flood from a blocked
+	// host free of lookups.
+	InUse func(ev event.Event) bool
 	// Key, when set, maps an address to the source it counts as: with
 	// IPv6 bans by prefix, every address of a /64 is one source, counted
 	// and blocked together. nil: each address is its own source.
@@ -199,7 +200,7 @@ func (e *Engine) Observe(ev event.Event) Verdict {
 		v.Action = Pending
 		return v
 	}
-	if e.opts.InUse != nil && ev.Mode.Passive() && e.opts.InUse(ev.Proto, ev.Port) {
+	if e.opts.InUse != nil && ev.Mode.Passive() && e.opts.InUse(ev) {
 		v.Action = Service
 		return v
 	}

@@ -910,9 +910,9 @@ func TestServiceCheck(t *testing.T) {
 		Trigger:  2,
 		Response: [2]Response{Block, Block},
 		Ignore:   func(a netip.Addr) bool { return a == netip.MustParseAddr("192.0.2.9") },
-		InUse: func(_ event.Proto, port uint16) bool {
-			asked = append(asked, port)
-			return inUse[port]
+		InUse: func(ev event.Event) bool {
+			asked = append(asked, ev.Port)
+			return inUse[ev.Port]
 		},
 	})
 	probe := func(src string, port uint16, kind event.Kind) Verdict {

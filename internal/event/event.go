@@ -189,6 +189,10 @@ type Event struct {
 	// Ifindex is the interface the probe arrived on; 0 when the sensor
 	// cannot tell (connect mode).
 	Ifindex int
+	// SrcPort is the source port; 0 when the sensor cannot tell (connect
+	// mode). With the addresses it names the connection a packet would
+	// belong to, for the service check.
+	SrcPort uint16
 }
 
 // Describe returns the scan type as PortSentry writes it in the "type: [...]"

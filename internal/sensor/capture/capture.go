@@ -530,6 +530,7 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 		Src:     src,
 		Dst:     dst,
 		Port:    p.DstPort,
+		SrcPort: p.SrcPort,
 		Proto:   p.Proto,
 		Kind:    kind,
 		Flags:   p.Flags,

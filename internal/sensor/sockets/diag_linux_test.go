@@ -3,6 +3,7 @@ package sockets
 import (
 	"encoding/binary"
 	"encoding/hex"
+	"net/netip"
 	"strings"
 	"syscall"
 	"testing"
@@ -140,5 +141,62 @@ func TestParseDump(t *testing.T) {
 	}
 	if !noHandler(&replyError{unix.EOPNOTSUPP}) || noHandler(&replyError{unix.EINVAL}) {
 		t.Error("noHandler: wrong classification")
+	}
+}
+
+// TestFillExact pins the request for one TCP socket, as `ss -K`-style
+// tools name a socket: the local end is the packet's destination.
+func TestFillExact(t *testing.T) {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) != 1 {
+		t.Skip("golden bytes are little-endian")
+	}
+	var b [maxRequestSize]byte
+	p := Packet{Proto: event.TCP, Src: netip.MustParseAddr("192.0.2.7"), SrcPort: 40000,
+		Dst: netip.MustParseAddr("::ffff:198.51.100.1"), DstPort: 8080, Ifindex: 3}
+	n := fillExact(&b, 7, p)
+	want, err := hex.DecodeString(strings.ReplaceAll(
+		"48000000 1400 0100 07000000 00000000"+ // nlmsghdr: len 72, SOCK_DIAG_BY_FAMILY, REQUEST only, seq 7
+			"02 06 00 00 ffffffff"+ // AF_INET (the mapped address unmapped), IPPROTO_TCP, any state
+			"1f90 9c40"+ // sport 8080 (local), dport 40000 (remote), big-endian
+			"c6336401"+strings.Repeat("00", 12)+ // src: 198.51.100.1, this host
+			"c0000207"+strings.Repeat("00", 12)+ // dst: 192.0.2.7, the sender
+			"03000000 ffffffff ffffffff", " ", "")) // if 3, INET_DIAG_NOCOOKIE
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, b[:n]); diff != "" {
+		t.Errorf("request (-want +got):\n%s", diff)
+	}
+}
+
+func TestParseExact(t *testing.T) {
+	const seq = 9
+	for _, tt := range []struct {
+		name        string
+		b           []byte
+		state       uint8
+		found, done bool
+		errno       syscall.Errno
+	}{
+		{"the socket", nlmsg(unix.SOCK_DIAG_BY_FAMILY, seq, diagMsg(1, 8080)), 1, true, true, 0},
+		{"TIME_WAIT", nlmsg(unix.SOCK_DIAG_BY_FAMILY, seq, diagMsg(stateTimeWait, 8080)), stateTimeWait, true, true, 0},
+		{"none", nlmsg(unix.NLMSG_ERROR, seq, errnoBody(unix.ENOENT)), 0, false, true, unix.ENOENT},
+		{"refused", nlmsg(unix.NLMSG_ERROR, seq, errnoBody(unix.EOPNOTSUPP)), 0, false, true, unix.EOPNOTSUPP},
+		{"an earlier request's answer first", cat(nlmsg(unix.SOCK_DIAG_BY_FAMILY, seq-1, diagMsg(1, 22)), nlmsg(unix.NLMSG_ERROR, seq, errnoBody(unix.ENOENT))), 0, false, true, unix.ENOENT},
+		{"nothing of this request yet", nlmsg(unix.SOCK_DIAG_BY_FAMILY, seq-1, diagMsg(1, 22)), 0, false, false, 0},
+	} {
+		state, found, done, err := parseExact(tt.b, seq)
+		var errno syscall.Errno
+		if r, ok := err.(*replyError); ok {
+			errno = r.errno
+		} else if err != nil {
+			t.Errorf("%s: %v", tt.name, err)
+		}
+		if state != tt.state || found != tt.found || done != tt.done || errno != tt.errno {
+			t.Errorf("%s: parseExact = %d, %v, %v, %v; want %d, %v, %v, %v", tt.name, state, found, done, errno, tt.state, tt.found, tt.done, tt.errno)
+		}
+	}
+	if _, _, _, err := parseExact([]byte{1, 2, 3}, seq); err == nil {
+		t.Error("a short message parsed")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"syscall"
 	"unsafe"
@@ -75,9 +76,12 @@ type sysChecker struct {
 	// noOld is set once the kernel has refused a TCPDIAG_GETSOCK request;
 	// TCP is then asked per family with SOCK_DIAG_BY_FAMILY.
 	noOld bool
-	seq   uint32
-	req   [maxRequestSize]byte
-	buf   []byte
+	// noExact is set once the kernel has refused to look a TCP socket up
+	// by its addresses and ports; owns then walks the table as inUse.
+	noExact bool
+	seq     uint32
+	req     [maxRequestSize]byte
+	buf     []byte
 }
 
 func (s *sysChecker) open() error {
@@ -156,26 +160,98 @@ func (s *sysChecker) diagInUse(proto event.Proto, port uint16) (bool, error) {
 		return false, nil
 	}
 	for _, states := range [...]uint32{tcpListening, tcpOther} {
-		if !s.noOld {
-			found, err := s.query(request{unix.AF_UNSPEC, event.TCP, states, true}, port)
-			if _, refused := err.(*replyError); !refused {
-				if err != nil || found {
-					return found, err
-				}
-				continue
-			}
-			// Any refusal of the old request (EOPNOTSUPP without
-			// the compat handler, EINVAL were it ever removed):
-			// ask the modern way, which gives the real answer.
-			s.noOld = true
-		}
-		for _, f := range families {
-			if found, err := s.query(request{f, event.TCP, states, false}, port); err != nil || found {
-				return found, err
-			}
+		if found, err := s.diagTCP(states, port); err != nil || found {
+			return found, err
 		}
 	}
 	return false, nil
+}
+
+// diagTCP asks sock_diag whether a TCP socket in one of states has local
+// port port: in one walk with TCPDIAG_GETSOCK, else one per family.
+func (s *sysChecker) diagTCP(states uint32, port uint16) (bool, error) {
+	if !s.noOld {
+		found, err := s.query(request{unix.AF_UNSPEC, event.TCP, states, true}, port)
+		if _, refused := err.(*replyError); !refused {
+			return found, err
+		}
+		// Any refusal of the old request (EOPNOTSUPP without the
+		// compat handler, EINVAL were it ever removed): ask the
+		// modern way, which gives the real answer.
+		s.noOld = true
+	}
+	for _, f := range [...]uint8{unix.AF_INET6, unix.AF_INET} {
+		if found, err := s.query(request{f, event.TCP, states, false}, port); err != nil || found {
+			return found, err
+		}
+	}
+	return false, nil
+}
+
+// owns is Checker.Owns for TCP: the socket the kernel would hand p to,
+// asked by p's addresses and ports (connection): a hash lookup of p's
+// connection, then of the listeners on p's address and port. When that
+// finds p's connection in TIME_WAIT (it ended while p waited to be
+// checked, or the peer connects again from the same port, which a
+// listener may still accept), the listeners are asked alone: as for a
+// packet from port 0, which no connection has.
+func (s *sysChecker) owns(p Packet) (bool, error) {
+	if s.noDiag[event.TCP] || s.noExact {
+		return s.inUse(event.TCP, p.DstPort)
+	}
+	state, found, err := s.connection(p)
+	if err == nil && found && state == stateTimeWait {
+		p.SrcPort = 0
+		state, found, err = s.connection(p)
+	}
+	if _, refused := err.(*replyError); refused {
+		// A kernel that cannot look a socket up by its addresses:
+		// ask about the port, as inUse does.
+		s.noExact = true
+		return s.inUse(event.TCP, p.DstPort)
+	}
+	return found && state != stateTimeWait, err
+}
+
+// connection asks sock_diag for the TCP socket p would be handed to: a
+// request without NLM_F_DUMP names one socket by its addresses, ports and
+// interface, which the kernel looks up as it does for an arriving packet
+// (inet_diag_find_one_icsk: the connection, else a listener). The answer
+// is that socket, with its state, or ENOENT: none.
+func (s *sysChecker) connection(p Packet) (state uint8, found bool, err error) {
+	if s.fd < 0 {
+		fd, err := openDiag()
+		if err != nil {
+			return 0, false, err
+		}
+		s.fd = fd
+	}
+	s.seq++
+	n := fillExact(&s.req, s.seq, p)
+	if err := s.send(s.req[:n]); err != nil {
+		s.close()
+		return 0, false, fmt.Errorf("sockets: sock_diag send: %w", err)
+	}
+	for {
+		n, err := s.recv()
+		if err != nil {
+			s.close()
+			return 0, false, fmt.Errorf("sockets: sock_diag receive: %w", err)
+		}
+		state, found, done, err := parseExact(s.buf[:n], s.seq)
+		if err != nil {
+			if r, ok := err.(*replyError); ok && r.errno == unix.ENOENT {
+				return 0, false, nil
+			}
+			if !done {
+				s.close()
+			}
+			return 0, false, err
+		}
+		if done {
+			return state, found, nil
+		}
+	}
 }
 
 // query sends one dump request and reports whether it lists a socket.
@@ -321,6 +397,92 @@ func fillRequest(b *[maxRequestSize]byte, seq uint32, r request, port uint16) in
 	putOp(bc[8:], inetDiagBcSLE, 8, bytecodeLen-8+4)
 	putOp(bc[12:], 0, 0, port)
 	return n
+}
+
+// fillExact writes into b the request for the one TCP socket of packet p
+// (struct inet_diag_req_v2 without NLM_F_DUMP) and returns its length. In
+// the socket's terms, the local end is p's destination.
+func fillExact(b *[maxRequestSize]byte, seq uint32, p Packet) int {
+	ne := binary.NativeEndian
+	*b = [maxRequestSize]byte{}
+	n := nlmsgHdrLen + diagReqV2Len
+	ne.PutUint32(b[0:], uint32(n))
+	ne.PutUint16(b[4:], unix.SOCK_DIAG_BY_FAMILY)
+	ne.PutUint16(b[6:], unix.NLM_F_REQUEST)
+	ne.PutUint32(b[8:], seq)
+
+	// struct inet_diag_req_v2: family, protocol, ext, pad, idiag_states,
+	// then struct inet_diag_sockid: sport, dport (big-endian), src[4],
+	// dst[4] (network order), if, cookie[2].
+	body := b[nlmsgHdrLen:]
+	local, remote := p.Dst.Unmap(), p.Src.Unmap()
+	body[0] = unix.AF_INET6
+	if local.Is4() {
+		body[0] = unix.AF_INET
+	}
+	body[1] = unix.IPPROTO_TCP
+	ne.PutUint32(body[4:], ^uint32(0))
+	id := body[8:]
+	binary.BigEndian.PutUint16(id[0:], p.DstPort)
+	binary.BigEndian.PutUint16(id[2:], p.SrcPort)
+	putAddr(id[4:20], local)
+	putAddr(id[20:36], remote)
+	if p.Ifindex > 0 {
+		ne.PutUint32(id[36:], uint32(p.Ifindex))
+	}
+	// INET_DIAG_NOCOOKIE: any socket, whatever its cookie.
+	ne.PutUint32(id[40:], ^uint32(0))
+	ne.PutUint32(id[44:], ^uint32(0))
+	return n
+}
+
+// putAddr writes a in network order, as inet_diag_sockid holds it (IPv4 in
+// the first four bytes); netip.Addr.AsSlice would allocate.
+func putAddr(b []byte, a netip.Addr) {
+	if a.Is4() {
+		v := a.As4()
+		copy(b, v[:])
+		return
+	}
+	v := a.As16()
+	copy(b, v[:])
+}
+
+// parseExact reads the answer to fillExact's request: the socket (found,
+// with its state), or an error reply (ENOENT: there is none). done is
+// false while no message of the request has come.
+func parseExact(b []byte, seq uint32) (state uint8, found, done bool, err error) {
+	ne := binary.NativeEndian
+	for len(b) > 0 {
+		if len(b) < nlmsgHdrLen {
+			return 0, false, false, fmt.Errorf("sockets: sock_diag: short netlink header (%d bytes)", len(b))
+		}
+		l := int(ne.Uint32(b[0:]))
+		if l < nlmsgHdrLen || l > len(b) {
+			return 0, false, false, fmt.Errorf("sockets: sock_diag: bad netlink length %d", l)
+		}
+		typ, mseq := ne.Uint16(b[4:]), ne.Uint32(b[8:])
+		body := b[nlmsgHdrLen:l]
+		b = b[min(nlmsgAlign(l), len(b)):]
+		if mseq != seq {
+			continue
+		}
+		switch typ {
+		case unix.NLMSG_ERROR:
+			if len(body) < 4 {
+				return 0, false, true, errors.New("sockets: sock_diag: short error message")
+			}
+			if e := syscall.Errno(-int32(ne.Uint32(body))); e != 0 {
+				return 0, false, true, &replyError{e}
+			}
+		case unix.SOCK_DIAG_BY_FAMILY:
+			if len(body) < diagMsgLen {
+				return 0, false, true, fmt.Errorf("sockets: sock_diag: short inet_diag_msg (%d bytes)", len(body))
+			}
+			return body[1], true, true, nil
+		}
+	}
+	return 0, false, false, nil
 }
 
 // putOp writes struct inet_diag_bc_op { u8 code; u8 yes; u16 no; }.

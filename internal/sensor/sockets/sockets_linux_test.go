@@ -3,6 +3,7 @@ package sockets
 import (
 	"bytes"
 	"net"
+	"net/netip"
 	"os"
 	"testing"
 	"time"
@@ -284,4 +285,130 @@ func BenchmarkInUse(b *testing.B) {
 			}
 		})
 	}
+}
+
+func mustOwn(t *testing.T, c *Checker, p Packet, want bool) {
+	t.Helper()
+	got, err := c.Owns(p)
+	if err != nil {
+		t.Fatalf("Owns(%+v): %v", p, err)
+	}
+	if got != want {
+		t.Errorf("Owns(%+v) = %v, want %v", p, got, want)
+	}
+}
+
+// tcpPacket is a packet from the remote end of conn's peer address to its
+// local end, as it would arrive.
+func tcpPacket(local, remote net.Addr) Packet {
+	l, r := local.(*net.TCPAddr).AddrPort(), remote.(*net.TCPAddr).AddrPort()
+	return Packet{Proto: event.TCP, Src: r.Addr().Unmap(), SrcPort: r.Port(), Dst: l.Addr().Unmap(), DstPort: l.Port()}
+}
+
+// TestOwns: a listener owns its port for the packets it would accept; a
+// connection owns its port only for its own packets (another peer's probe
+// of that port is answered by the kernel with a RST: a probe); TIME_WAIT
+// owns nothing but leaves its port's listener the packet; a free port is
+// owned by nothing; UDP is asked as InUse.
+func TestOwns(t *testing.T) {
+	backends(t, func(t *testing.T, c *Checker) {
+		for _, addr := range []string{"127.0.0.1:0", "[::1]:0"} {
+			ln := listen(t, "tcp", addr)
+			cl, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv, err := ln.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			own := tcpPacket(cl.LocalAddr(), cl.RemoteAddr())
+			mustOwn(t, c, own, true)
+			stranger := own
+			stranger.SrcPort++
+			// /proc/net answers by port: the connection owns it.
+			mustOwn(t, c, stranger, t.Name() == "TestOwns/procfs")
+			toListener := tcpPacket(ln.Addr(), cl.LocalAddr())
+			toListener.SrcPort++
+			mustOwn(t, c, toListener, true)
+			mustOwn(t, c, Packet{Proto: event.TCP, Src: own.Src, Dst: own.Dst, SrcPort: 40000, DstPort: 0}, false)
+
+			// A listener on one address does not take a packet for
+			// another: the kernel answers it as a closed port. By
+			// port (/proc/net) it is the listener's.
+			if own.Dst.Is4() {
+				other := toListener
+				other.Dst = netip.MustParseAddr("127.0.0.2")
+				mustOwn(t, c, other, t.Name() == "TestOwns/procfs")
+			}
+
+			// The server closes first: its end of the accepted
+			// connection goes to TIME_WAIT, on the listener's port,
+			// where the same client may connect again.
+			srv.Close()
+			cl.Read(make([]byte, 1))
+			cl.Close()
+			back := tcpPacket(srv.LocalAddr(), srv.RemoteAddr())
+			deadline := time.Now().Add(5 * time.Second)
+			tw := back.Dst.Is4()
+			for tw && !inTimeWait(t, back.DstPort) {
+				if time.Now().After(deadline) {
+					t.Log("server socket never showed TIME_WAIT")
+					tw = false
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			mustOwn(t, c, back, true) // the listener takes it
+			ln.Close()
+			if tw {
+				mustOwn(t, c, back, false) // TIME_WAIT alone serves nothing
+			}
+			mustOwn(t, c, own, false)
+			mustOwn(t, c, toListener, false)
+		}
+		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+		if err != nil {
+			t.Skipf("cannot bind: %v", err)
+		}
+		defer pc.Close()
+		u := pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		mustOwn(t, c, Packet{Proto: event.UDP, Src: u.Addr(), SrcPort: 5353, Dst: u.Addr(), DstPort: u.Port()}, true)
+		if !c.sys.noDiag[event.TCP] && c.sys.noExact {
+			t.Error("the kernel refused the lookup by addresses and ports")
+		}
+	})
+}
+
+// BenchmarkOwns: a TCP probe of a free port, asked by port (InUse: the
+// listeners, then every connection) and as a packet (Owns: the listeners,
+// then its own connection by addresses and ports).
+func BenchmarkOwns(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	free := tcpPort(ln.Addr())
+	ln.Close()
+	lo := netip.MustParseAddr("127.0.0.1")
+	p := Packet{Proto: event.TCP, Src: lo, SrcPort: 40000, Dst: lo, DstPort: free}
+	c, err := NewChecker()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	b.Run("InUse", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := c.InUse(event.TCP, free); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Owns", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.Owns(p); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 }

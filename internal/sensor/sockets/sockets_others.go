@@ -19,3 +19,4 @@ type sysChecker struct{}
 func (*sysChecker) open() error                             { return errNotImplemented }
 func (*sysChecker) close() error                            { return nil }
 func (*sysChecker) inUse(event.Proto, uint16) (bool, error) { return false, errNotImplemented }
+func (*sysChecker) owns(Packet) (bool, error)               { return false, errNotImplemented }

@@ -5,6 +5,11 @@
 // into them: the address as printed by net/netip, a port number and a mode
 // name. A resolved host name, which an attacker controls through reverse
 // DNS, is never given to a shell.
+//
+// A line that leaves a shell nothing to do but split it into words and
+// find the program ("iptables -I INPUT -s 192.0.2.1 -j DROP") is run
+// directly, as /bin/sh would run it: starting the shell first costs about
+// a millisecond, during which a scanner's probes are still answered.
 package command
 
 import (
@@ -43,6 +48,11 @@ type Shell struct {
 	// Timeout bounds one command; at expiry its whole process group is
 	// killed, so a hung command cannot stall later responses.
 	Timeout time.Duration
+	// Raise, when above 0, starts commands that many nice levels more
+	// favoured than the daemon (at most -20), when the daemon may raise
+	// it (root): on a busy host a block command then gets the CPU before
+	// the daemon's own work on the probes that keep coming.
+	Raise int
 }
 
 // ErrTimeout is wrapped by the error of a command killed at its timeout.
@@ -54,13 +64,28 @@ const maxOutput = 512
 // Run runs line and returns an error when it cannot start, exits non-zero,
 // or outlives the timeout. The error carries the tail of its output.
 func (s Shell) Run(ctx context.Context, line string) error {
-	timeout := s.Timeout
-	if timeout <= 0 {
-		timeout = 30 * time.Second
+	return s.Start(ctx, line).Wait()
+}
+
+// Started is a command Start started; Wait ends it.
+type Started struct {
+	cmd     *exec.Cmd
+	ctx     context.Context
+	cancel  context.CancelFunc
+	timeout time.Duration
+	out     *os.File
+	err     error // from the start
+}
+
+// Start starts line under the timeout, as Run does, and returns at once;
+// Wait then tells what Run would have. The caller must call Wait.
+func (s Shell) Start(ctx context.Context, line string) *Started {
+	p := &Started{timeout: s.Timeout}
+	if p.timeout <= 0 {
+		p.timeout = 30 * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "/bin/sh", "-c", line)
+	p.ctx, p.cancel = context.WithTimeout(ctx, p.timeout)
+	cmd := command(p.ctx, line)
 	// Its own process group, so that the kill reaches what the shell started.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
@@ -69,25 +94,113 @@ func (s Shell) Run(ctx context.Context, line string) error {
 	// background job ("notify.sh $TARGET$ &", as system() allowed in 1.2)
 	// keeps the file open, and with a pipe Run would then wait WaitDelay,
 	// report failure, and close the pipe under the job (SIGPIPE).
-	out, err := os.CreateTemp("", "portsentry-cmd-*")
+	out, err := outputFile(os.TempDir())
 	if err != nil {
-		return fmt.Errorf("command: %w", err)
+		p.err = fmt.Errorf("command: %w", err)
+		return p
 	}
-	os.Remove(out.Name())
-	defer out.Close()
 	cmd.Stdout = out
 	cmd.Stderr = out
-	err = cmd.Run()
+	p.cmd, p.out = cmd, out
+	if s.Raise > 0 {
+		restore := raisePriority(s.Raise)
+		p.err = cmd.Start()
+		restore()
+	} else {
+		p.err = cmd.Start()
+	}
+	return p
+}
+
+// Wait waits for the command to end and returns an error when it could
+// not start, exited non-zero, or outlived the timeout, with the tail of its
+// output.
+func (p *Started) Wait() error {
+	defer p.cancel()
+	if p.out == nil {
+		return p.err
+	}
+	defer p.out.Close()
+	err := p.err
+	if err == nil {
+		err = p.cmd.Wait()
+	}
 	if err == nil {
 		return nil
 	}
-	if ctx.Err() == context.DeadlineExceeded {
-		err = fmt.Errorf("%w after %v", ErrTimeout, timeout)
+	if p.ctx.Err() == context.DeadlineExceeded {
+		err = fmt.Errorf("%w after %v", ErrTimeout, p.timeout)
 	}
-	if tail := tailOf(readTail(out)); tail != "" {
+	if tail := tailOf(readTail(p.out)); tail != "" {
 		return fmt.Errorf("%w: %s", err, tail)
 	}
 	return err
+}
+
+// command is line as a command: the program itself when line is a simple
+// command (Simple), else /bin/sh -c line.
+func command(ctx context.Context, line string) *exec.Cmd {
+	if argv, ok := Simple(line); ok {
+		// /bin/sh would find the program the same way, on the same PATH
+		// (the daemon's, which it inherits). When it cannot be found, the
+		// shell runs the line, so that the failure reads as before.
+		if path, err := exec.LookPath(argv[0]); err == nil {
+			cmd := exec.CommandContext(ctx, path, argv[1:]...)
+			cmd.Args[0] = argv[0]
+			return cmd
+		}
+	}
+	return exec.CommandContext(ctx, "/bin/sh", "-c", line)
+}
+
+// Simple splits line into words when /bin/sh would do nothing else with
+// it: only letters, digits and -_./:,+@%= between blanks (no quoting,
+// expansion, redirection, globbing, comment, operator or assignment), and
+// a first word that is no shell keyword or builtin. Otherwise it reports
+// false, and the line is the shell's.
+func Simple(line string) ([]string, bool) {
+	for i := 0; i < len(line); i++ {
+		c := line[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == ' ' || c == '\t':
+		case strings.IndexByte("-_./:,+@%=", c) >= 0:
+		default:
+			return nil, false
+		}
+	}
+	argv := strings.Fields(line)
+	if len(argv) == 0 || strings.IndexByte(argv[0], '=') >= 0 {
+		return nil, false // empty, or an assignment (NAME=value cmd)
+	}
+	if !strings.Contains(argv[0], "/") && shellWords[argv[0]] {
+		return nil, false
+	}
+	return argv, true
+}
+
+// shellWords are the names /bin/sh runs itself (POSIX reserved words and
+// builtins, and dash's and bash's common ones) rather than looking them up
+// on PATH.
+var shellWords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, w := range strings.Fields(`! { } [[ ]] case do done elif else esac fi for function if in select then time until while
+		. : alias bg break builtin cd command continue declare echo enable eval exec exit export false fc fg getopts hash
+		jobs kill let local logout printf pwd read readonly return set shift source test times trap true type typeset
+		ulimit umask unalias unset wait [`) {
+		m[w] = true
+	}
+	return m
+}()
+
+// namedOutputFile is outputFile with a named file, unlinked at once.
+func namedOutputFile(dir string) (*os.File, error) {
+	f, err := os.CreateTemp(dir, "portsentry-cmd-*")
+	if err != nil {
+		return nil, err
+	}
+	os.Remove(f.Name())
+	return f, nil
 }
 
 // readTail returns the end of f, enough for tailOf.

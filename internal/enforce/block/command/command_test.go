@@ -254,3 +254,90 @@ func TestShellRunAttackerTextLiteral(t *testing.T) {
 		t.Error("text from a zone was run by the shell")
 	}
 }
+
+// TestSimple: only a line with nothing for a shell to do runs without
+// /bin/sh; anything with quoting, expansion, redirection, operators, globs,
+// comments, assignments or a shell builtin first stays the shell's.
+func TestSimple(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want []string
+	}{
+		{"iptables -I INPUT -s 192.0.2.1 -j DROP", []string{"iptables", "-I", "INPUT", "-s", "192.0.2.1", "-j", "DROP"}},
+		{"/sbin/route add -host 192.0.2.1 reject", []string{"/sbin/route", "add", "-host", "192.0.2.1", "reject"}},
+		{"  ip6tables\t-I INPUT -s 2001:db8::1 -j DROP ", []string{"ip6tables", "-I", "INPUT", "-s", "2001:db8::1", "-j", "DROP"}},
+		{"/usr/local/bin/notify host=192.0.2.1 port=22 mode=atcp x,y+z@w%v", []string{"/usr/local/bin/notify", "host=192.0.2.1", "port=22", "mode=atcp", "x,y+z@w%v"}},
+		{"/bin/true", []string{"/bin/true"}},
+		{"", nil},
+		{"   ", nil},
+		{"true", nil},
+		{"echo 192.0.2.1", nil},
+		{"test -d /tmp", nil},
+		{"[ -d /tmp ]", nil},
+		{"exec iptables -L", nil},
+		{"kill 1", nil},
+		{"FOO=1 iptables -L", nil},
+		{"iptables -L; reboot", nil},
+		{"iptables -L && x", nil},
+		{"iptables -L | x", nil},
+		{"iptables -L > /tmp/x", nil},
+		{"iptables -L &", nil},
+		{"iptables $HOME", nil},
+		{"iptables `id`", nil},
+		{"iptables 'a b'", nil},
+		{`iptables "a"`, nil},
+		{`iptables a\ b`, nil},
+		{"iptables *", nil},
+		{"iptables a?", nil},
+		{"iptables [ab]", nil},
+		{"iptables ~/x", nil},
+		{"iptables # comment", nil},
+		{"iptables {a,b}", nil},
+		{"iptables (x)", nil},
+		{"iptables !x", nil},
+		{"iptables -L\nreboot", nil},
+	} {
+		got, ok := Simple(tt.line)
+		if ok != (tt.want != nil) || strings.Join(got, "|") != strings.Join(tt.want, "|") {
+			t.Errorf("Simple(%q) = %q, %v; want %q", tt.line, got, ok, tt.want)
+		}
+	}
+}
+
+// TestShellRunDirect: a simple line runs its program directly, found on
+// PATH, with the words as arguments and the program's name as argv[0]; a
+// program that is not there leaves the line to the shell, which fails as
+// before (127).
+func TestShellRunDirect(t *testing.T) {
+	dir := t.TempDir()
+	out := filepath.Join(dir, "out")
+	prog := filepath.Join(dir, "ps-kill-route")
+	script := "#!/bin/sh\nprintf '%s|' \"$0\" \"$@\" > " + out + "\nexit 0\n"
+	if err := os.WriteFile(prog, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir+string(os.PathListSeparator)+os.Getenv("PATH"))
+	sh := Shell{Timeout: 20 * time.Second}
+	if err := sh.Run(context.Background(), "ps-kill-route -I INPUT -s 2001:db8::1 -j DROP"); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// $0 of a script started by name is the path execve found it at.
+	if want := prog + "|-I|INPUT|-s|2001:db8::1|-j|DROP|"; string(b) != want {
+		t.Errorf("ran with %q, want %q", b, want)
+	}
+	cmd := command(context.Background(), "ps-kill-route -L")
+	if cmd.Path != prog || cmd.Args[0] != "ps-kill-route" {
+		t.Errorf("command: path %q, argv[0] %q; want %q run as ps-kill-route", cmd.Path, cmd.Args[0], prog)
+	}
+	if cmd := command(context.Background(), "ps-kill-route -L; true"); cmd.Path != "/bin/sh" {
+		t.Errorf("a line with an operator runs as %q, want /bin/sh", cmd.Path)
+	}
+	err = sh.Run(context.Background(), "ps-no-such-program 192.0.2.1")
+	if err == nil || !strings.Contains(err.Error(), "exit status 127") {
+		t.Errorf("missing program: %v, want the shell's exit status 127", err)
+	}
+}
