@@ -44,7 +44,9 @@ test: deps
 # per target (it fuzzes one at a time); all are run, the failed ones listed
 # at the end. The fuzzer keeps new inputs in the build cache, and writes a
 # failing one to testdata/fuzz/FuzzX/ of its package: commit it with the fix
-# as a seed. `make test` runs this with TEST_FUZZTIME per target.
+# as a seed. `make test` runs this with TEST_FUZZTIME per target. A target
+# that Go 1.26 stops with a bare deadline error is not a failure: see
+# scripts/fuzz.
 FUZZTIME      ?= 10s
 TEST_FUZZTIME ?= 5s
 FUZZ_TARGETS = files=$$(go list -f '{{range .TestGoFiles}}{{$$.ImportPath}} {{$$.Dir}}/{{.}}{{"\n"}}{{end}}{{range .XTestGoFiles}}{{$$.ImportPath}} {{$$.Dir}}/{{.}}{{"\n"}}{{end}}' ./...) && \
@@ -54,19 +56,7 @@ FUZZ_TARGETS = files=$$(go list -f '{{range .TestGoFiles}}{{$$.ImportPath}} {{$$
 
 .PHONY: fuzz fuzz-list
 fuzz:
-	@targets=$$($(FUZZ_TARGETS)) || exit 1; \
-	test -n "$$targets" || { echo "fuzz: no fuzz targets found" >&2; exit 1; }; \
-	n=$$(echo "$$targets" | wc -l); start=$$(date +%s); \
-	echo "fuzz: $$n targets, $(FUZZTIME) each"; \
-	echo "$$targets" | { \
-		failed=; \
-		while read -r pkg name; do \
-			echo "go test -run '^\$$' -fuzz '^$$name\$$' -fuzztime $(FUZZTIME) $$pkg"; \
-			go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) "$$pkg" </dev/null || failed="$$failed $$pkg.$$name"; \
-		done; \
-		echo "fuzz: $$n targets in $$(( $$(date +%s) - start )) s"; \
-		test -z "$$failed" || { echo "fuzz: FAILED:$$failed" >&2; exit 1; }; \
-	}
+	@targets=$$($(FUZZ_TARGETS)) || exit 1; echo "$$targets" | scripts/fuzz $(FUZZTIME)
 
 # The fuzz targets `make fuzz` runs, one "package target" a line.
 fuzz-list:
