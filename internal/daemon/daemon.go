@@ -57,7 +57,13 @@ type Daemon struct {
 	// capture is the packet sensor of stealth and advanced modes; nil until
 	// one of them is on (a reload may start it while metrics read it).
 	capture atomic.Pointer[capture.Sensor]
-	events  chan event.Event
+	// events carries the sensors' events to the loop in batches: what a
+	// packet sensor read at once, or one event of the connect sensor.
+	// queued counts the events in it, at most eventQueue; batches
+	// recycles the batches' memory.
+	events  chan *[]event.Event
+	queued  atomic.Int64
+	batches sync.Pool
 	counts  counts
 	enf     *enforce.Enforcer
 	rep     *report.Reporter
@@ -84,7 +90,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	if err != nil {
 		return err
 	}
-	d := &Daemon{opts: opts, log: opts.Log, events: make(chan event.Event, eventQueue), started: time.Now()}
+	d := &Daemon{opts: opts, log: opts.Log, events: make(chan *[]event.Event, eventQueue), started: time.Now()}
 	d.settings.Store(s)
 	d.warn(s)
 	ctx, cancel := context.WithCancel(ctx)
@@ -104,7 +110,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	}
 	d.log.Info(logline.Starting(s.Summary() + d.boundSummary()))
 
-	d.wg.Go(func() { _ = d.sensor.Run(ctx, d.emit) })
+	d.wg.Go(func() { _ = d.sensor.Run(ctx, d.emitOne) })
 	if c := d.capture.Load(); c != nil {
 		d.wg.Go(func() { d.runCapture(ctx, c) })
 	}
@@ -190,14 +196,32 @@ func (d *Daemon) runCapture(ctx context.Context, c *capture.Sensor) {
 	}
 }
 
-// emit is the sensors' callback. It never blocks a sensor.
-func (d *Daemon) emit(ev event.Event) {
-	d.counts.seen.Add(1)
-	select {
-	case d.events <- ev:
-	default:
-		d.counts.dropped.Add(1)
+// emit is the packet sensor's callback, with the events of one read (a
+// flood's packets come many at a time: one hand-off, one wake-up of the
+// loop). It copies them, and never blocks a sensor: when the queue holds
+// eventQueue events the batch is dropped, counted.
+func (d *Daemon) emit(evs []event.Event) {
+	n := int64(len(evs))
+	d.counts.seen.Add(uint64(n))
+	if d.queued.Add(n) > eventQueue {
+		d.queued.Add(-n)
+		d.counts.dropped.Add(uint64(n))
+		return
 	}
+	b, _ := d.batches.Get().(*[]event.Event)
+	if b == nil {
+		b = new([]event.Event)
+	}
+	*b = append((*b)[:0], evs...)
+	// The channel has room for eventQueue batches of at least one event
+	// each, so this send never waits.
+	d.events <- b
+}
+
+// emitOne is the connect sensor's callback, one event at a time.
+func (d *Daemon) emitOne(ev event.Event) {
+	one := [1]event.Event{ev}
+	d.emit(one[:])
 }
 
 // lost is every event and report lost to a full queue since start.
@@ -216,8 +240,12 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 			fn()
 		case now := <-expiry.C:
 			d.enf.Tick(now)
-		case ev := <-d.events:
-			d.enf.Decide(ev)
+		case b := <-d.events:
+			for _, ev := range *b {
+				d.enf.Decide(ev)
+			}
+			d.queued.Add(-int64(len(*b)))
+			d.batches.Put(b)
 		case <-hup:
 			d.reload()
 		case <-tick.C:

@@ -20,8 +20,9 @@
 // not blocked already.
 //
 // The per-packet path allocates nothing, so a fast scan or a flood costs no
-// garbage collection. Packets the kernel had to drop because the sensor
-// fell behind are counted (Stats).
+// garbage collection; packets are read and handed over up to 64 at a time,
+// and during a flood the reader coalesces (see pacer). Packets the kernel
+// had to drop because the sensor fell behind are counted (Stats).
 //
 // On systems other than Linux, Open fails with an error wrapping
 // errors.ErrUnsupported.
@@ -240,8 +241,9 @@ type Sensor struct {
 	// Used by the reading goroutine only.
 	flows *flowTable
 	pkt   packet.Packet
-	epoch time.Time // zero of the flow table's clock
-	emit  func(event.Event)
+	epoch time.Time     // zero of the flow table's clock
+	batch []event.Event // the probes of the packets being read
+	emit  func([]event.Event)
 
 	mu     sync.Mutex
 	state  state
@@ -292,24 +294,25 @@ func newSensor(cfg Config, log *slog.Logger) (*Sensor, error) {
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("capture: no interface %q", missing[0])
 	}
-	s := &Sensor{log: log, flows: newFlowTable(flowBuckets), epoch: time.Now()}
+	s := &Sensor{log: log, flows: newFlowTable(flowBuckets), epoch: time.Now(), batch: make([]event.Event, 0, readBatch)}
 	s.watch.Store(w)
 	s.host.Store(h)
 	return s, nil
 }
 
-// Run reads packets until ctx is done, then closes the socket and returns
-// nil. Closing the socket is what ends a pending read, so Run returns
-// promptly.
+// Run reads packets until ctx is done or Close is called, then closes the
+// socket and returns nil. Either ends a pending wait for packets at once.
 //
-// emit is called once per probe, always from the goroutine that called Run,
-// never concurrently and never after Run returns. It must be quick: while it
-// runs no packet is read, and the kernel drops what does not fit in the
-// socket buffer (counted in Stats).
+// emit is called with the probes of the packets read together (at most
+// 64, in the order they arrived), always from the goroutine that called
+// Run, never concurrently and never after Run returns. The slice is the
+// sensor's own, reused once emit returns: emit copies what it keeps. It
+// must be quick: while it runs no packet is read, and the kernel drops
+// what does not fit in the socket buffer (counted in Stats).
 //
 // Run may be called once; it returns an error wrapping net.ErrClosed if the
 // sensor was closed or has run already, and an error if emit is nil.
-func (s *Sensor) Run(ctx context.Context, emit func(event.Event)) error {
+func (s *Sensor) Run(ctx context.Context, emit func([]event.Event)) error {
 	if emit == nil {
 		return errors.New("capture: Run needs an emit function")
 	}
@@ -341,14 +344,17 @@ func (s *Sensor) Run(ctx context.Context, emit func(event.Event)) error {
 	return err
 }
 
-// Close closes the socket. If Run is reading, Close makes it return. Close
-// is only needed when Run is never called, or to stop Run without its
-// context; calling it again does nothing.
+// Close closes the socket. If Run is reading, Close makes it return, and
+// Run closes the socket once it has stopped using it. Close is only needed
+// when Run is never called, or to stop Run without its context; calling it
+// again does nothing.
 func (s *Sensor) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.state == running {
 		s.cancel()
+		s.sys.interrupt()
+		return nil
 	}
 	return s.closeLocked()
 }
@@ -525,7 +531,7 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 		return
 	}
 	s.emitted.Add(1)
-	s.emit(event.Event{
+	s.batch = append(s.batch, event.Event{
 		Time:    now,
 		Src:     src,
 		Dst:     dst,
@@ -539,6 +545,54 @@ func (s *Sensor) handle(b []byte, pkttype uint8, ifindex int, now time.Time) {
 		TTL:     p.TTL,
 		Ifindex: ifindex,
 	})
+}
+
+// flush hands the probes gathered since the last flush to emit.
+func (s *Sensor) flush() {
+	if len(s.batch) == 0 {
+		return
+	}
+	s.emit(s.batch)
+	s.batch = s.batch[:0]
+}
+
+// Under a flood the reader coalesces reads: it waits coalesceDelay after a
+// read that emptied the socket, so that one read, one pass of the
+// per-packet path and one hand-off to the daemon serve the packets of that
+// time, instead of a wake-up of the reader and of the daemon per packet
+// (which cost most of the daemon's CPU under a flood). A scan's first probe
+// is never delayed: the rate is measured over windows of paceWindow, and a
+// window reaches pacePackets only after its first packets were handed
+// over.
+const (
+	// readBatch is the most packets one read takes: under a flood one
+	// system call and one hand-off to the daemon serve this many probes.
+	readBatch = 64
+
+	paceWindow  = 100 * time.Millisecond
+	pacePackets = 1000 // per window: 10 000 packets a second, more than nmap -T4 sends one host
+	// coalesceDelay is the longest a probe waits during a flood. The
+	// socket's 4 MiB buffer holds several thousand packets, far more
+	// than arrive in that time at the rates measured (BENCHMARKS.md).
+	coalesceDelay = 4 * time.Millisecond
+)
+
+// pacer tells whether packets arrive at a flood's rate.
+type pacer struct {
+	start time.Time // of the current window
+	count int       // packets read in it
+	busy  bool      // the previous window reached pacePackets
+}
+
+// flooded counts n packets read at now, and reports whether the current
+// window, or the one before it if it just ended, reached pacePackets.
+func (p *pacer) flooded(now time.Time, n int) bool {
+	if since := now.Sub(p.start); since >= paceWindow || since < 0 {
+		p.busy = p.count >= pacePackets && since < 2*paceWindow
+		p.start, p.count = now, 0
+	}
+	p.count += n
+	return p.busy || p.count >= pacePackets
 }
 
 // plausibleSource reports whether a packet's source address could be a

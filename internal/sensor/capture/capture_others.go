@@ -23,6 +23,7 @@ type sysSensor struct{}
 
 func (*sysSensor) open(packet.FilterOptions) error      { return errNotImplemented }
 func (*sysSensor) close() error                         { return nil }
+func (*sysSensor) interrupt()                           {}
 func (*sysSensor) setFilter(packet.FilterOptions) error { return errNotImplemented }
 func (*sysSensor) drops() (uint64, error)               { return 0, errNotImplemented }
 

@@ -68,8 +68,15 @@ func testSensor(t testing.TB, cfg Config) (*Sensor, *[]event.Event) {
 		named:    []int{ifNamd},
 	})
 	got := new([]event.Event)
-	s.emit = func(e event.Event) { *got = append(*got, e) }
+	s.emit = func(evs []event.Event) { *got = append(*got, evs...) }
 	return s, got
+}
+
+// handle runs the per-packet path on one packet and hands its probe, if
+// any, over at once, as a read of one packet does.
+func handle(s *Sensor, b []byte, pkttype uint8, ifindex int, now time.Time) {
+	s.handle(b, pkttype, ifindex, now)
+	s.flush()
 }
 
 type pkt struct {
@@ -245,7 +252,7 @@ func TestHandle(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s, got := testSensor(t, tt.cfg)
 			for _, p := range tt.pkts {
-				s.handle(p.b, p.pkttype, p.ifindex, t0.Add(p.at))
+				handle(s, p.b, p.pkttype, p.ifindex, t0.Add(p.at))
 			}
 			if diff := cmp.Diff(tt.want, *got, append(cmpOpts, cmpopts.IgnoreFields(event.Event{}, "Time", "SrcPort"), cmpopts.EquateEmpty())...); diff != "" {
 				t.Errorf("events (-want +got):\n%s", diff)
@@ -263,8 +270,8 @@ func TestHandle(t *testing.T) {
 func TestHandleTimeAndCounters(t *testing.T) {
 	s, got := testSensor(t, stealth())
 	at := t0.Add(time.Hour)
-	s.handle(tcpPacket(peer4, here4, 1, 22, event.FlagSYN), pktHost, ifEth, at)
-	s.handle([]byte{0x60}, pktHost, ifEth, at)
+	handle(s, tcpPacket(peer4, here4, 1, 22, event.FlagSYN), pktHost, ifEth, at)
+	handle(s, []byte{0x60}, pktHost, ifEth, at)
 	if len(*got) != 1 || !(*got)[0].Time.Equal(at) {
 		t.Fatalf("events %v, want one at %v", *got, at)
 	}
@@ -279,15 +286,15 @@ func TestHandleNamedInterfaces(t *testing.T) {
 	w.ifMode, w.names = ifNamed, []string{"eth9"}
 	s.watch.Store(&w)
 	syn := tcpPacket(peer4, here4, 1, 22, event.FlagSYN)
-	s.handle(syn, pktHost, ifEth, t0)
-	s.handle(syn, pktHost, ifLo, t0)
-	s.handle(syn, pktHost, ifNamd, t0)
+	handle(s, syn, pktHost, ifEth, t0)
+	handle(s, syn, pktHost, ifLo, t0)
+	handle(s, syn, pktHost, ifNamd, t0)
 	if len(*got) != 1 {
 		t.Errorf("%d events, want 1 (from the named interface only)", len(*got))
 	}
 	// Outgoing UDP is remembered whatever its interface.
-	s.handle(udpPacket(here4, peer4, 40000, 53), pktOutgoing, ifEth, t0)
-	s.handle(udpPacket(peer4, here4, 53, 40000), pktHost, ifNamd, t0)
+	handle(s, udpPacket(here4, peer4, 40000, 53), pktOutgoing, ifEth, t0)
+	handle(s, udpPacket(peer4, here4, 53, 40000), pktHost, ifNamd, t0)
 	if len(*got) != 1 {
 		t.Errorf("the reply emitted an event")
 	}
@@ -301,8 +308,8 @@ func TestReconfigurePorts(t *testing.T) {
 	if err := s.Reconfigure(cfg); err != nil {
 		t.Fatal(err)
 	}
-	s.handle(syn22, pktHost, ifEth, t0)
-	s.handle(syn80, pktHost, ifEth, t0)
+	handle(s, syn22, pktHost, ifEth, t0)
+	handle(s, syn80, pktHost, ifEth, t0)
 	want := []event.Event{ev(peer4, here4, 80, event.TCP, event.SYN, event.FlagSYN, event.IPOptsNotSet, event.ModeATCP)}
 	if diff := cmp.Diff(want, *got, append(cmpOpts, cmpopts.IgnoreFields(event.Event{}, "Time", "SrcPort"))...); diff != "" {
 		t.Errorf("events (-want +got):\n%s", diff)
@@ -311,7 +318,7 @@ func TestReconfigurePorts(t *testing.T) {
 	if err := s.Reconfigure(Config{TCP: ports(22), TCPMode: event.ModeTCP}); err == nil {
 		t.Error("Reconfigure with connect mode: no error")
 	}
-	s.handle(syn22, pktHost, ifEth, t0)
+	handle(s, syn22, pktHost, ifEth, t0)
 	if len(*got) != 1 {
 		t.Error("a failed Reconfigure changed the ports")
 	}
@@ -450,9 +457,37 @@ func TestFlowTable(t *testing.T) {
 // with its addresses names the connection the service check asks about.
 func TestHandleSourcePort(t *testing.T) {
 	s, got := testSensor(t, stealth())
-	s.handle(tcpPacket(peer4, here4, 40001, 22, event.FlagSYN), pktHost, ifEth, t0)
-	s.handle(udpPacket(peer4, here4, 5353, 53), pktHost, ifEth, t0)
+	handle(s, tcpPacket(peer4, here4, 40001, 22, event.FlagSYN), pktHost, ifEth, t0)
+	handle(s, udpPacket(peer4, here4, 5353, 53), pktHost, ifEth, t0)
 	if len(*got) != 2 || (*got)[0].SrcPort != 40001 || (*got)[1].SrcPort != 5353 {
 		t.Errorf("events %+v, want source ports 40001 and 5353", *got)
+	}
+}
+
+// The reader coalesces only while packets arrive at a flood's rate: a
+// scan's first packets are never delayed, a flood is, and the delay ends
+// with the flood.
+func TestPacerFlooded(t *testing.T) {
+	var p pacer
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	steps := []struct {
+		ms, n int
+		want  bool
+		why   string
+	}{
+		{0, 1, false, "a first packet"},
+		{10, 64, false, "a burst of a scan"},
+		{20, 500, false, "565 packets in the window"},
+		{50, 500, true, "1065 packets in the window: a flood's rate"},
+		{120, 10, true, "the window after a flooded one"},
+		{150, 100, true, "still within it"},
+		{230, 5, false, "the window after a quiet one (115 packets)"},
+		{260, 1000, true, "a flood again"},
+		{700, 1, false, "a packet long after the flood: its window is stale"},
+	}
+	for _, st := range steps {
+		if got := p.flooded(at(st.ms), st.n); got != st.want {
+			t.Errorf("%d ms, %d packets (%s): flooded %v, want %v", st.ms, st.n, st.why, got, st.want)
+		}
 	}
 }
