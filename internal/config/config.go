@@ -122,7 +122,7 @@ type Config struct {
 	// blocking rather than after.
 	KillRunCmdFirst bool
 
-	// ScanTrigger (SCAN_TRIGGER, 0..1000000, default 0): act when a
+	// ScanTrigger (SCAN_TRIGGER, 0..1000, default 0): act when a
 	// source's hit count reaches it (0 and 1 both act on the first hit). A
 	// hit is a distinct (protocol, port) pair within ScanTriggerWindow.
 	ScanTrigger int

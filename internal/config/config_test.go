@@ -171,7 +171,7 @@ func TestBadFiles(t *testing.T) {
 		{"bad-port.conf", 2, "UDP_PORTS", ErrInvalidValue, `invalid value: bad port "70000" (must be 1-65535)`},
 		{"reversed-range.conf", 2, "TCP_PORTS", ErrInvalidValue, `invalid value: bad range "515-512" (start is after end)`},
 		{"block-tcp-3.conf", 2, "BLOCK_TCP", ErrInvalidValue, `invalid value "3": must be 0 (log only), 1 (block) or 2 (run KILL_RUN_CMD only)`},
-		{"scan-trigger-negative.conf", 1, "SCAN_TRIGGER", ErrInvalidValue, `invalid value "-1": must be a whole number from 0 to 1000000`},
+		{"scan-trigger-negative.conf", 1, "SCAN_TRIGGER", ErrInvalidValue, `invalid value "-1": must be a whole number from 0 to 1000`},
 		{"missing-quote.conf", 2, "IGNORE_FILE", ErrSyntax, `syntax error: missing closing "`},
 		{"no-equals.conf", 3, "RESOLVE_HOST", ErrSyntax, `syntax error: no "=" on the line (want KEY="value")`},
 		{"no-equals-prose.conf", 2, "", ErrSyntax, `syntax error: no "=" on the line (want KEY="value")`},
@@ -295,7 +295,7 @@ func TestParseSyntax(t *testing.T) {
 			c.HostsDenyFile = "/etc/portsentry/hd"
 		}},
 		{"KILL_RUN_CMD needs no target", `KILL_RUN_CMD="/usr/local/bin/alert"`, func(c *Config) { c.KillRunCmd = "/usr/local/bin/alert" }},
-		{"SCAN_TRIGGER max", `SCAN_TRIGGER="1000000"`, func(c *Config) { c.ScanTrigger = 1000000 }},
+		{"SCAN_TRIGGER max", `SCAN_TRIGGER="1000"`, func(c *Config) { c.ScanTrigger = 1000 }},
 		{"SCAN_TRIGGER_WINDOW", `SCAN_TRIGGER_WINDOW="60"`, func(c *Config) { c.ScanTriggerWindow = time.Minute }},
 		{"SCAN_TRIGGER_WINDOW 0: no window", `SCAN_TRIGGER_WINDOW="0"`, func(c *Config) { c.ScanTriggerWindow = 0 }},
 		{"SCAN_TRIGGER_WINDOW max", `SCAN_TRIGGER_WINDOW="315360000"`, func(c *Config) { c.ScanTriggerWindow = 315360000 * time.Second }},
@@ -499,7 +499,7 @@ func FuzzParse(f *testing.F) {
 		switch {
 		case c.AdvancedPortsTCP < 1 || c.AdvancedPortsTCP > 65535,
 			c.AdvancedPortsUDP < 1 || c.AdvancedPortsUDP > 65535,
-			c.ScanTrigger < 0 || c.ScanTrigger > 1000000,
+			c.ScanTrigger < 0 || c.ScanTrigger > 1000,
 			c.MaxSources < 1 || c.MaxSources > 10000000,
 			c.CommandTimeout < time.Second || c.CommandTimeout > time.Hour,
 			c.ResolveTimeout < time.Second || c.ResolveTimeout > time.Minute,

@@ -36,7 +36,7 @@ var keys = map[string]key{
 	"KILL_HOSTS_DENY":      {"", targetKey(func(c *Config) *string { return &c.KillHostsDeny })},
 	"KILL_RUN_CMD":         {"", stringKey(func(c *Config) *string { return &c.KillRunCmd })},
 	"KILL_RUN_CMD_FIRST":   {"0", boolKey(func(c *Config) *bool { return &c.KillRunCmdFirst })},
-	"SCAN_TRIGGER":         {"0", intKey(0, 1000000, func(c *Config) *int { return &c.ScanTrigger })},
+	"SCAN_TRIGGER":         {"0", intKey(0, maxScanTrigger, func(c *Config) *int { return &c.ScanTrigger })},
 	"PORT_BANNER":          {"", stringKey(func(c *Config) *string { return &c.PortBanner })},
 
 	// Our extensions; each is documented in docs/configuration.md.
@@ -99,6 +99,12 @@ func streamKey(field func(*Config) *string) func(*Config, string, string) error 
 // maxBanSeconds bounds BAN_TIME and BAN_TIME_MAX: ten years, which is
 // "permanent" in practice while keeping expiry arithmetic far from overflow.
 const maxBanSeconds = 10 * 365 * 24 * 3600
+
+// maxScanTrigger bounds SCAN_TRIGGER: the engine keeps up to that many
+// ports per source and looks through them on each of its probes, so a
+// large trigger would let a source (forged sources too) cost that much per
+// packet. PortSentry's own examples use 0 to 3.
+const maxScanTrigger = 1000
 
 // DefaultControlSocket is where the daemon listens for operator commands
 // (portsentry list, block, unblock, status) unless CONTROL_SOCKET says else.

@@ -5,10 +5,12 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/config"
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/enforce"
 	"github.com/portsentry-go/portsentry/internal/event"
@@ -274,9 +276,8 @@ func (d *Daemon) reload() {
 		return
 	}
 	d.warn(s)
-	old := d.settings.Load().Conf
-	if old.Blocker != s.Conf.Blocker || old.BanFile != s.Conf.BanFile || old.BanTime != s.Conf.BanTime || old.BanTimeMax != s.Conf.BanTimeMax {
-		d.log.Warn(logline.Warning("BLOCKER, BAN_FILE, BAN_TIME and BAN_TIME_MAX changes take effect at the next start"))
+	if keys := startOnly(d.settings.Load().Conf, s.Conf); len(keys) > 0 {
+		d.log.Warn(logline.Warning(strings.Join(keys, ", ") + " changed: the change takes effect at the next start"))
 	}
 	d.enf.SetGuard(s.Ignore, s.Conf.ProtectInfrastructure)
 	d.enf.RefreshGuard()
@@ -286,6 +287,27 @@ func (d *Daemon) reload() {
 	d.rep.Reconfigure(s.Report())
 	d.settings.Store(s)
 	d.rep.Reloaded(s.Summary()+d.boundSummary(), nil)
+}
+
+// startOnly names the keys that differ between old and new among those a
+// reload cannot apply: the blocker and its ban store are opened once.
+func startOnly(old, new *config.Config) []string {
+	var keys []string
+	for _, k := range []struct {
+		name    string
+		changed bool
+	}{
+		{"BLOCKER", old.Blocker != new.Blocker},
+		{"BAN_FILE", old.BanFile != new.BanFile},
+		{"BAN_TIME", old.BanTime != new.BanTime},
+		{"BAN_TIME_MAX", old.BanTimeMax != new.BanTimeMax},
+		{"BAN_PREFIX6", old.BanPrefix6 != new.BanPrefix6},
+	} {
+		if k.changed {
+			keys = append(keys, k.name)
+		}
+	}
+	return keys
 }
 
 // reconfigureSensors gives the sensors what s watches, starting the packet

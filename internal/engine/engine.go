@@ -108,15 +108,23 @@ type Options struct {
 	// the oldest block is forgotten: the firewall keeps it, and a new probe
 	// from that source would only run the response again.
 	MaxBlocked int
+	// MaxHits bounds the ports all sources keep together, whatever
+	// Trigger and MaxSources are: a large trigger lets each source keep
+	// many, and forged sources can each bring up to Trigger - 1. When
+	// the room for them reaches it, the sources seen least recently are
+	// forgotten first, as when MaxSources is reached. 0 means
+	// DefaultMaxHits.
+	MaxHits int
 }
 
 // Default caps; about 120 bytes a source plus 16 for each port it keeps
 // (at most max(Trigger, 1), only as many as it probed within the window):
-// a few megabytes at the default caps and a small trigger, at most
-// MaxSources × Trigger × 16 bytes of ports for a large one.
+// a few megabytes at the default caps and a small trigger, and never more
+// than DefaultMaxHits × 16 bytes (16 MiB) of ports for a large one.
 const (
 	DefaultMaxSources = 65536
 	DefaultMaxBlocked = 65536
+	DefaultMaxHits    = 1 << 20
 )
 
 type source struct {
@@ -145,6 +153,7 @@ type Engine struct {
 	// the monotonic clock when the events carry it).
 	epoch    time.Time
 	hasEpoch bool
+	hitRoom  int // the sources' hits capacities together, at most about MaxHits
 }
 
 // New returns an engine with no state.
@@ -166,6 +175,9 @@ func (e *Engine) Reconfigure(opts Options) {
 	}
 	if opts.MaxBlocked <= 0 {
 		opts.MaxBlocked = DefaultMaxBlocked
+	}
+	if opts.MaxHits <= 0 {
+		opts.MaxHits = DefaultMaxHits
 	}
 	if opts.Ignore == nil {
 		opts.Ignore = func(netip.Addr) bool { return false }
@@ -239,6 +251,7 @@ func (e *Engine) Done(addr netip.Addr, blocked bool) {
 func (e *Engine) MarkBlocked(addr netip.Addr) {
 	addr = e.key(addr)
 	if el, ok := e.sources[addr]; ok {
+		e.hitRoom -= cap(el.Value.(*source).hits)
 		e.lru.Remove(el)
 		delete(e.sources, addr)
 	}
@@ -325,7 +338,13 @@ func (e *Engine) count(s *source, ev event.Event) int {
 		// sources costs one hit each.
 		grown := make([]hit, len(s.hits), min(max(2*len(s.hits), 1), limit))
 		copy(grown, s.hits)
+		e.hitRoom += cap(grown) - cap(s.hits)
 		s.hits = grown
+		// All sources' hits together stay under MaxHits: the sources
+		// seen least recently are forgotten first, never s itself.
+		for e.hitRoom > e.opts.MaxHits && e.lru.Back() != e.sources[s.addr] {
+			e.evictSource()
+		}
 	}
 	s.hits = append(s.hits, hit{at: now, key: key})
 	return len(s.hits)
@@ -374,7 +393,9 @@ func (e *Engine) touch(addr netip.Addr) *source {
 
 func (e *Engine) evictSource() {
 	el := e.lru.Back()
-	delete(e.sources, el.Value.(*source).addr)
+	s := el.Value.(*source)
+	e.hitRoom -= cap(s.hits)
+	delete(e.sources, s.addr)
 	e.lru.Remove(el)
 }
 

@@ -700,6 +700,48 @@ func TestHitsBounded(t *testing.T) {
 	})
 }
 
+// TestMaxHitsBoundsAllSources: under a high trigger, sources that each
+// probe many ports (forged ones can) never keep more than MaxHits ports
+// together; the sources seen least recently are forgotten first, and the
+// source being counted keeps its count.
+func TestMaxHitsBoundsAllSources(t *testing.T) {
+	const maxHits, perSource = 256, 40
+	e := New(Options{Trigger: 1000, MaxHits: maxHits, Window: time.Hour, Response: blockBoth()})
+	room := func() (n int) {
+		for el := e.lru.Front(); el != nil; el = el.Next() {
+			n += cap(el.Value.(*source).hits)
+		}
+		return n
+	}
+	for i := range 50 {
+		src := netip.AddrFrom4([4]byte{10, 9, 1, byte(i)}).String()
+		for p := range perSource {
+			v := e.Observe(probe(src, event.TCP, uint16(1+p), time.Duration(i*perSource+p)*time.Millisecond))
+			if v.Count != p+1 {
+				t.Fatalf("source %d, probe %d: count %d, want %d", i, p+1, v.Count, p+1)
+			}
+		}
+		if got := room(); got != e.hitRoom {
+			t.Fatalf("after source %d: hitRoom %d, but the sources hold room for %d", i, e.hitRoom, got)
+		}
+		if e.hitRoom > maxHits {
+			t.Fatalf("after source %d: room for %d hits, cap %d", i, e.hitRoom, maxHits)
+		}
+	}
+	// The first sources were forgotten: they start over.
+	if v := e.Observe(probe("10.9.1.0", event.TCP, 999, time.Hour/2)); v.Count != 1 {
+		t.Errorf("oldest source count = %d, want 1 (forgotten)", v.Count)
+	}
+	if v := e.Observe(probe("10.9.1.49", event.TCP, 999, time.Hour/2)); v.Count != perSource+1 {
+		t.Errorf("latest source count = %d, want %d (kept)", v.Count, perSource+1)
+	}
+	// A blocked source's room is given back.
+	e.MarkBlocked(netip.MustParseAddr("10.9.1.49"))
+	if got := room(); got != e.hitRoom {
+		t.Errorf("after MarkBlocked: hitRoom %d, but the sources hold room for %d", e.hitRoom, got)
+	}
+}
+
 // TestReconfigureWindow: a reload keeps the hits and judges them by the
 // new window from the next probe on.
 func TestReconfigureWindow(t *testing.T) {
