@@ -54,6 +54,11 @@ type rigOptions struct {
 	banTime     time.Duration
 	prefix6     int // BAN_PREFIX6 (the nftables blocker's)
 	settings    Settings
+	// serviceCheck turns the service check on, with no local socket
+	// anywhere; served is what the kernel trap remembers as served
+	// from before the rig started.
+	serviceCheck bool
+	served       []block.Served
 }
 
 func newRig(t *testing.T, o rigOptions) *rig {
@@ -90,7 +95,13 @@ func newRig(t *testing.T, o rigOptions) *rig {
 		t.Fatal(err)
 	}
 	rep := report.New(log, report.Settings{})
-	r.e = New(ctx, jail, guard, rep, nil, log)
+	var services *ServiceCheck
+	if o.serviceCheck {
+		none := func(event.Event) (bool, error) { return false, nil }
+		services = newServiceCheck(log, none, func() error { return nil }, time.Now)
+	}
+	r.fake.served = o.served
+	r.e = New(ctx, jail, guard, rep, services, log)
 	var wg sync.WaitGroup
 	wg.Go(func() { rep.Run(ctx) })
 	wg.Go(r.e.Run)
@@ -255,6 +266,25 @@ func TestTrapOnlyWithTrapper(t *testing.T) {
 			r.fake.mu.Unlock()
 		}
 	}
+}
+
+// A restarted daemon judges the ports the kernel trap still remembers as
+// served as the kernel does: a client reconnecting to a service that went
+// away just before the restart is not banned; a port never served still
+// bans.
+func TestServedPortsOutliveRestart(t *testing.T) {
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Grace: time.Hour}
+	r := newRig(t, rigOptions{traps: true, serviceCheck: true,
+		served:   []block.Served{{Port: 700, Left: 50 * time.Minute}, {UDP: true, Port: 143, Left: time.Hour}},
+		settings: Settings{Trap: trap, ServiceGrace: time.Hour}})
+	r.waitLog("adminalert: kernel trap set")
+	r.probe(scanner, 700)
+	r.settle()
+	if _, ok := r.fake.ttl(scanner); ok {
+		t.Fatal("a client of a port served before the restart was banned")
+	}
+	r.probe(scanner, 143) // served for UDP only
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
 }
 
 func TestExpiry(t *testing.T) {

@@ -23,6 +23,7 @@ type fakeBlocker struct {
 	trap    *block.Trap
 	traps   bool // false: a plain Blocker (iptables, routes)
 	peers   []block.Peer
+	served  []block.Served
 	reads   int // calls of Peers
 }
 
@@ -92,6 +93,12 @@ func (f *fakeBlocker) Peers() ([]block.Peer, error) {
 	defer f.mu.Unlock()
 	f.reads++
 	return slices.Clone(f.peers), nil
+}
+
+func (f *fakeBlocker) Served() ([]block.Served, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.served), nil
 }
 
 // setPeers makes the kernel know these peers from now on.

@@ -4,6 +4,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
 	"github.com/portsentry-go/portsentry/internal/sensor/sockets"
@@ -103,6 +104,28 @@ func (s *ServiceCheck) InUse(ev event.Event) bool {
 		return false
 	}
 	return ok
+}
+
+// Remember takes in the ports the kernel trap remembers as served
+// (block.Trapper.Served), whose memory outlives the daemon: after a
+// restart a port whose service went away before it is then still a
+// service's here too, for what is left of its grace, as in the kernel.
+func (s *ServiceCheck) Remember(ports []block.Served) {
+	if s == nil || s.served == nil {
+		return
+	}
+	now := s.now()
+	for _, p := range ports {
+		proto := event.TCP
+		if p.UDP {
+			proto = event.UDP
+		}
+		k := servedPort{proto, p.Port}
+		at := now.Add(min(p.Left, s.grace) - s.grace)
+		if old, ok := s.served[k]; !ok || at.After(old) {
+			s.served[k] = at
+		}
+	}
 }
 
 // Close releases the check's socket.

@@ -61,6 +61,20 @@ type Trapper interface {
 	// Peers lists the sources the trap knows as peers (Trap.Peers), with
 	// the hop counts their packets arrive with.
 	Peers() ([]Peer, error)
+	// Served lists the ports the kernel remembers as served within
+	// Trap.Grace. The memory outlives the daemon, so that a restarted
+	// daemon can judge those ports as the kernel does.
+	Served() ([]Served, error)
+}
+
+// Served is a port where a new connection or datagram found a local
+// socket, as the trap remembers it (Trap.Grace).
+type Served struct {
+	UDP  bool // else TCP
+	Port uint16
+	// Left is how much longer the kernel remembers it: the grace period
+	// less the time since a socket last served the port.
+	Left time.Duration
 }
 
 // Peer is a source with an established TCP connection to or from this

@@ -1,6 +1,7 @@
 package nft
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -637,6 +638,37 @@ func (b *Blocker) Peers() ([]block.Peer, error) {
 		out = append(out, peersOf(elems)...)
 	}
 	return out, nil
+}
+
+// Served lists the served sets (Trap.Grace).
+func (b *Blocker) Served() ([]block.Served, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, errClosed
+	}
+	var out []block.Served
+	for _, s := range []*nftables.Set{b.l.servedTCP, b.l.servedUDP} {
+		elems, err := b.c.GetSetElements(s)
+		if err != nil {
+			return nil, classify("list "+s.Name, err, false)
+		}
+		out = append(out, servedOf(elems, s == b.l.servedUDP)...)
+	}
+	return out, nil
+}
+
+// servedOf turns served-set elements (a port, big-endian) into ports.
+func servedOf(elems []nftables.SetElement, udp bool) []block.Served {
+	out := make([]block.Served, 0, len(elems))
+	for _, e := range elems {
+		if len(e.Key) != 2 {
+			continue
+		}
+		out = append(out, block.Served{UDP: udp, Port: binary.BigEndian.Uint16(e.Key), Left: e.Expires})
+	}
+	slices.SortFunc(out, func(x, y block.Served) int { return int(x.Port) - int(y.Port) })
+	return out
 }
 
 // peersOf turns hop-set elements (address, then the hop count in the

@@ -249,6 +249,22 @@ func TestKernelServiceRestart(t *testing.T) {
 	if st.Served.Packets < 2 {
 		t.Errorf("Served counter %+v, want at least 2 packets", st.Served)
 	}
+	// The kernel's memory of served ports, as a restarted daemon reads it.
+	served, err := b.Served()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tcp80, udp53 bool
+	for _, p := range served {
+		if p.Left <= 0 || p.Left > time.Hour {
+			t.Errorf("served %+v: remaining time out of (0, 1h]", p)
+		}
+		tcp80 = tcp80 || (!p.UDP && p.Port == 80)
+		udp53 = udp53 || (p.UDP && p.Port == 53)
+	}
+	if !tcp80 || !udp53 {
+		t.Errorf("Served() = %+v, want TCP 80 and UDP 53", served)
+	}
 
 	// The web service is back: served again.
 	l.T.listenTCP(t, ":80")
