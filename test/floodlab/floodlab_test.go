@@ -81,11 +81,11 @@ func TestNmapPorts(t *testing.T) {
 <port protocol="tcp" portid="113"><state state="closed"/></port>
 <port protocol="tcp" portid="139"><state state="closed"/></port>
 </ports></host></nmaprun>`
-	answered, states, timedOut, err := nmapPorts(out)
-	if err != nil || answered != 3 || states != "open 1, closed 2, filtered 1021" || timedOut {
-		t.Errorf("nmapPorts = %d, %q, %v, %v", answered, states, timedOut, err)
+	answered, unused, states, timedOut, err := nmapPorts(out, 80)
+	if err != nil || answered != 3 || unused != 2 || states != "open 1, closed 2, filtered 1021" || timedOut {
+		t.Errorf("nmapPorts = %d, %d unused, %q, %v, %v", answered, unused, states, timedOut, err)
 	}
-	if _, _, _, err := nmapPorts("Starting Nmap"); err == nil {
+	if _, _, _, _, err := nmapPorts("Starting Nmap"); err == nil {
 		t.Error("nmapPorts found a report in nothing")
 	}
 }

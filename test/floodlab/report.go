@@ -75,7 +75,7 @@ func (rep *report) write(stdout io.Writer, out string) error {
 func (rep *report) markdown() string {
 	var b strings.Builder
 	rep.header(&b)
-	b.WriteString("| scenario | flood | packets sent | rate | daemon CPU | peak RSS | written | files at end | ban4 / ban6 | innocent failed | scan during: answered; recorded | scan after: answered; recorded | status p50 / max |\n")
+	b.WriteString("| scenario | flood | packets sent | rate | daemon CPU | peak RSS | written | files at end | ban4 / ban6 | innocent failed | scan during: answered (unused); recorded | scan after: answered (unused); recorded | status p50 / max |\n")
 	b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|\n")
 	for _, r := range rep.results {
 		b.WriteString(r.row())
@@ -149,7 +149,7 @@ const columnsText = "Columns: the flood's length; packets sent is F's interface'
 	"files at end is the size of every file the daemon wrote (history, blocked, ban file, event log) once it has stopped, after the last scan; " +
 	"ban4 / ban6 count the elements of the kernel's ban sets (`nft -j list set inet portsentry ban4`) then, \"full\" when a set holds as many as its size allows (the trap then bans nobody new); innocent failed counts the innocent client's failed requests " +
 	"(a TCP request to port 80 and a UDP query to port 53 over IPv4 and IPv6 every 50 ms, from before the flood to after the last scan); " +
-	"each scan's answered ports are those nmap did not find filtered (T answered them: SYN/ACK or RST), recorded says whether the scanner's address is in the history file " +
+	"each scan's answered ports are those nmap did not find filtered (T answered them: SYN/ACK or RST), unused those of them without a service in T (all but port 80; the shipped ADVANCED_EXCLUDE_TCP=\"113,139\" keeps two unused ports out of the trap, and they answer RST), recorded says whether the scanner's address is in the history file " +
 	"within " + "10 s after the last scan; status is the wall time of `portsentry status -s SOCKET` (process start included), run every -status-every during the flood."
 
 // row is the result's table row.
@@ -191,7 +191,7 @@ func (s scanOutcome) cell() string {
 	if s.start.IsZero() {
 		return "not run"
 	}
-	c := fmt.Sprintf("%d; %s", s.answered, yesNo(s.recorded))
+	c := fmt.Sprintf("%d (%d); %s", s.answered, s.unused, yesNo(s.recorded))
 	if s.timedOut {
 		c += " (nmap timed out)"
 	}

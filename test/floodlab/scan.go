@@ -8,10 +8,12 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
+	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
 
 // scanTimeout bounds one nmap run (its own --host-timeout is 240 s).
@@ -34,6 +36,7 @@ func scanArgv(nmap string, target netip.Addr) []string {
 type scanOutcome struct {
 	scanner  netip.Addr
 	answered int    // ports not filtered: open, closed, unfiltered
+	unused   int    // of them, ports without a service in T
 	states   string // nmap's view, e.g. "filtered 1021, closed 2, open 1"
 	timedOut bool
 	start    time.Time
@@ -83,7 +86,7 @@ func (s *scan) wait(ctx context.Context) scanOutcome {
 		s.out.err = fmt.Errorf("nmap: %w:\n%s", err, s.p.Tail())
 		return s.out
 	}
-	s.out.answered, s.out.states, s.out.timedOut, s.out.err = nmapPorts(out)
+	s.out.answered, s.out.unused, s.out.states, s.out.timedOut, s.out.err = nmapPorts(out, labsvc.ServicePortTCP)
 	return s.out
 }
 
@@ -92,6 +95,7 @@ type nmapRun struct {
 	Hosts []struct {
 		TimedOut string `xml:"timedout,attr"`
 		Ports    []struct {
+			Port  int `xml:"portid,attr"`
 			State struct {
 				State string `xml:"state,attr"`
 			} `xml:"state"`
@@ -104,15 +108,16 @@ type nmapRun struct {
 }
 
 // nmapPorts reads nmap's XML report: how many ports answered (any state
-// without "filtered" in it) and every state's count.
-func nmapPorts(out string) (answered int, states string, timedOut bool, err error) {
+// without "filtered" in it), how many of them are not among services (the
+// ports of T's real services), and every state's count.
+func nmapPorts(out string, services ...int) (answered, unused int, states string, timedOut bool, err error) {
 	i := strings.Index(out, "<?xml")
 	if i < 0 {
-		return 0, "", false, errors.New("nmap printed no XML report")
+		return 0, 0, "", false, errors.New("nmap printed no XML report")
 	}
 	var run nmapRun
 	if err := xml.Unmarshal([]byte(out[i:]), &run); err != nil {
-		return 0, "", false, fmt.Errorf("nmap's report: %w", err)
+		return 0, 0, "", false, fmt.Errorf("nmap's report: %w", err)
 	}
 	counts := map[string]int{}
 	var order []string
@@ -129,6 +134,9 @@ func nmapPorts(out string) (answered int, states string, timedOut bool, err erro
 		timedOut = timedOut || h.TimedOut == "true"
 		for _, p := range h.Ports {
 			add(p.State.State, 1)
+			if !strings.Contains(p.State.State, "filtered") && slices.Contains(services, p.Port) {
+				unused--
+			}
 		}
 		for _, e := range h.Extra {
 			add(e.State, e.Count)
@@ -138,7 +146,7 @@ func nmapPorts(out string) (answered int, states string, timedOut bool, err erro
 	for _, s := range order {
 		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
 	}
-	return answered, strings.Join(parts, ", "), timedOut, nil
+	return answered, answered + unused, strings.Join(parts, ", "), timedOut, nil
 }
 
 // recordWait is how long the daemon has, after the last scan, to write
