@@ -24,7 +24,9 @@ type fakeBlocker struct {
 	traps   bool // false: a plain Blocker (iptables, routes)
 	peers   []block.Peer
 	served  []block.Served
-	reads   int // calls of Peers
+	// peerGate, when set, holds every Peers call until it is closed.
+	peerGate chan struct{}
+	reads    int // calls of Peers
 }
 
 func newFake(traps bool) *fakeBlocker {
@@ -89,6 +91,12 @@ func (f *fakeBlocker) Stats() (block.Stats, error) {
 }
 
 func (f *fakeBlocker) Peers() ([]block.Peer, error) {
+	f.mu.Lock()
+	gate := f.peerGate
+	f.mu.Unlock()
+	if gate != nil {
+		<-gate // a slow kernel
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.reads++

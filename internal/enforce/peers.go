@@ -1,9 +1,12 @@
 package enforce
 
 import (
+	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/block"
@@ -32,58 +35,88 @@ const peerRefresh = 200 * time.Millisecond
 // peers is what the kernel trap knows of peers (block.Peer), as last read:
 // the daemon's own decisions then spare a peer's address exactly where the
 // kernel does, so that the user-space response does not ban what the trap
-// refused to. Event loop only.
+// refused to. Event loop only; the readings after the first are made in
+// the background, since a busy host's peer sets (up to 65 536 entries per
+// family) take a while to list, and the loop must not wait for them.
 type peers struct {
-	read func() ([]block.Peer, error) // nil: peers off, or no trap
-	at   time.Time                    // when hops was read
+	src *peerSource // nil: peers off, or no trap
+}
+
+// peerSource reads the kernel's peers for one setting of the trap.
+type peerSource struct {
+	read    func() ([]block.Peer, error)
+	log     *slog.Logger
+	view    atomic.Pointer[peerView] // the last reading
+	reading atomic.Bool              // a reading is under way
+	failing bool                     // of the one reading under way: see refresh
+}
+
+// peerView is one reading of the kernel's peers.
+type peerView struct {
+	at   time.Time // of the probe that asked for it
 	hops map[netip.Addr][]uint8
-	log  *slog.Logger
-	// failing is set while the kernel cannot be read, so that a run of
-	// failures is logged once.
-	failing bool
 }
 
 // use makes p read from the kernel with read, or stop (nil).
 func (p *peers) use(read func() ([]block.Peer, error), log *slog.Logger) {
-	*p = peers{read: read, log: log}
+	p.src = nil
+	if read != nil {
+		p.src = &peerSource{read: read, log: log}
+	}
 }
 
 // forged reports whether ev claims a peer's address with a hop count that
 // the peer's own packets never arrived with, and the hop counts they did.
 // Only passive sensors see a probe's hop count; a connect-mode probe
-// completed a handshake and is no forgery.
+// completed a handshake and is no forgery. The first probe after the trap
+// is set waits for a reading; later ones use the last reading while a
+// newer one is made, when it is peerRefresh old.
 func (p *peers) forged(ev event.Event) ([]uint8, bool) {
-	if p.read == nil || ev.TTL == 0 || !ev.Mode.Passive() {
+	src := p.src
+	if src == nil || ev.TTL == 0 || !ev.Mode.Passive() {
 		return nil, false
 	}
-	if p.hops == nil || ev.Time.Sub(p.at) >= peerRefresh || ev.Time.Before(p.at) {
-		p.refresh(ev.Time)
+	v := src.view.Load()
+	if v == nil {
+		v = src.refresh(ev.Time)
+	} else if (ev.Time.Sub(v.at) >= peerRefresh || ev.Time.Before(v.at)) && src.reading.CompareAndSwap(false, true) {
+		go func() {
+			defer src.reading.Store(false)
+			src.refresh(ev.Time)
+		}()
 	}
-	hops, ok := p.hops[ev.Src]
+	hops, ok := v.hops[ev.Src]
 	if !ok || slices.Contains(hops, ev.TTL) {
 		return nil, false
 	}
 	return hops, true
 }
 
-// refresh reads the peers again. On error it keeps what it had: peers
-// expire in the kernel over an hour, so an old view is still mostly right.
-func (p *peers) refresh(now time.Time) {
-	p.at = now
-	ps, err := p.read()
+// refresh reads the peers again and returns the new view. On error it
+// keeps the peers it had, with the new time: peers expire in the kernel
+// over an hour, so an old view is still mostly right. One at a time.
+func (s *peerSource) refresh(now time.Time) *peerView {
+	ps, err := s.read()
 	if err != nil {
-		if !p.failing {
-			p.log.Warn(logline.Warning("reading the kernel's peers (keeping the last known): " + err.Error()))
+		if !s.failing && !errors.Is(err, net.ErrClosed) {
+			s.log.Warn(logline.Warning("reading the kernel's peers (keeping the last known): " + err.Error()))
 		}
-		p.failing = true
-		return
+		s.failing = true
+		v := &peerView{at: now}
+		if old := s.view.Load(); old != nil {
+			v.hops = old.hops
+		}
+		s.view.Store(v)
+		return v
 	}
-	p.failing = false
+	s.failing = false
 	m := make(map[netip.Addr][]uint8, len(ps))
 	for _, x := range ps {
 		m[x.Addr] = x.Hops
 	}
-	p.hops = m
+	v := &peerView{at: now, hops: m}
+	s.view.Store(v)
+	return v
 }
 
 // peerCounting is how unlike counts: peerTrigger distinct ports within

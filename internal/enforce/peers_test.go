@@ -61,6 +61,48 @@ func TestForgedProbesOfAPeer(t *testing.T) {
 	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
 }
 
+// Reading the kernel's peers again (a busy host's sets take a while to
+// list) never holds up decisions: they use the last reading meanwhile, and
+// the new one once it is there.
+func TestPeersReadInTheBackground(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.20")
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Peers: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
+	t0 := time.Now()
+	r.probeAt(scanner, 100, 50, t0) // the first reading, made at once: no peers
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+
+	gate := make(chan struct{})
+	r.fake.mu.Lock()
+	r.fake.peerGate = gate
+	r.fake.peers = []block.Peer{{Addr: peer, Hops: []uint8{63}}}
+	r.fake.mu.Unlock()
+	decided := make(chan struct{})
+	go func() {
+		// Stale: starts a reading, which the kernel holds up.
+		r.probeAt(netip.MustParseAddr("198.51.100.30"), 101, 50, t0.Add(time.Second))
+		close(decided)
+	}()
+	select {
+	case <-decided:
+	case <-time.After(5 * time.Second):
+		close(gate)
+		t.Fatal("a decision waited for the kernel's peers")
+	}
+	close(gate)
+	// Once the reading is in, a forged probe of the new peer is spared.
+	deadline := time.Now().Add(5 * time.Second)
+	for in := false; !in; {
+		r.do(func() { in = r.e.peers.src.view.Load().hops[peer] != nil })
+		if time.Now().After(deadline) {
+			t.Fatal("the new reading never came in")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	r.probeAt(peer, 102, 50, t0.Add(time.Second+time.Millisecond))
+	r.waitLog("attackalert: Forged probe: TCP SYN/Normal scan claiming host 198.51.100.20")
+}
+
 // Without peers in the trap (PROTECT_PEERS="0"), nothing is read and the
 // hop count changes nothing.
 func TestNoPeersWithoutTheSetting(t *testing.T) {

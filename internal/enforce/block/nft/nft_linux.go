@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"net"
 	"net/netip"
 	"os"
 	"slices"
@@ -106,7 +107,7 @@ type op struct {
 var _ block.Trapper = (*Blocker)(nil)
 
 // errClosed is returned by every method called after Close.
-var errClosed = errors.New("nft: blocker is closed")
+var errClosed = fmt.Errorf("nft: blocker is closed: %w", net.ErrClosed)
 
 // New connects to nftables and creates, idempotently and in one batch, the
 // table described in the package documentation. A table left by an earlier
