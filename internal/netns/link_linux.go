@@ -123,6 +123,51 @@ func Star(hub *NS, bridge string, ifaces ...Iface) error {
 	return configure(ifaces...)
 }
 
+// Address sets f.Name up and gives it f.Addrs, as Pair does for its
+// ends, for a link that exists already: a Star's bridge, which then
+// routes for the namespaces on it as Docker's docker0 does.
+func Address(f Iface) error { return configure(f) }
+
+// Route adds a route to dst through the gateway via in the namespace
+// (dst 0.0.0.0/0 or ::/0: a default route). Only a route to another lab
+// namespace: nothing sent in a lab may leave it.
+func (n *NS) Route(dst netip.Prefix, via netip.Addr) error {
+	h, err := n.handle()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	r := &netlink.Route{Dst: &net.IPNet{IP: dst.Addr().AsSlice(), Mask: net.CIDRMask(dst.Bits(), dst.Addr().BitLen())}, Gw: via.AsSlice()}
+	if err := h.RouteAdd(r); err != nil {
+		return fmt.Errorf("netns: route to %s via %s in %s: %w", dst, via, n.name, err)
+	}
+	return nil
+}
+
+// Forward turns IPv4 and IPv6 forwarding on or off in the namespace
+// (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding), as a router or a
+// container host (Docker sets ip_forward) has it. IPv6 is skipped when
+// the kernel has it turned off.
+func (n *NS) Forward(on bool) error {
+	v := []byte("0\n")
+	if on {
+		v = []byte("1\n")
+	}
+	return n.Do(func() error {
+		// /proc/sys/net is the namespace of the thread that opens it.
+		for _, f := range []string{"/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding"} {
+			err := os.WriteFile(f, v, 0o644)
+			if errors.Is(err, fs.ErrNotExist) && f != "/proc/sys/net/ipv4/ip_forward" {
+				continue
+			}
+			if err != nil {
+				return fmt.Errorf("netns: forwarding in %s: %w", n.name, err)
+			}
+		}
+		return nil
+	})
+}
+
 // veth makes the pair aName (in a) – bName (in b).
 func veth(a *NS, aName string, b *NS, bName string) error {
 	h, err := a.handle()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os/exec"
 	"runtime"
 )
@@ -93,3 +94,12 @@ func Pair(a, b Iface) error { return unsupported() }
 
 // Star fails.
 func Star(hub *NS, bridge string, ifaces ...Iface) error { return unsupported() }
+
+// Address fails.
+func Address(f Iface) error { return unsupported() }
+
+// Route fails.
+func (n *NS) Route(dst netip.Prefix, via netip.Addr) error { return unsupported() }
+
+// Forward fails.
+func (n *NS) Forward(on bool) error { return unsupported() }

@@ -120,6 +120,24 @@ type Trap struct {
 	NoBan bool
 }
 
+// Paths are the ways into this host that a blocker's bans cover.
+type Paths struct {
+	// Input: traffic for this host's own sockets, its services among
+	// them.
+	Input bool
+	// Forward: traffic this host forwards to another host: routed
+	// traffic, and a container's service that this host publishes by
+	// DNAT (Docker's published ports), whose packets never reach the
+	// input path.
+	Forward bool
+}
+
+// Coverer is a Blocker that says which paths its bans cover. The
+// enforcement layer reports it (portsentry status, selftest).
+type Coverer interface {
+	Paths() Paths
+}
+
 // Counter is a packet and byte count kept by the kernel.
 type Counter struct {
 	Packets, Bytes uint64
@@ -129,8 +147,12 @@ type Counter struct {
 // the rules are installed.
 type Stats struct {
 	// Banned counts packets dropped because their source was banned,
-	// since New.
+	// since New, on every path.
 	Banned Counter
+	// BannedForward is the part of Banned dropped on the forward path:
+	// packets a banned source sent through this host, to a container
+	// published by DNAT or a host it routes for.
+	BannedForward Counter
 	// Trapped counts probes that hit the trap since the last SetTrap:
 	// each one banned its source and was dropped.
 	Trapped Counter

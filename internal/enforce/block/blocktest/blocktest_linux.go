@@ -5,8 +5,10 @@ package blocktest
 import (
 	"fmt"
 	"maps"
+
 	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,6 +61,7 @@ func Run(t *testing.T, s Suite) {
 	t.Run("CloseKeepsBans", s.testCloseKeepsBans)
 	t.Run("Many", s.testMany)
 	t.Run("Traffic", s.testTraffic)
+	t.Run("Forward", s.testForward)
 }
 
 // open makes a namespace and a blocker in it.
@@ -342,5 +345,134 @@ func Benchmark(b *testing.B, s Suite) {
 				b.StartTimer()
 			}
 		})
+	}
+}
+
+// Published is a container host in a lab, as Docker makes one: the host
+// forwards (ip_forward), a bridge in it holds a "container" namespace whose
+// service the host publishes on one of its own ports by DNAT, and a
+// Docker-like filter chain (policy drop) accepts the published service.
+// A peer namespace on a veth pair with the host has two sources per
+// family and a route to the container's network through the host.
+type Published struct {
+	Host, Container, Peer *netns.NS
+	// Port is the published port on the host's addresses (hostV4,
+	// hostV6); ServicePort is the container's own, where DNAT sends it.
+	Port, ServicePort uint16
+}
+
+// The container network, behind the host's bridge.
+var (
+	bridgeV4    = netip.MustParseAddr("10.78.0.1")
+	bridgeV6    = netip.MustParseAddr("fd78::1")
+	containerV4 = netip.MustParseAddr("10.78.0.2")
+	containerV6 = netip.MustParseAddr("fd78::2")
+)
+
+// PublishedPort is the port the host publishes the container's service on.
+const PublishedPort = 8080
+
+// Publish builds the container host lab (needs the nft program for the
+// DNAT and Docker-like rules, as a test tool). The host's own firewall
+// holds nothing else; a blocker opened on Host is added beside them.
+func Publish(tb testing.TB, lab *netnstest.Lab) *Published {
+	tb.Helper()
+	nft := netnstest.RequireTool(tb, "nft", "nftables")
+	p := &Published{Host: lab.New(tb, "h"), Container: lab.New(tb, "c"), Peer: lab.New(tb, "p"), Port: PublishedPort}
+	netnstest.Pair(tb,
+		netns.Iface{NS: p.Host, Name: "eth0", Addrs: netns.OnLink(hostV4, hostV6)},
+		netns.Iface{NS: p.Peer, Name: "eth0", Addrs: netns.OnLink(append(slices.Clone(peerV4), peerV6...)...)})
+	netnstest.Star(tb, p.Host, "psbr0", netns.Iface{NS: p.Container, Name: "eth0", Addrs: netns.OnLink(containerV4, containerV6)})
+	for _, err := range []error{
+		netns.Address(netns.Iface{NS: p.Host, Name: "psbr0", Addrs: netns.OnLink(bridgeV4, bridgeV6)}),
+		p.Container.Route(netip.MustParsePrefix("0.0.0.0/0"), bridgeV4),
+		p.Container.Route(netip.MustParsePrefix("::/0"), bridgeV6),
+		p.Peer.Route(netip.PrefixFrom(containerV4, 24).Masked(), hostV4),
+		p.Peer.Route(netip.PrefixFrom(containerV6, 64).Masked(), hostV6),
+		p.Host.Forward(true),
+	} {
+		if err != nil {
+			tb.Fatal(err)
+		}
+	}
+	p.ServicePort = uint16(netnstest.Listen(tb, p.Container))
+	// What Docker installs for "docker run -p 8080:PORT" (through
+	// iptables-nft, in tables of its own): DNAT in prerouting, and a
+	// forward filter that drops all but the published service.
+	rules := fmt.Sprintf(`table inet dockerlike {
+	chain prerouting {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local meta nfproto ipv4 tcp dport %[1]d dnat ip to %[2]s:%[3]d
+		fib daddr type local meta nfproto ipv6 tcp dport %[1]d dnat ip6 to [%[4]s]:%[3]d
+	}
+	chain forward {
+		type filter hook forward priority filter; policy drop;
+		ct state established,related accept
+		oifname "psbr0" ip daddr %[2]s tcp dport %[3]d accept
+		oifname "psbr0" ip6 daddr %[4]s tcp dport %[3]d accept
+		iifname "psbr0" accept
+	}
+}
+`, p.Port, containerV4, p.ServicePort, containerV6)
+	cmd := p.Host.Command(nft, "-f", "-")
+	cmd.Stdin = strings.NewReader(rules)
+	netnstest.Output(tb, cmd)
+	return p
+}
+
+// Published returns the published service's address on the host, and
+// the container's own (reached by routing, without DNAT), for a family.
+func (p *Published) Published(v6 bool) (published, direct netip.AddrPort) {
+	if v6 {
+		return netip.AddrPortFrom(hostV6, p.Port), netip.AddrPortFrom(containerV6, p.ServicePort)
+	}
+	return netip.AddrPortFrom(hostV4, p.Port), netip.AddrPortFrom(containerV4, p.ServicePort)
+}
+
+// Sources returns the peer's two sources of a family: the first is the
+// one the tests ban.
+func (p *Published) Sources(v6 bool) (banned, other netip.Addr) {
+	if v6 {
+		return peerV6[0], peerV6[1]
+	}
+	return peerV4[0], peerV4[1]
+}
+
+// dropWait is how long a connection attempt waits before calling its SYN
+// (or the answer) dropped: on veth pairs an answer takes microseconds,
+// and the first retransmission is a second away.
+const dropWait = 500 * time.Millisecond
+
+// testForward: on a container host that publishes a service by DNAT
+// (Publish), a banned source can no longer reach the published service,
+// nor the container's address routed through the host, while the other
+// source can; after Delete the banned one can again. Forwarded traffic
+// never reaches the input path: a ban must cover the forward path too.
+func (s Suite) testForward(t *testing.T) {
+	p := Publish(t, s.Lab)
+	b := s.Open(t, p.Host)
+	for _, v6 := range []bool{false, true} {
+		published, direct := p.Published(v6)
+		banned, other := p.Sources(v6)
+		for _, to := range []netip.AddrPort{published, direct} {
+			if err := netnstest.Dial(t, p.Peer, banned, to, 5*time.Second); err != nil {
+				t.Fatalf("%v → %v before the ban: %v", banned, to, err)
+			}
+		}
+		b.Add(banned, time.Hour)
+		Commit(t, b)
+		for _, to := range []netip.AddrPort{published, direct} {
+			if err := netnstest.Dial(t, p.Peer, banned, to, dropWait); err == nil {
+				t.Errorf("%v → %v connected while banned: the ban does not cover forwarded traffic", banned, to)
+			}
+			if err := netnstest.Dial(t, p.Peer, other, to, 5*time.Second); err != nil {
+				t.Errorf("%v → %v while %v is banned: %v", other, to, banned, err)
+			}
+		}
+		b.Delete(banned)
+		Commit(t, b)
+		if err := netnstest.Dial(t, p.Peer, banned, published, 5*time.Second); err != nil {
+			t.Errorf("%v → %v after Delete: %v", banned, published, err)
+		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 	"strings"
 )
 
-// fakeTables stands in for iptables and ip6tables: it keeps INPUT and user
+// fakeTables stands in for iptables and ip6tables: it keeps INPUT, FORWARD and user
 // chains per family, answers the commands the blocker runs as the real
 // programs do (exit codes and output format), and records every command.
 type fakeTables struct {
@@ -23,7 +23,7 @@ type fakeTables struct {
 
 type fakeFamily struct {
 	broken bool                // "-L INPUT" fails, as without kernel support
-	chains map[string][]string // chain → rule specs; INPUT always present
+	chains map[string][]string // chain → rule specs; INPUT and FORWARD always present
 }
 
 // call is one command the blocker ran.
@@ -35,8 +35,8 @@ type call struct {
 func newFake() *fakeTables {
 	return &fakeTables{
 		fam: map[string]*fakeFamily{
-			"iptables":  {chains: map[string][]string{"INPUT": nil}},
-			"ip6tables": {chains: map[string][]string{"INPUT": nil}},
+			"iptables":  {chains: map[string][]string{"INPUT": nil, "FORWARD": nil}},
+			"ip6tables": {chains: map[string][]string{"INPUT": nil, "FORWARD": nil}},
 		},
 		missing: map[string]bool{},
 		fail:    map[string]int{},
@@ -84,11 +84,11 @@ func (f *fakeTables) run(stdin []byte, argv ...string) ([]byte, error) {
 			return nil, exit(argv, 3, "can't initialize iptables table `filter': Table does not exist")
 		}
 		return []byte("Chain INPUT (policy ACCEPT)\ntarget     prot opt source               destination\n"), nil
-	case len(args) == 4 && args[0] == "-C" && args[1] == "INPUT" && args[2] == "-j":
+	case len(args) == 4 && args[0] == "-C" && builtinHook(args[1]) && args[2] == "-j":
 		if _, ok := fam.chains[args[3]]; !ok {
 			return nil, exit(argv, 2, fmt.Sprintf("Chain '%s' does not exist", args[3]))
 		}
-		if !slices.Contains(fam.chains["INPUT"], "-j "+args[3]) {
+		if !slices.Contains(fam.chains[args[1]], "-j "+args[3]) {
 			return nil, exit(argv, 1, "Bad rule (does a matching rule exist in that chain?).")
 		}
 		return nil, nil
@@ -98,11 +98,11 @@ func (f *fakeTables) run(stdin []byte, argv ...string) ([]byte, error) {
 		}
 		fam.chains[args[1]] = nil
 		return nil, nil
-	case len(args) == 5 && args[0] == "-I" && args[1] == "INPUT" && args[2] == "1" && args[3] == "-j":
+	case len(args) == 5 && args[0] == "-I" && builtinHook(args[1]) && args[2] == "1" && args[3] == "-j":
 		if _, ok := fam.chains[args[4]]; !ok {
 			return nil, exit(argv, 2, "Couldn't load target")
 		}
-		fam.chains["INPUT"] = append([]string{"-j " + args[4]}, fam.chains["INPUT"]...)
+		fam.chains[args[1]] = append([]string{"-j " + args[4]}, fam.chains[args[1]]...)
 		return nil, nil
 	case len(args) == 2 && args[0] == "-S":
 		rules, ok := fam.chains[args[1]]
@@ -118,6 +118,10 @@ func (f *fakeTables) run(stdin []byte, argv ...string) ([]byte, error) {
 	}
 	return nil, fmt.Errorf("fake: unexpected command %q", joined)
 }
+
+// builtinHook reports whether c is one of the built-in chains the blocker
+// jumps from.
+func builtinHook(c string) bool { return c == "INPUT" || c == "FORWARD" }
 
 // restore applies -A and -D lines between "*filter" and "COMMIT", all or
 // nothing, as iptables-restore does.

@@ -4,7 +4,10 @@
 // The blocker owns one chain, PORTSENTRY by default, in the filter table of
 // both families. The chain is jumped to from the first rule of INPUT, so a
 // ban also cuts connections that an earlier "ESTABLISHED -j ACCEPT" rule of
-// the host's firewall would let through, and it holds one rule per ban:
+// the host's firewall would let through, and from the first rule of
+// FORWARD (unless Options.InputOnly), so that it covers the traffic this
+// host forwards too: a container's service published by DNAT, whose
+// packets never reach INPUT. The chain holds one rule per ban:
 //
 //	-A PORTSENTRY -s 192.0.2.7/32 -j DROP
 //
@@ -58,6 +61,12 @@ type Options struct {
 	// (a stuck xtables lock) then fails one Commit instead of stalling
 	// every later ban.
 	Timeout time.Duration
+	// InputOnly jumps to the chain from INPUT only: bans then cover
+	// traffic for this host's own sockets, not what it forwards. By
+	// default FORWARD jumps to it too, so that a banned source also loses
+	// the containers this host publishes by DNAT and the hosts it routes
+	// for.
+	InputOnly bool
 }
 
 // Defaults of Options.
@@ -72,6 +81,9 @@ type Blocker struct {
 	run   runner
 	chain string
 	fams  [2]*family // IPv4, IPv6
+	// hooks are the built-in chains that jump to chain: INPUT, and
+	// FORWARD unless Options.InputOnly.
+	hooks []string
 
 	mu     sync.Mutex
 	queue  block.Queue
@@ -124,7 +136,10 @@ func open(opts Options, r runner) (*Blocker, error) {
 			return nil, fmt.Errorf("iptables: invalid program name %q", p)
 		}
 	}
-	b := &Blocker{run: r, chain: opts.Chain}
+	b := &Blocker{run: r, chain: opts.Chain, hooks: []string{"INPUT", "FORWARD"}}
+	if opts.InputOnly {
+		b.hooks = b.hooks[:1]
+	}
 	b.fams[0] = b.probe("IPv4", opts.IPv4, 32)
 	if err := b.fams[0].err; err != nil {
 		// Without IPv4 the blocker is of no use; detection tries the next
@@ -184,12 +199,23 @@ func validChain(c string) error {
 	return nil
 }
 
-// ensure makes the chain exist and INPUT jump to it first. It is cheap when
-// both are there (one -C), so Commit runs it every time: a firewall reload
-// (netfilter-persistent, a hand-run "iptables -F") that removed the jump or
-// the chain would otherwise disable every later ban without a word.
+// ensure makes the chain exist and INPUT (and FORWARD) jump to it first.
+// It is cheap when all are there (one -C per jump), so Commit runs it
+// every time: a firewall reload (netfilter-persistent, a hand-run
+// "iptables -F") that removed a jump or the chain would otherwise disable
+// every later ban without a word.
 func (b *Blocker) ensure(f *family) error {
-	_, err := b.run.run(nil, f.bin, "-w", "-C", "INPUT", "-j", b.chain)
+	for _, hook := range b.hooks {
+		if err := b.ensureJump(f, hook); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureJump makes the chain exist and hook jump to it first.
+func (b *Blocker) ensureJump(f *family, hook string) error {
+	_, err := b.run.run(nil, f.bin, "-w", "-C", hook, "-j", b.chain)
 	if err == nil {
 		return nil
 	}
@@ -197,15 +223,21 @@ func (b *Blocker) ensure(f *family) error {
 		// Not the "no such rule" (1) or "no such chain" (2) answer: the
 		// program did not run properly, and adding a jump now could add
 		// a second one.
-		return fmt.Errorf("iptables: %s: checking the jump to %s: %w", f.name, b.chain, err)
+		return fmt.Errorf("iptables: %s: checking the jump from %s to %s: %w", f.name, hook, b.chain, err)
 	}
 	// -N fails when the chain exists, which is expected when only the jump
 	// went missing; a real failure shows again in -I, reported with it.
 	_, nerr := b.run.run(nil, f.bin, "-w", "-N", b.chain)
-	if _, err := b.run.run(nil, f.bin, "-w", "-I", "INPUT", "1", "-j", b.chain); err != nil {
-		return fmt.Errorf("iptables: %s: setting up %s: %w", f.name, b.chain, errors.Join(nerr, err))
+	if _, err := b.run.run(nil, f.bin, "-w", "-I", hook, "1", "-j", b.chain); err != nil {
+		return fmt.Errorf("iptables: %s: setting up %s from %s: %w", f.name, b.chain, hook, errors.Join(nerr, err))
 	}
 	return nil
+}
+
+// Paths says which ways into this host the bans cover: INPUT, and
+// FORWARD unless Options.InputOnly.
+func (b *Blocker) Paths() block.Paths {
+	return block.Paths{Input: true, Forward: len(b.hooks) > 1}
 }
 
 // Add queues a ban of addr. The TTL is ignored: iptables rules do not

@@ -58,20 +58,43 @@ func TestOpenSetsUpOnce(t *testing.T) {
 		"/usr/sbin/iptables -w -C INPUT -j PORTSENTRY",
 		"/usr/sbin/iptables -w -N PORTSENTRY",
 		"/usr/sbin/iptables -w -I INPUT 1 -j PORTSENTRY",
+		"/usr/sbin/iptables -w -C FORWARD -j PORTSENTRY",
+		"/usr/sbin/iptables -w -N PORTSENTRY",
+		"/usr/sbin/iptables -w -I FORWARD 1 -j PORTSENTRY",
 		"/usr/sbin/ip6tables -w -C INPUT -j PORTSENTRY",
 		"/usr/sbin/ip6tables -w -N PORTSENTRY",
 		"/usr/sbin/ip6tables -w -I INPUT 1 -j PORTSENTRY",
+		"/usr/sbin/ip6tables -w -C FORWARD -j PORTSENTRY",
+		"/usr/sbin/ip6tables -w -N PORTSENTRY",
+		"/usr/sbin/ip6tables -w -I FORWARD 1 -j PORTSENTRY",
 	}, f.argvs())
 	mustOpen(t, f, Options{})
 	diff(t, "second open", []string{
 		"/usr/sbin/iptables -w -n -L INPUT",
 		"/usr/sbin/ip6tables -w -n -L INPUT",
 		"/usr/sbin/iptables -w -C INPUT -j PORTSENTRY",
+		"/usr/sbin/iptables -w -C FORWARD -j PORTSENTRY",
 		"/usr/sbin/ip6tables -w -C INPUT -j PORTSENTRY",
+		"/usr/sbin/ip6tables -w -C FORWARD -j PORTSENTRY",
 	}, f.argvs())
 	for _, prog := range []string{"iptables", "ip6tables"} {
-		diff(t, prog+" INPUT", []string{"-j PORTSENTRY"}, f.fam[prog].chains["INPUT"])
+		for _, hook := range []string{"INPUT", "FORWARD"} {
+			diff(t, prog+" "+hook, []string{"-j PORTSENTRY"}, f.fam[prog].chains[hook])
+		}
 	}
+	// InputOnly: INPUT alone.
+	f = newFake()
+	mustOpen(t, f, Options{InputOnly: true})
+	diff(t, "InputOnly", []string{
+		"/usr/sbin/iptables -w -n -L INPUT",
+		"/usr/sbin/ip6tables -w -n -L INPUT",
+		"/usr/sbin/iptables -w -C INPUT -j PORTSENTRY",
+		"/usr/sbin/iptables -w -N PORTSENTRY",
+		"/usr/sbin/iptables -w -I INPUT 1 -j PORTSENTRY",
+		"/usr/sbin/ip6tables -w -C INPUT -j PORTSENTRY",
+		"/usr/sbin/ip6tables -w -N PORTSENTRY",
+		"/usr/sbin/ip6tables -w -I INPUT 1 -j PORTSENTRY",
+	}, f.argvs())
 }
 
 // TestOptions checks that the program names and the chain are the ones
@@ -89,9 +112,11 @@ func TestOptions(t *testing.T) {
 	}
 	diff(t, "commit", []call{
 		{Argv: "/usr/sbin/iptables-legacy -w -C INPUT -j PS-BANS"},
+		{Argv: "/usr/sbin/iptables-legacy -w -C FORWARD -j PS-BANS"},
 		{Argv: "/usr/sbin/iptables-legacy -w -S PS-BANS"},
 		{Argv: "/usr/sbin/iptables-legacy-restore --noflush -w", Stdin: "*filter\n-A PS-BANS -s 192.0.2.1/32 -j DROP\nCOMMIT\n"},
 		{Argv: "/usr/sbin/ip6tables-legacy -w -C INPUT -j PS-BANS"},
+		{Argv: "/usr/sbin/ip6tables-legacy -w -C FORWARD -j PS-BANS"},
 		{Argv: "/usr/sbin/ip6tables-legacy -w -S PS-BANS"},
 		{Argv: "/usr/sbin/ip6tables-legacy-restore --noflush -w", Stdin: "*filter\n-A PS-BANS -s 2001:db8::1/128 -j DROP\nCOMMIT\n"},
 	}, f.calls)
@@ -177,6 +202,7 @@ func TestCommit(t *testing.T) {
 	}
 	diff(t, "commit", []call{
 		{Argv: "/usr/sbin/iptables -w -C INPUT -j PORTSENTRY"},
+		{Argv: "/usr/sbin/iptables -w -C FORWARD -j PORTSENTRY"},
 		{Argv: "/usr/sbin/iptables -w -S PORTSENTRY"},
 		{Argv: "/usr/sbin/iptables-restore --noflush -w", Stdin: "*filter\n" +
 			"-A PORTSENTRY -s 192.0.2.1/32 -j DROP\n" +
@@ -184,6 +210,7 @@ func TestCommit(t *testing.T) {
 			"-A PORTSENTRY -s 198.51.100.3/32 -j DROP\n" +
 			"COMMIT\n"},
 		{Argv: "/usr/sbin/ip6tables -w -C INPUT -j PORTSENTRY"},
+		{Argv: "/usr/sbin/ip6tables -w -C FORWARD -j PORTSENTRY"},
 		{Argv: "/usr/sbin/ip6tables -w -S PORTSENTRY"},
 		{Argv: "/usr/sbin/ip6tables-restore --noflush -w", Stdin: "*filter\n" +
 			"-A PORTSENTRY -s 2001:db8::1/128 -j DROP\n" +
@@ -245,6 +272,7 @@ func TestCommitNoChange(t *testing.T) {
 	}
 	diff(t, "commands", []string{
 		"/usr/sbin/iptables -w -C INPUT -j PORTSENTRY",
+		"/usr/sbin/iptables -w -C FORWARD -j PORTSENTRY",
 		"/usr/sbin/iptables -w -S PORTSENTRY",
 	}, f.argvs())
 	if err := b.Commit(); err != nil {
@@ -273,6 +301,9 @@ func TestCommitRepairs(t *testing.T) {
 		f := newFake()
 		b := mustOpen(t, f, Options{})
 		f.fam["iptables"].chains["INPUT"] = []string{"-p tcp -j ACCEPT"}
+		// Docker, starting after the blocker, inserts its own rules at
+		// the head of FORWARD; a reload of it flushes the chain.
+		f.fam["iptables"].chains["FORWARD"] = []string{"-j DOCKER-USER"}
 		f.argvs()
 		b.Add(a1, 0)
 		if err := b.Commit(); err != nil {
@@ -282,21 +313,26 @@ func TestCommitRepairs(t *testing.T) {
 			"/usr/sbin/iptables -w -C INPUT -j PORTSENTRY",
 			"/usr/sbin/iptables -w -N PORTSENTRY",
 			"/usr/sbin/iptables -w -I INPUT 1 -j PORTSENTRY",
+			"/usr/sbin/iptables -w -C FORWARD -j PORTSENTRY",
+			"/usr/sbin/iptables -w -N PORTSENTRY",
+			"/usr/sbin/iptables -w -I FORWARD 1 -j PORTSENTRY",
 			"/usr/sbin/iptables -w -S PORTSENTRY",
 			"/usr/sbin/iptables-restore --noflush -w",
 		}, f.argvs())
 		diff(t, "INPUT", []string{"-j PORTSENTRY", "-p tcp -j ACCEPT"}, f.fam["iptables"].chains["INPUT"])
+		diff(t, "FORWARD", []string{"-j PORTSENTRY", "-j DOCKER-USER"}, f.fam["iptables"].chains["FORWARD"])
 	})
 	t.Run("chain removed", func(t *testing.T) {
 		f := newFake()
 		b := mustOpen(t, f, Options{})
-		f.fam["iptables"].chains = map[string][]string{"INPUT": nil}
+		f.fam["iptables"].chains = map[string][]string{"INPUT": nil, "FORWARD": nil}
 		b.Add(a1, 0)
 		if err := b.Commit(); err != nil {
 			t.Fatal(err)
 		}
 		diff(t, "chain", []string{"-s 192.0.2.1/32 -j DROP"}, f.fam["iptables"].chains["PORTSENTRY"])
 		diff(t, "INPUT", []string{"-j PORTSENTRY"}, f.fam["iptables"].chains["INPUT"])
+		diff(t, "FORWARD", []string{"-j PORTSENTRY"}, f.fam["iptables"].chains["FORWARD"])
 	})
 	t.Run("check fails oddly", func(t *testing.T) {
 		// Exit code 4 (resource problem) is not "missing": inserting a

@@ -58,15 +58,15 @@ func TestKernel(t *testing.T) {
 	}
 }
 
-// jumps counts INPUT's jumps to PORTSENTRY in ns.
-func jumps(t *testing.T, ns *netns.NS, prog string) int {
+// jumps counts hook's jumps to PORTSENTRY in ns.
+func jumps(t *testing.T, ns *netns.NS, prog, hook string) int {
 	t.Helper()
-	out := netnstest.Output(t, ns.Command(prog, "-w", "-S", "INPUT"))
-	return strings.Count(out, "-A INPUT -j PORTSENTRY\n")
+	out := netnstest.Output(t, ns.Command(prog, "-w", "-S", hook))
+	return strings.Count(out, "-A "+hook+" -j PORTSENTRY\n")
 }
 
 // TestKernelSetUpOnce: a second open (a daemon restart) adds no second
-// jump from INPUT.
+// jump from INPUT or FORWARD.
 func TestKernelSetUpOnce(t *testing.T) {
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
@@ -74,8 +74,10 @@ func TestKernelSetUpOnce(t *testing.T) {
 			openIn(t, ns, be.v4, be.v6)
 			openIn(t, ns, be.v4, be.v6)
 			for _, prog := range []string{be.v4, be.v6} {
-				if n := jumps(t, ns, prog); n != 1 {
-					t.Errorf("%s: %d jumps from INPUT; want 1", prog, n)
+				for _, hook := range []string{"INPUT", "FORWARD"} {
+					if n := jumps(t, ns, prog, hook); n != 1 {
+						t.Errorf("%s: %d jumps from %s; want 1", prog, n, hook)
+					}
 				}
 			}
 		})
@@ -88,10 +90,13 @@ func TestKernelRepairs(t *testing.T) {
 	ns := lab.New(t, "r")
 	b := openIn(t, ns, "iptables", "ip6tables")
 	netnstest.Output(t, ns.Command("iptables", "-w", "-F", "INPUT"))
+	netnstest.Output(t, ns.Command("iptables", "-w", "-F", "FORWARD"))
 	b.Add(a1, 0)
 	blocktest.Commit(t, b)
-	if n := jumps(t, ns, "iptables"); n != 1 {
-		t.Errorf("%d jumps from INPUT after Commit; want 1", n)
+	for _, hook := range []string{"INPUT", "FORWARD"} {
+		if n := jumps(t, ns, "iptables", hook); n != 1 {
+			t.Errorf("%d jumps from %s after Commit; want 1", n, hook)
+		}
 	}
 }
 

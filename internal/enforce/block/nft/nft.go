@@ -104,12 +104,23 @@ type Options struct {
 	// Table is the name of the inet table the blocker owns; "" means
 	// DefaultTable. Everything the blocker does stays inside it.
 	Table string
-	// Priority is the input hook priority of the chain; 0 means
-	// DefaultPriority (-10): before the usual filter chains at 0, so a ban
-	// takes effect whatever firewalld, Docker or the admin's ruleset
-	// accepts later. Priority 0 itself cannot be chosen: it would tie with
-	// those chains, and the order of tied chains is not defined.
+	// Priority is the hook priority of the input and forward chains; 0
+	// means DefaultPriority (-10): before the usual filter chains at 0.
+	// A drop in any base chain is final, and an accept only ends its own
+	// chain, so a ban holds whatever firewalld, Docker or the admin's
+	// ruleset accepts; coming first, it also spares them the packets.
+	// Priority 0 itself cannot be chosen: it would tie with those chains,
+	// and the order of tied chains is not defined.
 	Priority int
+	// InputOnly limits bans to traffic for this host's own sockets (the
+	// input hook). By default they cover forwarded traffic as well (a
+	// forward chain at the same priority): a banned source then loses
+	// the containers this host publishes by DNAT, as Docker does, and the
+	// hosts it routes for, not only this host's services. On a host that
+	// does not forward, the forward chain sees no packet and costs
+	// nothing; when forwarding is turned on later (Docker's start sets
+	// net.ipv4.ip_forward), it is covered at once.
+	InputOnly bool
 	// MaxBans caps each of ban4 and ban6 (the kernel's set size); 0 means
 	// DefaultMaxBans. The trap adds elements from the packet path, so
 	// without a cap a scanner rotating IPv6 source addresses could grow

@@ -152,13 +152,15 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 	}
 	b := &Blocker{c: c, dial: dial, l: newLayout(o), bufs: bufs}
 	// The kernel cannot move a base chain to another hook or priority
-	// (EOPNOTSUPP), so an input chain left by a run with another Priority
-	// is deleted and created anew, in the same batch.
-	recreate := false
-	if old, err := c.ListChain(b.l.table, chainInput); err == nil {
-		want := b.l.input
-		recreate = old.Hooknum == nil || old.Priority == nil || old.Type != want.Type ||
-			*old.Hooknum != *want.Hooknum || *old.Priority != *want.Priority
+	// (EOPNOTSUPP), so a base chain left by a run with another Priority
+	// is deleted and created anew, in the same batch; a forward chain
+	// left by a run without InputOnly is deleted when InputOnly is set.
+	fwd := &nftables.Chain{Table: b.l.table, Name: chainForward}
+	recreateIn, _ := stale(c, b.l.input)
+	recreateFwd, oldFwd := stale(c, b.l.forward)
+	if b.l.forward == nil {
+		_, err := c.ListChain(b.l.table, chainForward)
+		oldFwd = err == nil
 	}
 	err := b.batch("create table", 0, 0, func(c conn) error {
 		l := b.l
@@ -168,12 +170,20 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 				return err
 			}
 		}
-		if recreate {
+		if recreateIn {
 			c.FlushChain(l.input)
 			c.DelChain(l.input)
 		}
+		if oldFwd && (recreateFwd || l.forward == nil) {
+			c.FlushChain(fwd)
+			c.DelChain(fwd)
+		}
 		c.AddChain(l.input)
 		c.AddChain(l.trap)
+		if l.forward != nil {
+			c.AddChain(l.forward)
+			c.FlushChain(l.forward)
+		}
 		// Rebuild the rules rather than append to an old run's: flushing
 		// and refilling in the same batch leaves no moment without them.
 		c.FlushChain(l.input)
@@ -184,6 +194,11 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 		for _, r := range l.baseRules() {
 			c.AddRule(r)
 		}
+		if l.forward != nil {
+			for _, r := range l.forwardRules() {
+				c.AddRule(r)
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -193,6 +208,29 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 		return nil, err
 	}
 	return b, nil
+}
+
+// stale reports whether the kernel holds a chain named as want (exists),
+// and whether it must be deleted and created anew to become want: it is
+// hooked elsewhere or at another priority. A nil want is never stale.
+func stale(c conn, want *nftables.Chain) (recreate, exists bool) {
+	if want == nil {
+		return false, false
+	}
+	old, err := c.ListChain(want.Table, want.Name)
+	if err != nil {
+		return false, false
+	}
+	return old.Hooknum == nil || old.Priority == nil || old.Type != want.Type ||
+		*old.Hooknum != *want.Hooknum || *old.Priority != *want.Priority, true
+}
+
+// Paths says which ways into this host the bans cover: always "input"
+// (traffic for this host's own sockets), and "forward" (traffic it
+// forwards: routed, or for a container published by DNAT) unless
+// Options.InputOnly.
+func (b *Blocker) Paths() block.Paths {
+	return block.Paths{Input: true, Forward: b.l.forward != nil}
 }
 
 // probeSet is a scratch set that probeUpdates creates and deletes.
@@ -562,7 +600,10 @@ func (b *Blocker) Stats() (Stats, error) {
 		return Stats{}, errClosed
 	}
 	var st Stats
-	for _, ch := range []*nftables.Chain{b.l.input, b.l.trap} {
+	for _, ch := range []*nftables.Chain{b.l.input, b.l.trap, b.l.forward} {
+		if ch == nil {
+			continue
+		}
 		rules, err := b.c.GetRules(b.l.table, ch)
 		if err != nil {
 			return Stats{}, classify("stats", err, false)
@@ -616,6 +657,10 @@ func (b *Blocker) Stats() (Stats, error) {
 			if c != nil {
 				c.Packets += cnt.Packets
 				c.Bytes += cnt.Bytes
+			}
+			if c == &st.Banned && ch == b.l.forward {
+				st.BannedForward.Packets += cnt.Packets
+				st.BannedForward.Bytes += cnt.Bytes
 			}
 		}
 	}

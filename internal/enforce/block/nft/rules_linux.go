@@ -31,6 +31,7 @@ const (
 	setServedUDP = "served_udp"
 	setLink6     = "link6"
 	chainInput   = "input"
+	chainForward = "forward"
 	chainTrap    = "trap"
 )
 
@@ -46,6 +47,10 @@ type layout struct {
 	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
 	link6                     *nftables.Set // this host's IPv6 networks: bans there are of single addresses
 	input, trap               *nftables.Chain
+	// forward holds the ban rules for traffic this host forwards: routed
+	// traffic, and a container's service published by DNAT. nil with
+	// Options.InputOnly.
+	forward *nftables.Chain
 }
 
 // newLayout describes the table for o (with defaults applied).
@@ -77,6 +82,12 @@ func newLayout(o Options) *layout {
 		return s
 	}
 	policy := nftables.ChainPolicyAccept
+	prio := nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority))
+	var forward *nftables.Chain
+	if !o.InputOnly {
+		forward = &nftables.Chain{Table: t, Name: chainForward, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookForward, Priority: prio, Policy: &policy}
+	}
 	return &layout{
 		prefix6: o.Prefix6,
 		table:   t,
@@ -98,9 +109,9 @@ func newLayout(o Options) *layout {
 		servedUDP: served(13, setServedUDP),
 		link6:     interval(14, setLink6, nftables.TypeIP6Addr),
 		input: &nftables.Chain{Table: t, Name: chainInput, Type: nftables.ChainTypeFilter,
-			Hooknum: nftables.ChainHookInput, Priority: nftables.ChainPriorityRef(nftables.ChainPriority(o.Priority)),
-			Policy: &policy},
-		trap: &nftables.Chain{Table: t, Name: chainTrap},
+			Hooknum: nftables.ChainHookInput, Priority: prio, Policy: &policy},
+		forward: forward,
+		trap:    &nftables.Chain{Table: t, Name: chainTrap},
 	}
 }
 
@@ -219,6 +230,45 @@ func (l *layout) baseRules() []*nftables.Rule {
 	// (the trap's rules live in a chain of their own so that SetTrap
 	// replaces them with one flush, without rule handles)
 	return append(rules, ruleOf(l.input, one(&expr.Verdict{Kind: expr.VerdictJump, Chain: l.trap.Name})))
+}
+
+// forwardRules are the forward chain's rules, in order: the ban rules
+// alone. Bans cover every way in: a banned source loses the containers
+// this host publishes by DNAT (their packets are forwarded, after DNAT in
+// prerouting, and never reach the input hook) and the hosts it routes to,
+// as well as this host's own services. Forwarded traffic is never a probe
+// of this host (it is for another host, after any DNAT), so there is no
+// trap here and no peer is learnt from it.
+//
+// Each rule looks the source up in the ban set first: the traffic of a
+// router or a container host, almost all from sources that are not
+// banned, costs one hash lookup per packet, and the never-ban checks
+// (which the input chain makes first, for the trap) run for banned
+// sources only.
+func (l *layout) forwardRules() []*nftables.Rule {
+	c := l.forward
+	notLocal := one(
+		&expr.Fib{Register: reg, FlagSADDR: true, ResultADDRTYPE: true},
+		&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)})
+	drop := one(&expr.Counter{}, verdict(expr.VerdictDrop))
+	var rules []*nftables.Rule
+	for _, v4 := range []bool{true, false} {
+		ban, allow := l.ban6, l.allow6
+		if v4 {
+			ban, allow = l.ban4, l.allow4
+		}
+		// ip saddr @ban4 ip saddr != @allow4 fib saddr type != local counter drop
+		// ip6 saddr @ban6 ip6 saddr != @allow6 fib saddr type != local counter drop
+		rules = append(rules, ruleOf(c, metaNFProto(nfproto(v4)),
+			one(loadSaddr(v4), lookup(ban, false), loadSaddr(v4), lookup(allow, true)), notLocal, drop))
+	}
+	if l.prefix6 < 128 {
+		// ip6 saddr & ffff:ffff:ffff:ffff:: @ban6 ip6 saddr != @link6 ip6 saddr != @allow6 fib saddr type != local counter drop
+		rules = append(rules, ruleOf(c, metaNFProto(nfproto(false)), l.banKey(false),
+			one(lookup(l.ban6, false), loadSaddr(false), lookup(l.link6, true), loadSaddr(false), lookup(l.allow6, true)),
+			notLocal, drop))
+	}
+	return rules
 }
 
 // probeOf matches a probe of one of ports: meta l4proto P, th dport

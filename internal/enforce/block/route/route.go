@@ -13,7 +13,9 @@
 // reaches every port and is still seen by the sensors, but nothing is
 // answered: no SYN-ACK and no RST, so connections cannot be made and a
 // scan gets no answer to learn from. Use nftables or iptables to drop the
-// packets themselves.
+// packets themselves. The same holds for traffic this host forwards: a
+// container's answers to a banned client (a service published by DNAT)
+// and a routed host's are routed by this host too, and go nowhere.
 //
 // Routes have no expiry. Add ignores its TTL and List reports TTL 0: the
 // daemon's ban store keeps the expiry times and calls Delete when a ban
@@ -153,6 +155,11 @@ func newBlocker(opts Options, h handle) (*Blocker, error) {
 // Add queues a ban of addr. The TTL is ignored: routes do not expire, the
 // daemon deletes them. An IPv4-mapped address is banned as IPv4.
 func (b *Blocker) Add(addr netip.Addr, ttl time.Duration) { b.queue.Put(addr, true) }
+
+// Paths says that the routes cover every path: input and forward alike,
+// the answers to a banned source go nowhere (its own packets still
+// arrive).
+func (b *Blocker) Paths() block.Paths { return block.Paths{Input: true, Forward: true} }
 
 // Delete queues the removal of addr's ban.
 func (b *Blocker) Delete(addr netip.Addr) { b.queue.Put(addr, false) }
