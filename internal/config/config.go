@@ -186,6 +186,10 @@ type Config struct {
 	// prefix one ban covers with nftables; 64 keeps a scanner from
 	// rotating through its /64.
 	BanPrefix6 int
+	// BanForward (BAN_FORWARD, default 1) makes native bans cover the
+	// traffic this host forwards too (containers published by DNAT,
+	// routed hosts), not only its own sockets.
+	BanForward bool
 	// BanTime (BAN_TIME seconds, 0 = permanent, the default as in
 	// PortSentry) is how long a first ban lasts; each repeat doubles it, up
 	// to BanTimeMax (BAN_TIME_MAX seconds; 0 = no cap below ten years).
@@ -237,6 +241,7 @@ func Default() *Config {
 		ProtectPeers:          true,
 		ServiceGrace:          time.Hour,
 		BanPrefix6:            128,
+		BanForward:            true,
 		ControlSocket:         DefaultControlSocket,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,

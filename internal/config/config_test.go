@@ -47,6 +47,7 @@ func TestDefault(t *testing.T) {
 		ProtectPeers:          true,
 		ServiceGrace:          time.Hour,
 		BanPrefix6:            128,
+		BanForward:            true,
 		ControlSocket:         "/run/portsentry/portsentry.sock",
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,
@@ -167,7 +168,7 @@ func TestBadFiles(t *testing.T) {
 		message string // the full Error() text
 	}{
 		{"unknown-key.conf", 3, "", nil, `unknown key "BLOK_TCP" (did you mean BLOCK_TCP?)`},
-		{"prefix-key.conf", 3, "", nil, `unknown key "B" (did you mean BAN_FILE, BAN_PREFIX6, BAN_TIME, BAN_TIME_MAX, BLOCKED_FILE, BLOCKER, BLOCK_TCP or BLOCK_UDP?)`},
+		{"prefix-key.conf", 3, "", nil, `unknown key "B" (did you mean BAN_FILE, BAN_FORWARD, BAN_PREFIX6, BAN_TIME, BAN_TIME_MAX, BLOCKED_FILE, BLOCKER, BLOCK_TCP or BLOCK_UDP?)`},
 		{"bad-port.conf", 2, "UDP_PORTS", ErrInvalidValue, `invalid value: bad port "70000" (must be 1-65535)`},
 		{"reversed-range.conf", 2, "TCP_PORTS", ErrInvalidValue, `invalid value: bad range "515-512" (start is after end)`},
 		{"block-tcp-3.conf", 2, "BLOCK_TCP", ErrInvalidValue, `invalid value "3": must be 0 (log only), 1 (block) or 2 (run KILL_RUN_CMD only)`},
@@ -337,7 +338,7 @@ func TestUnknownKeySuggestions(t *testing.T) {
 		{"IGNORE_FLIE", []string{"IGNORE_FILE"}},
 		{"BLOCK_UPD", []string{"BLOCK_UDP"}},
 		{"KILL", []string{"KILL_HOSTS_DENY", "KILL_ROUTE", "KILL_ROUTE6", "KILL_RUN_CMD", "KILL_RUN_CMD_FIRST"}},
-		{"B", []string{"BAN_FILE", "BAN_PREFIX6", "BAN_TIME", "BAN_TIME_MAX", "BLOCKED_FILE", "BLOCKER", "BLOCK_TCP", "BLOCK_UDP"}},
+		{"B", []string{"BAN_FILE", "BAN_FORWARD", "BAN_PREFIX6", "BAN_TIME", "BAN_TIME_MAX", "BLOCKED_FILE", "BLOCKER", "BLOCK_TCP", "BLOCK_UDP"}},
 		{"FROBNICATE", nil},
 		{strings.Repeat("X", 10000), nil},
 	}

@@ -59,6 +59,7 @@ var keys = map[string]key{
 	"PROTECT_PEERS":          {"1", boolKey(func(c *Config) *bool { return &c.ProtectPeers })},
 	"SERVICE_GRACE":          {"3600", secondsKey(0, 7*86400, func(c *Config) *time.Duration { return &c.ServiceGrace })},
 	"BAN_PREFIX6":            {"128", intKey(16, 128, func(c *Config) *int { return &c.BanPrefix6 })},
+	"BAN_FORWARD":            {"1", boolKey(func(c *Config) *bool { return &c.BanForward })},
 	"BAN_TIME":               {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTime })},
 	"BAN_TIME_MAX":           {"0", secondsKey(0, maxBanSeconds, func(c *Config) *time.Duration { return &c.BanTimeMax })},
 	"UNKILL_ROUTE":           {"", targetKey(func(c *Config) *string { return &c.UnkillRoute })},

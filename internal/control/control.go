@@ -106,6 +106,23 @@ type Status struct {
 	Flooding bool `json:"flooding,omitempty"`
 	// Trap is what the kernel trap did since it was set; nil without one.
 	Trap *Trap `json:"trap,omitempty"`
+	// Coverage is which ways in the bans cover; nil when commands apply
+	// them (BLOCKER="command").
+	Coverage *Coverage `json:"coverage,omitempty"`
+}
+
+// Coverage says which ways into this host the bans cover, and which of
+// them are in use.
+type Coverage struct {
+	Input   bool `json:"input"`   // traffic for this host's own sockets
+	Forward bool `json:"forward"` // traffic it forwards: containers published by DNAT, routed hosts
+	// ForwardingIPv4 and ForwardingIPv6 say whether the host forwards
+	// (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding).
+	ForwardingIPv4 bool `json:"forwarding_ipv4"`
+	ForwardingIPv6 bool `json:"forwarding_ipv6"`
+	// DroppedForward counts packets from banned sources dropped on the
+	// forward path (nftables only; 0 elsewhere).
+	DroppedForward uint64 `json:"dropped_forward,omitempty"`
 }
 
 // Trap counts the packets the kernel trap dropped, by why.

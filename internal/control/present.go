@@ -134,6 +134,7 @@ func PrintStatus(w io.Writer, s Status) error {
 		line("Kernel trap", "%d probes banned their source; dropped without a ban: %d forged (peer's address), %d unrouted, %d to restarting services, %d with the ban set full or in a flood",
 			tr.Trapped, tr.Forged, tr.Unrouted, tr.Served, tr.Unbanned)
 	}
+	line("Bans cover", "%s", coverage(s.Coverage))
 	if in := s.Infrastructure; in == nil {
 		line("Protected", "ignore list and this host's addresses (PROTECT_INFRASTRUCTURE off)")
 	} else {
@@ -143,6 +144,35 @@ func PrintStatus(w io.Writer, s Status) error {
 		line("  admin logins", "%s", orNone(in.Sessions))
 	}
 	return tw.Flush()
+}
+
+// coverage says in words which ways in the bans cover, and whether the
+// host uses the forward path.
+func coverage(c *Coverage) string {
+	if c == nil {
+		return "what the KILL_ROUTE command blocks (BLOCKER=\"command\")"
+	}
+	var fwd []string
+	if c.ForwardingIPv4 {
+		fwd = append(fwd, "IPv4")
+	}
+	if c.ForwardingIPv6 {
+		fwd = append(fwd, "IPv6")
+	}
+	forwards := "this host forwards " + strings.Join(fwd, " and ")
+	switch {
+	case c.Forward && len(fwd) > 0:
+		s := "input and forward: this host's services, and the containers it publishes by DNAT and the hosts it routes for (" + forwards + ")"
+		if c.DroppedForward > 0 {
+			s += fmt.Sprintf("; %d packets from banned sources dropped on the forward path", c.DroppedForward)
+		}
+		return s
+	case c.Forward:
+		return "input and forward: this host's services; it forwards nothing now, and forwarding turned on later (Docker does at its start) is covered at once"
+	case len(fwd) > 0:
+		return "input only: a banned source still reaches what this host forwards to, containers published by DNAT and routed hosts (" + forwards + "; BAN_FORWARD=\"0\")"
+	}
+	return "input only: this host's services (BAN_FORWARD=\"0\"; this host forwards nothing)"
 }
 
 // ParseTarget reads what unblock accepts: an address ("192.0.2.7",

@@ -73,6 +73,7 @@ func TestPrintStatus(t *testing.T) {
 		Infrastructure: &Infrastructure{NameServers: []string{"192.0.2.53", "2001:db8::53"}, Gateways: []string{"192.0.2.1"}},
 		Flooding:       true,
 		Trap:           &Trap{Trapped: 40, Forged: 20, Unrouted: 3, Served: 2, Unbanned: 1},
+		Coverage:       &Coverage{Input: true, Forward: true, ForwardingIPv4: true, DroppedForward: 9},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +90,7 @@ Sources tracked: 345
 Events:          123456 (7 dropped)
 Flood:           under way: single probes from many sources are summarized in the log every 10 s
 Kernel trap:     40 probes banned their source; dropped without a ban: 20 forged (peer's address), 3 unrouted, 2 to restarting services, 1 with the ban set full or in a flood
+Bans cover:      input and forward: this host's services, and the containers it publishes by DNAT and the hosts it routes for (this host forwards IPv4); 9 packets from banned sources dropped on the forward path
 Protected:       ignore list, this host's addresses, and:
   name servers:  192.0.2.53, 2001:db8::53
   gateways:      192.0.2.1
@@ -96,6 +98,28 @@ Protected:       ignore list, this host's addresses, and:
 `
 	if diff := cmp.Diff(want, b.String()); diff != "" {
 		t.Errorf("PrintStatus (-want +got):\n%s", diff)
+	}
+}
+
+// TestCoverage: the "Bans cover" line says which ways in the bans cover,
+// and warns when the host forwards what they do not.
+func TestCoverage(t *testing.T) {
+	for _, tt := range []struct {
+		c    *Coverage
+		want string
+	}{
+		{nil, `what the KILL_ROUTE command blocks (BLOCKER="command")`},
+		{&Coverage{Input: true, Forward: true, ForwardingIPv4: true, ForwardingIPv6: true},
+			"input and forward: this host's services, and the containers it publishes by DNAT and the hosts it routes for (this host forwards IPv4 and IPv6)"},
+		{&Coverage{Input: true, Forward: true},
+			"input and forward: this host's services; it forwards nothing now, and forwarding turned on later (Docker does at its start) is covered at once"},
+		{&Coverage{Input: true, ForwardingIPv6: true},
+			`input only: a banned source still reaches what this host forwards to, containers published by DNAT and routed hosts (this host forwards IPv6; BAN_FORWARD="0")`},
+		{&Coverage{Input: true}, `input only: this host's services (BAN_FORWARD="0"; this host forwards nothing)`},
+	} {
+		if got := coverage(tt.c); got != tt.want {
+			t.Errorf("coverage(%+v) =\n  %s\nwant\n  %s", tt.c, got, tt.want)
+		}
 	}
 }
 

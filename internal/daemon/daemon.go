@@ -302,6 +302,7 @@ func startOnly(old, new *config.Config) []string {
 		{"BAN_TIME", old.BanTime != new.BanTime},
 		{"BAN_TIME_MAX", old.BanTimeMax != new.BanTimeMax},
 		{"BAN_PREFIX6", old.BanPrefix6 != new.BanPrefix6},
+		{"BAN_FORWARD", old.BanForward != new.BanForward},
 	} {
 		if k.changed {
 			keys = append(keys, k.name)

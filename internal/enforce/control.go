@@ -8,6 +8,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
 	"github.com/portsentry-go/portsentry/internal/enforce/block/command"
 	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
@@ -132,6 +133,13 @@ func (c *Control) Status() control.Status {
 	if ts, ok := c.e.jail.TrapStats(); ok {
 		st.Trap = &control.Trap{Trapped: ts.Trapped.Packets, Forged: ts.Forged.Packets,
 			Unrouted: ts.Unrouted.Packets, Served: ts.Served.Packets, Unbanned: ts.Unbanned.Packets}
+	}
+	if p, ok := c.e.jail.Paths(); ok {
+		v4, v6 := block.Forwarding()
+		st.Coverage = &control.Coverage{Input: p.Input, Forward: p.Forward, ForwardingIPv4: v4, ForwardingIPv6: v6}
+		if ts, ok := c.e.jail.TrapStats(); ok {
+			st.Coverage.DroppedForward = ts.BannedForward.Packets
+		}
 	}
 	if found, on := c.e.guard.Infrastructure(); on {
 		st.Infrastructure = &control.Infrastructure{

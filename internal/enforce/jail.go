@@ -52,13 +52,19 @@ type JailOptions struct {
 	// Prefix6 is BAN_PREFIX6: an IPv6 ban covers this prefix, with
 	// nftables (the other blockers ban single addresses).
 	Prefix6 int
+	// InputOnly is BAN_FORWARD="0": native bans cover traffic for this
+	// host's own sockets only, not what it forwards (routes always
+	// cover both).
+	InputOnly bool
 }
 
 // openers are the native blockers, by kind.
 func openers(o JailOptions) map[detect.Kind]func() (block.Blocker, error) {
 	return map[detect.Kind]func() (block.Blocker, error){
-		detect.NFTables: func() (block.Blocker, error) { return nft.New(nft.Options{Prefix6: o.Prefix6}) },
-		detect.IPTables: func() (block.Blocker, error) { return iptables.New(iptables.Options{}) },
+		detect.NFTables: func() (block.Blocker, error) {
+			return nft.New(nft.Options{Prefix6: o.Prefix6, InputOnly: o.InputOnly})
+		},
+		detect.IPTables: func() (block.Blocker, error) { return iptables.New(iptables.Options{InputOnly: o.InputOnly}) },
 		detect.Route:    func() (block.Blocker, error) { return route.New(route.Options{}) },
 	}
 }
@@ -390,6 +396,16 @@ func (j *Jail) SetTrap(t *block.Trap) (bool, error) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	return t != nil, j.trapper.SetTrap(t)
+}
+
+// Paths says which ways into this host the bans cover; false when
+// commands apply them (KILL_ROUTE reaches what the command does).
+func (j *Jail) Paths() (block.Paths, bool) {
+	c, ok := j.blocker.(block.Coverer)
+	if !ok {
+		return block.Paths{}, false
+	}
+	return c.Paths(), true
 }
 
 // Traps reports whether the blocker has a kernel trap.

@@ -313,7 +313,8 @@ func (s *Settings) policy() bans.Policy {
 
 // jailOptions choose the ban record and the blocker.
 func (s *Settings) Jail() enforce.JailOptions {
-	return enforce.JailOptions{Blocker: s.Conf.Blocker, BanFile: s.Conf.BanFile, Policy: s.policy(), Prefix6: s.Conf.BanPrefix6}
+	return enforce.JailOptions{Blocker: s.Conf.Blocker, BanFile: s.Conf.BanFile, Policy: s.policy(), Prefix6: s.Conf.BanPrefix6,
+		InputOnly: !s.Conf.BanForward}
 }
 
 // reportSettings is what reporting takes from these settings.
