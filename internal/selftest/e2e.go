@@ -27,6 +27,7 @@ const (
 	CheckConfig       = "daemon configuration"
 	CheckDaemon       = "daemon start"
 	CheckServiceQuiet = "service traffic is not a probe"
+	CheckCoverage     = "ways in the bans cover"
 )
 
 // FamilyChecks are the names of the per-family checks, in order:
@@ -102,7 +103,7 @@ func (r *runner) endToEnd(ctx context.Context) {
 		{CheckConfig, e.writeConfig},
 		{CheckDaemon, e.startDaemon},
 	}
-	later := append(familyNames(), CheckServiceQuiet)
+	later := append(familyNames(), CheckServiceQuiet, CheckCoverage)
 	if e.chain(ctx, setup, later) {
 		e.families(ctx, later)
 	}
@@ -234,6 +235,33 @@ func (e *e2e) families(ctx context.Context, later []string) {
 		return
 	}
 	e.serviceQuiet()
+	e.coverage(ctx)
+}
+
+// coverage reports which ways in the daemon's bans cover, as its
+// `portsentry status` says: input (this host's services) and forward
+// (containers published by DNAT, routed hosts), with the blocker the
+// daemon chose.
+func (e *e2e) coverage(ctx context.Context) {
+	out, err := e.sys.Output(ctx, nil, []string{e.bin, "status", "-c", e.conf})
+	if err != nil {
+		e.add(Result{Name: CheckCoverage, Status: Info, Detail: "portsentry status: " + strings.TrimSpace(Tail(string(out), 1))})
+		return
+	}
+	var blocker, covers string
+	for _, l := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(l, "Blocker:"); ok {
+			blocker = strings.TrimSpace(v)
+		}
+		if v, ok := strings.CutPrefix(l, "Bans cover:"); ok {
+			covers = strings.TrimSpace(v)
+		}
+	}
+	if covers == "" {
+		e.add(Result{Name: CheckCoverage, Status: Info, Detail: "not reported by this binary's portsentry status"})
+		return
+	}
+	e.add(Result{Name: CheckCoverage, Status: Info, Detail: "with " + blocker + ": " + covers})
 }
 
 // binary is the portsentry executable under test.

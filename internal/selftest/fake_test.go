@@ -35,6 +35,8 @@ type fakeSystem struct {
 	blockLeaks   bool              // the block is logged but does not hold
 	serviceAlert bool              // connections to the service are reported
 	noIPv6       bool              // the kernel has IPv6 turned off
+	forwards4    bool              // the host forwards IPv4
+	status       string            // what `portsentry status` prints; "" fails it
 
 	// State.
 	live     map[string]*fakeNetns
@@ -76,6 +78,8 @@ func (e *osExecError) Error() string {
 }
 
 func (f *fakeSystem) RemoveStale(string) ([]string, error) { return nil, nil }
+
+func (f *fakeSystem) Forwarding() (v4, v6 bool) { return f.forwards4, false }
 
 func (f *fakeSystem) NewNetns(name string) (Netns, error) {
 	f.mu.Lock()
@@ -132,6 +136,12 @@ func (f *fakeSystem) Output(ctx context.Context, ns Netns, argv []string) ([]byt
 			}
 		}
 		return []byte(argv[3] + ": OK\n"), nil
+	}
+	if len(argv) >= 2 && argv[1] == "status" {
+		if f.status == "" {
+			return []byte("portsentry: control: the daemon is not running\n"), errors.New("exit status 1")
+		}
+		return []byte(f.status), nil
 	}
 	return nil, nil
 }

@@ -120,6 +120,8 @@ func (r *runner) kernel(ctx context.Context) bool {
 	// fail, the clean-up tries again and reports it.
 	_ = remove()
 
+	r.add(forwardingResult(r.sys.Forwarding()))
+
 	for _, tool := range []struct{ file, found, missing string }{
 		{"iptables", "found", "not installed (not needed: BLOCKER=\"nftables\" and \"route\" work without it)"},
 		{"nft", "found; used by this test's KILL_ROUTE", "not installed (not needed by the daemon, which talks netlink)"},
@@ -132,6 +134,30 @@ func (r *runner) kernel(ctx context.Context) bool {
 		}
 	}
 	return pass
+}
+
+// CheckForwarding is the name of the kernel section's line about this
+// host's forwarding.
+const CheckForwarding = "forwarding on this host"
+
+// forwardingResult says whether this host forwards, and so whether the
+// forward path (containers published by DNAT, routed hosts) is a way in
+// that bans must cover.
+func forwardingResult(v4, v6 bool) Result {
+	var on []string
+	if v4 {
+		on = append(on, "IPv4 (net.ipv4.ip_forward=1)")
+	}
+	if v6 {
+		on = append(on, "IPv6 (net.ipv6.conf.all.forwarding=1)")
+	}
+	if len(on) == 0 {
+		return Result{Name: CheckForwarding, Status: Info, Detail: "off: every way in is the input path; " +
+			"with BAN_FORWARD=\"1\" (the default) bans cover forwarding too, should it be turned on later (Docker does at its start)"}
+	}
+	return Result{Name: CheckForwarding, Status: Info, Detail: "this host forwards " + strings.Join(on, " and ") +
+		": a router or a container host, whose containers published by DNAT are reached through the forward path; " +
+		"bans cover it with BAN_FORWARD=\"1\" (the default), with nftables, iptables and routes (see \"Bans cover\" in portsentry status)"}
 }
 
 // skipKernel marks every feature check skipped.

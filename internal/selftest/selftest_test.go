@@ -71,6 +71,7 @@ func allFamilyChecks() []string {
 
 func TestAllWorking(t *testing.T) {
 	f := newFake()
+	f.status = "Version: 2\nBlocker:         nftables\nBans cover:      input and forward: this host's services; it forwards nothing now\n"
 	rep, out := run(t, f, Options{})
 	if !rep.Passed() {
 		t.Fatalf("failed:\n%s", out)
@@ -86,6 +87,8 @@ func TestAllWorking(t *testing.T) {
 	want(t, rep, FamilyChecks("IPv6")[2], OK, "Host fd00:239::2 has been blocked", "")
 	want(t, rep, CheckConfig, OK, "BLOCKER=auto, else nft (KILL_ROUTE)", "")
 	want(t, rep, "clean-up", OK, "daemon", "")
+	want(t, rep, CheckForwarding, Info, "off: every way in is the input path", "")
+	want(t, rep, CheckCoverage, Info, "with nftables: input and forward: this host's services", "")
 	if !f.daemon.stopped {
 		t.Error("the daemon was not stopped")
 	}
@@ -112,6 +115,21 @@ func TestAllWorking(t *testing.T) {
 	if i, j := strings.Index(out, "probe detected (IPv4)"), strings.Index(out, "probe detected (IPv6)"); i < 0 || j < i {
 		t.Errorf("checklist out of order:\n%s", out)
 	}
+}
+
+// TestForwardingHost: on a host that forwards (a router, a container
+// host) the checklist says so, and what the daemon's bans cover; a
+// binary whose status does not say is reported as such.
+func TestForwardingHost(t *testing.T) {
+	f := newFake()
+	f.forwards4 = true
+	f.status = "Blocker: iptables\n"
+	rep, _ := run(t, f, Options{})
+	want(t, rep, CheckForwarding, Info, "this host forwards IPv4 (net.ipv4.ip_forward=1): a router or a container host", "")
+	want(t, rep, CheckCoverage, Info, "not reported by this binary", "")
+	f = newFake()
+	rep, _ = run(t, f, Options{})
+	want(t, rep, CheckCoverage, Info, "the daemon is not running", "")
 }
 
 // TestMissingNFTSocket: an optional kernel feature is missing. The report

@@ -38,6 +38,10 @@ type System interface {
 	// Start starts argv inside ns, in dir, with standard output and error
 	// going to out.
 	Start(ns Netns, argv []string, dir string, out io.Writer) (Process, error)
+	// Forwarding reports whether this host forwards IPv4 and IPv6
+	// (net.ipv4.ip_forward, net.ipv6.conf.all.forwarding): a router or a
+	// container host, whose forwarded traffic bans must cover too.
+	Forwarding() (v4, v6 bool)
 }
 
 // Netns is a network namespace made by System.NewNetns.

@@ -19,6 +19,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/portsentry-go/portsentry/internal/enforce/block"
 	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
@@ -37,6 +38,8 @@ import (
 // death signal, so that a killed self-test does not leave it running (the
 // next run removes the killed one's namespaces: RemoveStale).
 func NewSystem() System { return &linuxSystem{} }
+
+func (s *linuxSystem) Forwarding() (v4, v6 bool) { return block.Forwarding() }
 
 type linuxSystem struct {
 	ipOnce sync.Once
