@@ -26,7 +26,7 @@ func errUnsupported() error {
 func (unsupported) Privileges() (string, error)                { return "", errUnsupported() }
 func (unsupported) LookPath(file string) (string, error)       { return exec.LookPath(file) }
 func (unsupported) RemoveStale(string) ([]string, error)       { return nil, nil }
-func (unsupported) Forwarding() (v4, v6 bool)                   { return false, false }
+func (unsupported) Forwarding() (v4, v6 bool)                  { return false, false }
 func (unsupported) NewNetns(string) (Netns, error)             { return nil, errUnsupported() }
 func (unsupported) Link(_, _ Netns, _, _ []netip.Prefix) error { return errUnsupported() }
 func (unsupported) Output(context.Context, Netns, []string) ([]byte, error) {

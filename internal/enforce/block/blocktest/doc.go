@@ -16,7 +16,12 @@
 //   - thousands of bans in one Commit;
 //   - a banned source really loses access to a service in the namespace,
 //     another source keeps it, and the banned one gets it back after
-//     Delete.
+//     Delete;
+//   - the same on a container host (Publish: a bridge, a "container"
+//     namespace, its service published on the host's port by DNAT, a
+//     Docker-like forward filter of policy drop): the banned source loses
+//     the published service and the container's routed address, whose
+//     packets take the forward path and never reach the input path.
 //
 // Every check runs in network namespaces of its own (package netnstest),
 // so the host's firewall and routes are never touched. What only one

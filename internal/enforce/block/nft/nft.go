@@ -33,6 +33,12 @@
 //			jump trap
 //		}
 //
+//		chain forward {   # unless Options.InputOnly
+//			type filter hook forward priority -10; policy accept;
+//			ip saddr @ban4 ip saddr != @allow4 fib saddr type != local counter drop
+//			ip6 saddr @ban6 ip6 saddr != @allow6 fib saddr type != local counter drop
+//		}
+//
 //		chain trap {   # empty until SetTrap
 //			iifname "lo" return   # or: iifname != @trap_ifaces return
 //			meta pkttype != host return
@@ -82,6 +88,12 @@
 // probes, which
 // arrive with a nearly spent TTL, go through to the closed port. When a
 // ban set is full, the rule after each trap rule still drops the probe.
+//
+// Bans cover every way in: the input chain (this host's own sockets) and
+// the forward chain (what it forwards: a container's service published by
+// DNAT, whose packets never reach the input hook, and routed hosts). The
+// forward chain has no trap: forwarded traffic is never a probe of this
+// host.
 //
 // Bans are elements of the timeout sets ban4 and ban6 and expire in the
 // kernel. Close keeps the table: bans outlive the daemon, so a restart does
