@@ -17,8 +17,9 @@ func TestStartOnly(t *testing.T) {
 	changed := base
 	changed.BanPrefix6 = 64
 	changed.Blocker = "iptables"
+	changed.BanForward = !base.BanForward
 	changed.ScanTrigger = 3 // a reload applies it
-	if got, want := startOnly(&base, &changed), []string{"BLOCKER", "BAN_PREFIX6"}; !slices.Equal(got, want) {
+	if got, want := startOnly(&base, &changed), []string{"BLOCKER", "BAN_PREFIX6", "BAN_FORWARD"}; !slices.Equal(got, want) {
 		t.Errorf("startOnly = %q, want %q", got, want)
 	}
 }
