@@ -208,8 +208,15 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintln(stderr, "portsentry:", err)
 			return exitConfig
 		}
+	} else if f, ok := stdout.(*os.File); ok && output.ToJournal(f) {
+		// Under systemd: each line with its priority and fields, without
+		// a second time stamp.
+		opts.Log = output.NewJournal(stdout, level)
 	} else {
 		opts.Log = output.New(stdout, level)
+	}
+	if f, ok := stderr.(*os.File); ok && output.ToJournal(f) {
+		stderr = output.Errors(stderr)
 	}
 	opts.Ready = readyNotifier()
 

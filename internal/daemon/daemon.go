@@ -47,6 +47,10 @@ const (
 	// infrastructure are re-read, so an address gained by DHCP or a new SSH
 	// session is protected without a reload.
 	localRefresh = 30 * time.Second
+	// statusEvery is how often the status systemd shows is brought up to
+	// date, when it has changed: under a scan or a flood it changes with
+	// every probe, and systemd needs it only when someone looks.
+	statusEvery = 2 * time.Second
 )
 
 // Daemon is one running portsentry: the sensors feed the event loop, which
@@ -72,6 +76,7 @@ type Daemon struct {
 	ctx     context.Context // ends with Run; goroutines a reload starts use it
 	wg      sync.WaitGroup  // every goroutine Run starts
 	started time.Time
+	status  string // the status systemd was last told (event loop only)
 }
 
 // counts are the event loop's own counters.
@@ -102,7 +107,9 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer d.enf.Jail().Close()
-	serve, err := d.rep.Open(s.Destinations(Version, d.gauges()))
+	dest := s.Destinations(Version, d.gauges())
+	dest.LastDetection = sdnotify.Enabled()
+	serve, err := d.rep.Open(dest)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
@@ -129,6 +136,7 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	if err := sdnotify.Ready(); err != nil {
 		d.log.Warn(logline.Warning("telling systemd we are ready: " + err.Error()))
 	}
+	d.updateStatus()
 	if opts.Ready != nil {
 		opts.Ready()
 	}
@@ -234,10 +242,18 @@ func (d *Daemon) loop(ctx context.Context, hup <-chan struct{}) {
 	defer tick.Stop()
 	expiry := time.NewTicker(time.Second)
 	defer expiry.Stop()
+	var status <-chan time.Time // none when systemd does not listen
+	if sdnotify.Enabled() {
+		t := time.NewTicker(statusEvery)
+		defer t.Stop()
+		status = t.C
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
+		case <-status:
+			d.updateStatus()
 		case fn := <-d.enf.Calls():
 			fn()
 		case now := <-expiry.C:
@@ -402,4 +418,38 @@ func (d *Daemon) gauges() metrics.Funcs {
 		f.KernelTrapDrops = func() float64 { return float64(jail.Trapped()) }
 	}
 	return f
+}
+
+// updateStatus tells systemd the daemon's one-line status (systemctl
+// status) if it has changed since last told. Event loop only.
+func (d *Daemon) updateStatus() {
+	if !sdnotify.Enabled() {
+		return
+	}
+	s := d.settings.Load()
+	tcp, udp := d.sensor.Bound()
+	var watch []logline.Watch
+	for _, m := range s.Modes {
+		ports := s.Watched(m)
+		n := ports.Len()
+		// Connect mode watches the ports it holds a trap socket on: a
+		// port a service uses is not one.
+		switch m {
+		case event.ModeTCP:
+			n = tcp.Len()
+		case event.ModeUDP:
+			n = udp.Len()
+		}
+		watch = append(watch, logline.Watch{Mode: m, Ports: n})
+	}
+	last, _ := d.rep.LastDetection()
+	line := logline.Status(watch, d.enf.Jail().Len(), last)
+	if line == d.status {
+		return
+	}
+	if err := sdnotify.Status(line); err != nil {
+		d.log.Debug("telling systemd the status: " + err.Error())
+		return
+	}
+	d.status = line
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
@@ -55,11 +56,18 @@ type Destinations struct {
 	// Gauges are the metrics read from elsewhere (sensors, engine, bans);
 	// the alert counters are added here.
 	Gauges metrics.Funcs
+	// LastDetection keeps the last probe detected, for LastDetection (the
+	// status systemd shows).
+	LastDetection bool
 }
 
 // Open starts the observers d asks for and returns what must run for them
 // (the alert sender, the metrics endpoint). Call it once, before Run.
 func (r *Reporter) Open(d Destinations) (serve []func(context.Context), err error) {
+	if d.LastDetection {
+		r.last = &lastDetection{}
+		r.observers = append(r.observers, r.last)
+	}
 	if d.EventLog != "" {
 		w, err := jsonlog.Open(d.EventLog, d.Version)
 		if err != nil {
@@ -201,3 +209,50 @@ func (al alerts) Record(r Record) {
 	}
 	al.a.Notify(a)
 }
+
+// LastDetection returns the last probe detected (by time seen), if any and
+// if Open was asked to keep it: a probe counted, reported, blocked or
+// summarized in a flood; not an ignored source's, a service's client's, or
+// a forged one.
+func (r *Reporter) LastDetection() (event.Event, bool) {
+	if r.last == nil {
+		return event.Event{}, false
+	}
+	r.last.mu.Lock()
+	defer r.last.mu.Unlock()
+	return r.last.ev, r.last.ev.Src.IsValid()
+}
+
+// lastDetection keeps the last probe detected. Decided tells of the probes
+// the engine decides on the event loop, Record of the ones that triggered
+// a response, once it has run, from the responders.
+type lastDetection struct {
+	mu sync.Mutex
+	ev event.Event
+}
+
+func (l *lastDetection) Decided(ev event.Event, a metrics.Action) {
+	switch a {
+	case metrics.Counted, metrics.Pending, metrics.AlreadyBlocked, metrics.AlreadyReported, metrics.Reported, metrics.Flooded:
+		l.see(ev)
+	}
+}
+
+func (l *lastDetection) Record(r Record) {
+	switch r.Action {
+	case metrics.Blocked, metrics.BlockFailed, metrics.Reported:
+		l.see(r.Event)
+	}
+}
+
+func (l *lastDetection) see(ev event.Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// A response's record comes after later probes may have been seen.
+	if !l.ev.Src.IsValid() || !ev.Time.Before(l.ev.Time) {
+		l.ev = ev
+	}
+}
+
+func (*lastDetection) Lifted(bans.Ban, bool) {}
+func (*lastDetection) Reloaded(bool)         {}

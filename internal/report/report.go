@@ -43,6 +43,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/report/history"
 	"github.com/portsentry-go/portsentry/internal/report/logline"
 	"github.com/portsentry-go/portsentry/internal/report/metrics"
+	"github.com/portsentry-go/portsentry/internal/report/output"
 	"github.com/portsentry-go/portsentry/internal/report/resolve"
 )
 
@@ -116,7 +117,8 @@ type Reporter struct {
 	dropped   atomic.Uint64
 	cur       atomic.Pointer[current]
 	closers   []func()
-	dns       resolve.DNS // nil: the system's; tests set it before Reconfigure
+	dns       resolve.DNS    // nil: the system's; tests set it before Reconfigure
+	last      *lastDetection // nil unless Open was asked for it
 
 	// names looks names up for the lines; waiting holds, per source being
 	// looked up, its outcomes in order (nWaiting in all). Run's own.
@@ -345,64 +347,66 @@ func (r *Reporter) knownName(c *current, addr netip.Addr) string {
 }
 
 // logOutcome writes o's lines and records, with name for its source.
+// Each line carries the event for the journal's fields (output.Event).
 func (r *Reporter) logOutcome(o Outcome, name string) {
 	ev, c := o.Event, r.cur.Load()
-	if o.Unrouted {
+	if o.Unrouted || o.Forged != nil {
 		if r.wantRecords() {
 			r.record(Record{Event: ev, Action: metrics.Forged, Host: ev.Src.String()})
 		}
+		about := output.Event(ev, metrics.Forged.String())
 		if o.Suppressed > 0 {
-			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
+			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed), about)
 		}
-		r.log.Warn(logline.Unrouted(ev))
-		return
-	}
-	if o.Forged != nil {
-		if r.wantRecords() {
-			r.record(Record{Event: ev, Action: metrics.Forged, Host: ev.Src.String()})
+		if o.Unrouted {
+			r.log.Warn(logline.Unrouted(ev), about)
+		} else {
+			r.log.Warn(logline.Forged(ev, o.Forged), about)
 		}
-		if o.Suppressed > 0 {
-			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
-		}
-		r.log.Warn(logline.Forged(ev, o.Forged))
 		return
 	}
 	// Traffic for a service is no probe: counted (metrics), never
 	// recorded, or every client's connection would cost a line of the
 	// event stream.
-	if act, ok := metrics.FromEngine(o.Verdict.Action); ok && act != metrics.Service && r.wantRecords() {
+	act, ok := metrics.FromEngine(o.Verdict.Action)
+	if ok && act != metrics.Service && r.wantRecords() {
 		r.record(Record{Event: ev, Action: act, Hits: o.Verdict.Count, Host: name, Refused: o.Refused})
 	}
+	action := ""
+	if ok {
+		action = act.String()
+	}
+	about := output.Event(ev, action)
 	if o.Refused {
-		r.log.Warn(logline.Protected(ev.Src.String()))
+		r.log.Warn(logline.Protected(ev.Src.String()), about)
 	}
 	f := logline.False
 	switch o.Verdict.Action {
 	case engine.Service:
-		r.log.Debug(fmt.Sprintf("%s from %s to %s port %d: a local service uses the port, not a probe", ev.Describe(), ev.Src, ev.Proto, ev.Port))
+		r.log.Debug(fmt.Sprintf("%s from %s to %s port %d: a local service uses the port, not a probe", ev.Describe(), ev.Src, ev.Proto, ev.Port), about)
 	case engine.Ignored:
-		r.log.Info(logline.ScanFrom(ev, ev.Src.String(), logline.Outcome{Ignored: logline.True}))
+		r.log.Info(logline.ScanFrom(ev, ev.Src.String(), logline.Outcome{Ignored: logline.True}), about)
 	case engine.Counted:
-		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: f}), about)
 	case engine.Pending:
 		// Arrived while the response runs: its outcome is not known yet,
 		// and the response's own lines will tell it.
 		if o.Suppressed > 0 {
-			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed))
+			r.log.Info(logline.MorePackets(ev.Src.String(), o.Suppressed), about)
 		}
-		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f}), about)
 	case engine.AlreadyBlocked:
 		if o.Suppressed > 0 {
-			r.log.Info(logline.MorePacketsBlocked(name, ev.Src.String(), o.Suppressed))
+			r.log.Info(logline.MorePacketsBlocked(name, ev.Src.String(), o.Suppressed), about)
 		}
-		r.log.Info(logline.AlreadyBlocked(name, ev.Src.String()))
-		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Blocked: logline.True}))
+		r.log.Info(logline.AlreadyBlocked(name, ev.Src.String()), about)
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Blocked: logline.True}), about)
 	case engine.AlreadyReported:
-		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f}))
+		r.log.Info(logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f}), about)
 	case engine.Report:
-		r.log.Info(logline.Attack(ev, name))
+		r.log.Info(logline.Attack(ev, name), about)
 		line := logline.ScanFrom(ev, name, logline.Outcome{Ignored: f, Triggered: logline.True, NoBlock: logline.True, Blocked: f})
-		r.log.Info(line)
+		r.log.Info(line, about)
 		// As 1.2 does in log-only mode, the history records the host so
 		// that fail2ban's stock jail can act on it.
 		if !o.Refused {
@@ -415,26 +419,27 @@ func (r *Reporter) logOutcome(o Outcome, name string) {
 // blocked files, and the observers. It runs on the responder's goroutine.
 func (r *Reporter) Responded(x Response) {
 	ev, res := x.Event, x.Result
-	r.log.Info(logline.Attack(ev, x.Name))
-	for _, l := range res.Lines {
-		if len(res.FailedSteps) > 0 && !res.Blocked {
-			r.log.Error(l)
-		} else {
-			r.log.Info(l)
-		}
-	}
 	rec := Record{Event: ev, Action: metrics.BlockFailed, Hits: x.Verdict.Count, Host: x.Name, Failed: res.FailedSteps}
 	if res.Blocked {
 		rec.Action, rec.Ban, rec.Blocker = metrics.Blocked, x.Ban, x.Blocker
 	}
+	about := output.Event(ev, rec.Action.String())
+	r.log.Info(logline.Attack(ev, x.Name), about)
+	for _, l := range res.Lines {
+		if len(res.FailedSteps) > 0 && !res.Blocked {
+			r.log.Error(l, about)
+		} else {
+			r.log.Info(l, about)
+		}
+	}
 	r.record(rec)
 	o := logline.Outcome{Ignored: logline.False, Triggered: logline.True, NoBlock: logline.False, Blocked: logline.Of(res.Blocked)}
 	line := logline.ScanFrom(ev, x.Name, o)
-	r.log.Info(line)
+	r.log.Info(line, about)
 	if res.Blocked {
 		r.writeFiles(r.cur.Load(), ev, x.Name, line, true)
 	} else {
-		r.log.Error(logline.NotBlocked(ev.Src.String()))
+		r.log.Error(logline.NotBlocked(ev.Src.String()), about)
 	}
 }
 
@@ -445,7 +450,7 @@ func (r *Reporter) Lifted(b bans.Ban, expired bool) {
 	if expired {
 		why = "ban expired"
 	}
-	r.log.Info(logline.Unblocked(b.Addr.String(), why))
+	r.log.Info(logline.Unblocked(b.Addr.String(), why), output.Source(b.Addr, ""))
 	for _, o := range r.observers {
 		o.Lifted(b, expired)
 	}

@@ -548,3 +548,54 @@ func TestServiceNotRecorded(t *testing.T) {
 		t.Errorf("records %v, want only the probe's [%v]", got, metrics.Counted)
 	}
 }
+
+// TestLastDetection: the last probe detected, for systemd's status line:
+// what the engine counts or reports, and a response once it has run; not
+// an ignored source, a service's client or a forged probe; a response's
+// record does not take back a later probe's place.
+func TestLastDetection(t *testing.T) {
+	r := New(output.New(&syncbuf.Buffer{}, slog.LevelInfo), Settings{})
+	if _, err := r.Open(Destinations{LastDetection: true}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.LastDetection(); ok {
+		t.Fatal("a detection before any probe")
+	}
+	at := time.Date(2026, 12, 7, 14, 0, 0, 0, time.UTC)
+	ev := func(port uint16, s int) event.Event {
+		e := probe(port)
+		e.Time = at.Add(time.Duration(s) * time.Second)
+		return e
+	}
+	want := func(port uint16) {
+		t.Helper()
+		got, ok := r.LastDetection()
+		if !ok || got.Port != port {
+			t.Errorf("last detection port %d (%v), want %d", got.Port, ok, port)
+		}
+	}
+	r.Decided(ev(1, 1), engine.Counted)
+	want(1)
+	r.Decided(ev(2, 2), engine.Ignored)
+	r.Decided(ev(3, 3), engine.Service)
+	r.Forged(ev(4, 4))
+	want(1)
+	r.Decided(ev(5, 5), engine.Respond) // told when the response has run
+	want(1)
+	r.Flooded(ev(6, 6))
+	want(6)
+	r.Responded(Response{Event: ev(5, 5), Verdict: engine.Verdict{Action: engine.Respond}, Name: src.String(), Result: respond.Result{Blocked: true}})
+	want(6)
+	r.Responded(Response{Event: ev(7, 7), Verdict: engine.Verdict{Action: engine.Respond}, Name: src.String(), Result: respond.Result{Blocked: true}})
+	want(7)
+
+	// Not asked for: nothing kept, and no observer added.
+	r2 := New(output.New(&syncbuf.Buffer{}, slog.LevelInfo), Settings{})
+	if _, err := r2.Open(Destinations{}); err != nil {
+		t.Fatal(err)
+	}
+	r2.Decided(ev(1, 1), engine.Counted)
+	if _, ok := r2.LastDetection(); ok || r2.wantRecords() {
+		t.Errorf("LastDetection kept without being asked for")
+	}
+}

@@ -17,7 +17,8 @@ import (
 // until the daemon sends READY=1 (and fails it after TimeoutStartSec if it
 // never does). The packaged binary, run with $NOTIFY_SOCKET as systemd runs
 // it, must send READY=1 once it listens, RELOADING=1 then READY=1 around a
-// SIGHUP reload, and STOPPING=1 on SIGTERM.
+// SIGHUP reload, and STOPPING=1 on SIGTERM; with READY=1 it tells its
+// one-line status (STATUS=).
 //
 // Until internal/sdnotify is wired into the daemon the binary does not
 // contain the variable's name, and the test skips saying so.
@@ -40,17 +41,25 @@ func TestNotify(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
+	// The status line (STATUS=) comes at any time, as it changes: next
+	// skips it and returns the next state change.
 	next := func(what string) string {
 		t.Helper()
 		if err := ln.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
 			t.Fatal(err)
 		}
-		buf := make([]byte, 4096)
-		n, err := ln.Read(buf)
-		if err != nil {
-			t.Fatalf("no notification %s: %v", what, err)
+		for {
+			buf := make([]byte, 4096)
+			n, err := ln.Read(buf)
+			if err != nil {
+				t.Fatalf("no notification %s: %v", what, err)
+			}
+			msg := string(buf[:n])
+			if strings.HasPrefix(msg, "STATUS=") && !strings.Contains(msg, "\n") {
+				continue
+			}
+			return msg
 		}
-		return string(buf[:n])
 	}
 
 	conf := filepath.Join(dir, "portsentry.conf")
@@ -89,6 +98,20 @@ func TestNotify(t *testing.T) {
 	}
 	if !strings.Contains(output(), "now active and listening") {
 		t.Errorf("READY=1 came before the daemon said it listens")
+	}
+	// Then the one-line status systemctl status shows: the modes and
+	// their ports (40001 is trapped for TCP and UDP), the bans, the last
+	// detection.
+	if err := ln.SetReadDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	n, err := ln.Read(buf)
+	if err != nil {
+		t.Fatalf("no status after READY=1: %v", err)
+	}
+	if got, want := string(buf[:n]), "STATUS=tcp on 1 TCP port, udp on 1 UDP port; 0 bans active; no detection yet"; got != want {
+		t.Errorf("after READY=1 %q, want %q", got, want)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {

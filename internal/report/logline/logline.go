@@ -263,3 +263,42 @@ func UnkillRan(cmd string) string {
 func UnkillFailed(cmd string, err error) string {
 	return fmt.Sprintf("attackalert: ERROR: UNKILL_ROUTE command %q failed: %v", cmd, err)
 }
+
+// Watch is one mode and how many ports it watches, for Status.
+type Watch struct {
+	Mode  event.Mode
+	Ports int
+}
+
+// Status is the daemon's one-line state, which `systemctl status` shows:
+//
+//	atcp on 1023 TCP ports, audp on 1023 UDP ports; 3 bans active; last detection Dec 7 14:02:11: TCP SYN/Normal scan from 10.0.0.5 to TCP port 143
+//
+// last is the last probe detected; a zero one (no valid source) reads "no
+// detection yet".
+func Status(watch []Watch, bans int, last event.Event) string {
+	var b strings.Builder
+	for i, w := range watch {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s on %d %s port", w.Mode, w.Ports, w.Mode.Proto())
+		if w.Ports != 1 {
+			b.WriteByte('s')
+		}
+	}
+	if len(watch) == 0 {
+		b.WriteString("no mode")
+	}
+	if bans == 1 {
+		b.WriteString("; 1 ban active")
+	} else {
+		fmt.Fprintf(&b, "; %d bans active", bans)
+	}
+	if !last.Src.IsValid() {
+		b.WriteString("; no detection yet")
+		return b.String()
+	}
+	fmt.Fprintf(&b, "; last detection %s: %s from %s to %s port %d", last.Time.Format("Jan 2 15:04:05"), last.Describe(), last.Src, last.Proto, last.Port)
+	return b.String()
+}

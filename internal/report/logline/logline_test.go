@@ -321,3 +321,31 @@ func TestTri(t *testing.T) {
 		}
 	}
 }
+
+func TestStatus(t *testing.T) {
+	at := time.Date(2026, 12, 7, 14, 2, 11, 0, time.Local)
+	syn := ev("10.0.0.5", event.TCP, 143, event.SYN, event.FlagSYN, event.IPOptsUnknown)
+	syn.Time = at
+	udp := ev("fd00::5", event.UDP, 7, event.UDPProbe, 0, event.IPOptsUnknown)
+	udp.Time = at.AddDate(0, 0, 3)
+	tests := []struct {
+		name  string
+		watch []Watch
+		bans  int
+		last  event.Event
+		want  string
+	}{
+		{"advanced, nothing yet", []Watch{{event.ModeATCP, 1023}, {event.ModeAUDP, 1023}}, 0, event.Event{},
+			"atcp on 1023 TCP ports, audp on 1023 UDP ports; 0 bans active; no detection yet"},
+		{"one ban", []Watch{{event.ModeTCP, 5}}, 1, syn,
+			"tcp on 5 TCP ports; 1 ban active; last detection Dec 7 14:02:11: TCP SYN/Normal scan from 10.0.0.5 to TCP port 143"},
+		{"IPv6 UDP", []Watch{{event.ModeSTCP, 3}, {event.ModeSUDP, 1}}, 14385, udp,
+			"stcp on 3 TCP ports, sudp on 1 UDP port; 14385 bans active; last detection Dec 10 14:02:11: UDP from fd00::5 to UDP port 7"},
+		{"no mode", nil, 2, event.Event{}, "no mode; 2 bans active; no detection yet"},
+	}
+	for _, tt := range tests {
+		if got := Status(tt.watch, tt.bans, tt.last); got != tt.want {
+			t.Errorf("%s:\n got %q\nwant %q", tt.name, got, tt.want)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 // Package output writes the daemon's log: plain PortSentry-style lines to
 // standard output (each prefixed with 2.x's timestamp, so 2.x's fail2ban
-// filter reads a redirected stdout) or to syslog as portsentry[PID], facility
-// daemon. It is an slog.Handler so that every component takes a
-// *slog.Logger and none of them knows where lines go.
+// filter reads a redirected stdout), to syslog as portsentry[PID], facility
+// daemon, or, when systemd connected standard output to the journal, to the
+// journal with each line's priority and fields of its own (journal.go). It
+// is an slog.Handler so that every component takes a *slog.Logger and none
+// of them knows where lines go.
 package output
 
 import (
@@ -22,15 +24,17 @@ import (
 // bound port, reloads in detail).
 const LevelVerbose = slog.LevelInfo - 2
 
-// writer is where formatted lines go.
+// writer is where formatted lines go; f, when not nil, holds the line's
+// journal fields (Event, Source).
 type writer interface {
-	write(level slog.Level, t time.Time, line string) error
+	write(level slog.Level, t time.Time, line string, f *fields) error
 }
 
 type handler struct {
-	w     writer
-	level slog.Leveler
-	attrs string // preformatted " key=value" pairs from With
+	w      writer
+	level  slog.Leveler
+	attrs  string  // preformatted " key=value" pairs from With
+	fields *fields // journal fields from With
 }
 
 // New returns a logger writing to w with a timestamp on each line.
@@ -40,7 +44,7 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 
 // NewSyslog returns a logger writing to the local syslog daemon.
 func NewSyslog(level slog.Leveler) (*slog.Logger, error) {
-	sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, "portsentry")
+	sw, err := syslog.New(syslog.LOG_DAEMON|syslog.LOG_NOTICE, Identifier)
 	if err != nil {
 		return nil, fmt.Errorf("output: cannot reach syslog: %w", err)
 	}
@@ -53,7 +57,12 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	var b strings.Builder
 	b.WriteString(r.Message)
 	b.WriteString(h.attrs)
+	f := h.fields
 	r.Attrs(func(a slog.Attr) bool {
+		if jf, ok := journalFields(a); ok {
+			f = &jf
+			return true
+		}
 		appendAttr(&b, a)
 		return true
 	})
@@ -61,16 +70,21 @@ func (h *handler) Handle(_ context.Context, r slog.Record) error {
 	if t.IsZero() {
 		t = time.Now()
 	}
-	return h.w.write(r.Level, t, b.String())
+	return h.w.write(r.Level, t, b.String(), f)
 }
 
 func (h *handler) WithAttrs(as []slog.Attr) slog.Handler {
 	var b strings.Builder
 	b.WriteString(h.attrs)
+	f := h.fields
 	for _, a := range as {
+		if jf, ok := journalFields(a); ok {
+			f = &jf
+			continue
+		}
 		appendAttr(&b, a)
 	}
-	return &handler{w: h.w, level: h.level, attrs: b.String()}
+	return &handler{w: h.w, level: h.level, attrs: b.String(), fields: f}
 }
 
 // WithGroup is accepted but flattens: PortSentry lines have no groups.
@@ -92,7 +106,7 @@ type streamWriter struct {
 	w  io.Writer
 }
 
-func (s *streamWriter) write(_ slog.Level, t time.Time, line string) error {
+func (s *streamWriter) write(_ slog.Level, t time.Time, line string, _ *fields) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, err := io.WriteString(s.w, t.Format(logline.Timestamp2x)+" "+line+"\n")
@@ -101,15 +115,15 @@ func (s *streamWriter) write(_ slog.Level, t time.Time, line string) error {
 
 type syslogWriter struct{ w *syslog.Writer }
 
-func (s *syslogWriter) write(level slog.Level, _ time.Time, line string) error {
-	switch {
-	case level >= slog.LevelError:
+func (s *syslogWriter) write(level slog.Level, _ time.Time, line string, _ *fields) error {
+	switch priority(level) {
+	case 3:
 		return s.w.Err(line)
-	case level >= slog.LevelWarn:
+	case 4:
 		return s.w.Warning(line)
-	case level >= slog.LevelInfo:
+	case 5:
 		return s.w.Notice(line)
-	case level >= LevelVerbose:
+	case 6:
 		return s.w.Info(line)
 	}
 	return s.w.Debug(line)
