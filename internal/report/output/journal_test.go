@@ -368,3 +368,57 @@ func TestErrors(t *testing.T) {
 		t.Errorf("got %q, want %q", buf.String(), want)
 	}
 }
+
+// BenchmarkLine compares one Scan from line with its event written as
+// outside systemd (time stamp, to a stream socket, as systemd's stdout
+// connection is) and natively to the journal (a datagram with fields),
+// both drained by a reader as journald drains them.
+func BenchmarkLine(b *testing.B) {
+	line := "Scan from: [10.0.0.5] (10.0.0.5) protocol: [TCP] port: [143] type: [TCP SYN/Normal scan] IP opts: [not set] ignored: [false] triggered: [true] noblock: [false] blocked: [true]"
+	drain := func(f *os.File) {
+		buf := make([]byte, 1<<16)
+		for {
+			if _, err := f.Read(buf); err != nil {
+				return
+			}
+		}
+	}
+	b.Run("stdout", func(b *testing.B) {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		w, r := os.NewFile(uintptr(fds[0]), "w"), os.NewFile(uintptr(fds[1]), "r")
+		defer w.Close()
+		defer r.Close()
+		go drain(r)
+		log := New(w, slog.LevelInfo)
+		b.ReportAllocs()
+		for b.Loop() {
+			log.Info(line, Event(probe, "blocked"))
+		}
+	})
+	b.Run("journal", func(b *testing.B) {
+		path := filepath.Join(b.TempDir(), "socket")
+		conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer conn.Close()
+		f, err := conn.File()
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer f.Close()
+		go drain(f)
+		var stream bytes.Buffer
+		log := slog.New(&handler{w: newJournalWriter(path, &stream), level: slog.LevelInfo})
+		b.ReportAllocs()
+		for b.Loop() {
+			log.Info(line, Event(probe, "blocked"))
+		}
+		if stream.Len() > 0 {
+			b.Fatalf("%d bytes fell back to the stream", stream.Len())
+		}
+	})
+}
