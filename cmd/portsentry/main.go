@@ -5,6 +5,7 @@
 //	portsentry [flags]            run in the foreground (-D: in the background)
 //	portsentry check [flags]      validate the configuration and exit
 //	portsentry selftest           prove detection and blocking work here, in throwaway namespaces
+//	portsentry report [-html FILE] the attacks of the last 7 days, from the daemon's files
 //	portsentry list|block|unblock|status   operate the running daemon
 package main
 
@@ -164,6 +165,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	daemon.Version = version
 	if len(args) > 0 && args[0] == "selftest" {
 		return selftestMain(args[1:], stdout, stderr)
+	}
+	if len(args) > 0 && args[0] == "report" {
+		return reportMain(args[1:], stdout, stderr)
 	}
 	if len(args) > 0 && isOp(args[0]) {
 		return opsMain(args[0], args[1:], stdout, stderr)
