@@ -175,6 +175,9 @@ func columns(id, title, unit string, s *summary.Summary, loc *time.Location, val
 		})
 	}
 	for _, f := range []float64{0, 0.5, 1} {
+		if f == 0.5 && top%2 != 0 {
+			continue // no half of 1 or 5 on the scale
+		}
 		c.YTicks = append(c.YTicks, tick{X: c.PlotL - 6, Y: c.BaseY - plotH*f, Label: fmt.Sprint(int(float64(top) * f))})
 	}
 	// x labels: each midnight for hours (every few days when many), the
@@ -186,7 +189,7 @@ func columns(id, title, unit string, s *summary.Summary, loc *time.Location, val
 		switch {
 		case s.Bucket == time.Hour && t.Hour() == 0 && (n <= 24*8 || t.YearDay()%max(1, n/(24*8)) == 0):
 			label = t.Format("Mon 2 Jan")
-		case s.Bucket == time.Hour && n <= 24 && i%3 == 0:
+		case s.Bucket == time.Hour && (n <= 12 || n <= 24 && i%3 == 0):
 			label = t.Format("15:04")
 		case s.Bucket != time.Hour && i%every == 0:
 			label = t.Format("2 Jan 2006")

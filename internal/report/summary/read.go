@@ -46,7 +46,9 @@ func Read(b *Builder, f Files) (bad []error, err error) {
 		if err != nil {
 			return bad, err
 		}
-		in.Note = "every probe"
+		// After a ban the daemon writes at most 20 lines a source per
+		// 10 s (the rest are counted in its metrics, not written).
+		in.Note = "every probe, but those of a blocked source past 20 per 10 s"
 		if !first.IsZero() {
 			in.Note += ", from " + first.Format(time.RFC3339)
 		}
@@ -57,7 +59,10 @@ func Read(b *Builder, f Files) (bad []error, err error) {
 		formats := map[string]int{}
 		bd, err := history.ReadFile(f.History, func(e history.Entry) {
 			in.Read++
-			if e.Ignored || (!first.IsZero() && !e.Time.Before(first)) {
+			// The history's times are whole seconds (1.2) or
+			// milliseconds (2.x): a record of the event log's first
+			// second is the event log's.
+			if e.Ignored || (!first.IsZero() && !e.Time.Before(first.Truncate(time.Second))) {
 				return
 			}
 			if b.Add(Probe{Time: e.Time, Src: e.Addr, Host: e.Name, Port: e.Port, Proto: strings.ToLower(e.Proto), Kind: e.Kind, Blocked: e.Blocked}) {
