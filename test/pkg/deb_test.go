@@ -25,6 +25,7 @@ var wantFiles = map[string]string{
 	"usr/share/doc/portsentry/changelog.gz":                "-rw-r--r--",
 	"usr/share/doc/portsentry/examples/fail2ban-jail.conf": "-rw-r--r--",
 	"usr/share/doc/portsentry/examples/hosts-deny.conf":    "-rw-r--r--",
+	"usr/share/portsentry/grafana/portsentry.json":         "-rw-r--r--",
 	"var/lib/portsentry/":                                  "drwxr-xr-x",
 }
 
