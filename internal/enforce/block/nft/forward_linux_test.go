@@ -123,3 +123,80 @@ func TestKernelForwardPrefix6(t *testing.T) {
 		t.Errorf("banned %v reached %v", one, published)
 	}
 }
+
+// TestKernelPublished: a port the kernel DNATs is recorded in the served
+// sets under the port the client asked for (the published one, as the
+// packet capture sees it, not the container's), with or without a trap,
+// so that the daemon's service check counts it as a service's
+// (block.Trapper.Served) although no local socket owns it. A connection
+// routed to the container without DNAT records nothing. With the trap's
+// grace the port is remembered for the grace: when the DNAT goes away (a
+// container restarting) a client's SYN reaching the input path is
+// dropped, not banned, as for a local service that went away.
+func TestKernelPublished(t *testing.T) {
+	needKernel(t)
+	p := blocktest.Publish(t, &lab)
+	host := &testNS{p.Host}
+	b := host.blocker(t, Options{})
+	served := func() map[uint16]time.Duration {
+		t.Helper()
+		ss, err := b.Served()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[uint16]time.Duration{}
+		for _, s := range ss {
+			if s.UDP {
+				t.Errorf("UDP port %d recorded: only TCP was published and used", s.Port)
+			}
+			m[s.Port] = s.Left
+		}
+		return m
+	}
+	published, direct := p.Published(false)
+	_, client := p.Sources(false)
+	if err := netnstest.Dial(t, p.Peer, client, direct, okWait); err != nil {
+		t.Fatalf("%v → container %v: %v", client, direct, err)
+	}
+	if got := served(); len(got) != 0 {
+		t.Fatalf("served %v after a connection routed without DNAT, want nothing", got)
+	}
+	// No trap yet: recorded for publishMin.
+	if err := netnstest.Dial(t, p.Peer, client, published, okWait); err != nil {
+		t.Fatalf("%v → published %v: %v", client, published, err)
+	}
+	got := served()
+	if left, ok := got[p.Port]; !ok || len(got) != 1 || left <= 0 || left > publishMin {
+		t.Fatalf("served %v after a connection to the published port %d: want it alone, for at most %v", got, p.Port, publishMin)
+	}
+
+	// With the trap's grace (every port trapped), over IPv6 this time.
+	all := ports(t, "1-65535")
+	if err := b.SetTrap(&Trap{TCP: all, UDP: all, TTL: time.Hour, Grace: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	published6, _ := p.Published(true)
+	_, client6 := p.Sources(true)
+	if err := netnstest.Dial(t, p.Peer, client6, published6, okWait); err != nil {
+		t.Fatalf("%v → published %v: %v", client6, published6, err)
+	}
+	if left := served()[p.Port]; left <= publishMin {
+		t.Errorf("port %d remembered for %v under a trap with an hour's grace, want more than %v", p.Port, left, publishMin)
+	}
+	// The container stops: Docker removes its DNAT. Its clients' SYNs now
+	// reach this host's input path, where no socket owns the port.
+	host.nft(t, "flush", "chain", "inet", "dockerlike", "prerouting")
+	if err := netnstest.Dial(t, p.Peer, client, published, dropWait); !isTimeout(err) {
+		t.Fatalf("%v → %v without its DNAT: %v, want a timeout (dropped by the grace rule)", client, published, err)
+	}
+	if banned(t, b, client) || banned(t, b, client6) {
+		t.Errorf("a client of the published port was banned")
+	}
+	st, err := b.Stats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Served.Packets == 0 || st.Trapped.Packets != 0 {
+		t.Errorf("stats %+v: want the SYN counted as served, nothing trapped", st)
+	}
+}

@@ -158,6 +158,7 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 	fwd := &nftables.Chain{Table: b.l.table, Name: chainForward}
 	recreateIn, _ := stale(c, b.l.input)
 	recreateFwd, oldFwd := stale(c, b.l.forward)
+	recreatePub, _ := stale(c, b.l.publish)
 	if b.l.forward == nil {
 		_, err := c.ListChain(b.l.table, chainForward)
 		oldFwd = err == nil
@@ -178,8 +179,13 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 			c.FlushChain(fwd)
 			c.DelChain(fwd)
 		}
+		if recreatePub {
+			c.FlushChain(l.publish)
+			c.DelChain(l.publish)
+		}
 		c.AddChain(l.input)
 		c.AddChain(l.trap)
+		c.AddChain(l.publish)
 		if l.forward != nil {
 			c.AddChain(l.forward)
 			c.FlushChain(l.forward)
@@ -188,6 +194,7 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 		// and refilling in the same batch leaves no moment without them.
 		c.FlushChain(l.input)
 		c.FlushChain(l.trap)
+		c.FlushChain(l.publish)
 		for _, s := range []*nftables.Set{l.trapTCP, l.trapUDP, l.trapIfs} {
 			c.FlushSet(s)
 		}
@@ -198,6 +205,9 @@ func open(o Options, c conn, dial func() (conn, error), bufs *atomic.Pointer[buf
 			for _, r := range l.forwardRules() {
 				c.AddRule(r)
 			}
+		}
+		for _, r := range l.publishRules(publishTTL(nil)) {
+			c.AddRule(r)
 		}
 		return nil
 	})
@@ -557,6 +567,11 @@ func (b *Blocker) SetTrap(t *Trap) error {
 		c.FlushChain(l.trap)
 		for _, s := range []*nftables.Set{l.trapTCP, l.trapUDP, l.trapIfs} {
 			c.FlushSet(s)
+		}
+		// Published ports are remembered for the trap's grace.
+		c.FlushChain(l.publish)
+		for _, r := range l.publishRules(publishTTL(t)) {
+			c.AddRule(r)
 		}
 		if t == nil {
 			return nil

@@ -33,7 +33,19 @@ const (
 	chainInput   = "input"
 	chainForward = "forward"
 	chainTrap    = "trap"
+	chainPublish = "publish"
 )
+
+// publishPriority is the publish chain's: right after dstnat (-100), where
+// every nat chain's DNAT has been done (the kernel runs all nat chains of
+// a hook at dstnat, whatever their own priority), so "ct status dnat"
+// tells what the kernel did to the connection.
+const publishPriority = -99
+
+// publishMin is the least a port published by DNAT is remembered in the
+// served sets: the daemon must find it there after the packet that
+// published it, however busy it is.
+const publishMin = time.Minute
 
 // layout is the table and everything in it, as library objects.
 type layout struct {
@@ -47,6 +59,8 @@ type layout struct {
 	servedTCP, servedUDP      *nftables.Set // ports a local socket served recently
 	link6                     *nftables.Set // this host's IPv6 networks: bans there are of single addresses
 	input, trap               *nftables.Chain
+	// publish records the ports that the kernel DNATs (publishRules).
+	publish *nftables.Chain
 	// forward holds the ban rules for traffic this host forwards: routed
 	// traffic, and a container's service published by DNAT. nil with
 	// Options.InputOnly.
@@ -112,6 +126,8 @@ func newLayout(o Options) *layout {
 			Hooknum: nftables.ChainHookInput, Priority: prio, Policy: &policy},
 		forward: forward,
 		trap:    &nftables.Chain{Table: t, Name: chainTrap},
+		publish: &nftables.Chain{Table: t, Name: chainPublish, Type: nftables.ChainTypeFilter,
+			Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityRef(publishPriority), Policy: &policy},
 	}
 }
 
@@ -269,6 +285,60 @@ func (l *layout) forwardRules() []*nftables.Rule {
 			notLocal, drop))
 	}
 	return rules
+}
+
+// ipsDstNAT is conntrack's IPS_DST_NAT status bit: the connection's
+// destination was rewritten (DNAT, REDIRECT).
+const ipsDstNAT = 1 << 5
+
+// publishRules are the publish chain's rules: each new connection or
+// datagram that the kernel DNATed (a port published by Docker without its
+// userland proxy, by Podman, a Kubernetes NodePort; or a REDIRECT)
+// records its original destination port, the one the client asked for,
+// in the served sets for ttl. Such a port has no local socket, yet it is
+// a service's: the packet capture sees the client's packet before the
+// DNAT, and the daemon's service check reads these sets when no socket
+// owns the port (block.Trapper.Served); the trap's grace rules spare it
+// too when a packet reaches the input path undNATed (a container
+// restarting). Only new connections get here, so established traffic
+// costs two comparisons per packet; a forged packet can record only a
+// port that the kernel really DNATs.
+//
+//	meta l4proto tcp ct state new ct status dnat update @served_tcp { ct original proto-dst timeout G }
+//	meta l4proto udp ct state new ct status dnat update @served_udp { ct original proto-dst timeout G }
+func (l *layout) publishRules(ttl time.Duration) []*nftables.Rule {
+	var rules []*nftables.Rule
+	for _, p := range []struct {
+		proto  byte
+		served *nftables.Set
+	}{{unix.IPPROTO_TCP, l.servedTCP}, {unix.IPPROTO_UDP, l.servedUDP}} {
+		rules = append(rules, ruleOf(l.publish, metaL4Proto(p.proto), one(
+			&expr.Ct{Key: expr.CtKeySTATE, Register: reg},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(expr.CtStateBitNEW),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Ct{Key: expr.CtKeySTATUS, Register: reg},
+			&expr.Bitwise{SourceRegister: reg, DestRegister: reg, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(ipsDstNAT),
+				Xor:  binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: reg, Data: binaryutil.NativeEndian.PutUint32(0)},
+			&expr.Ct{Key: expr.CtKeyPROTODST, Register: reg, Direction: 0}, // original
+			&expr.Dynset{SrcRegKey: reg, SetName: p.served.Name, SetID: p.served.ID,
+				Operation: unix.NFT_DYNSET_OP_UPDATE, Timeout: kernelTTL(ttl)})))
+	}
+	return rules
+}
+
+// publishTTL is how long the served sets remember a port published by
+// DNAT under trap t: the trap's grace (so that a container's clients are
+// spared while it restarts, as a local service's are), and at least
+// publishMin.
+func publishTTL(t *Trap) time.Duration {
+	if t != nil && t.Grace > publishMin {
+		return t.Grace
+	}
+	return publishMin
 }
 
 // probeOf matches a probe of one of ports: meta l4proto P, th dport
