@@ -123,6 +123,11 @@ func New(ctx context.Context, jail *Jail, guard *Guard, rep *report.Reporter, se
 	jail.onLink = guard.OnLink
 	e.flood = newFlood(guard.Ignored, jail.Key)
 	e.rpath = defaultReversePath(ctx)
+	if jail.trapper != nil {
+		// Ports the kernel publishes by DNAT have no socket: the kernel
+		// records them with the served ports (nftables only).
+		services.ReadKernel(jail.trapper.Served)
+	}
 	return e
 }
 

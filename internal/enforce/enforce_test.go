@@ -287,6 +287,58 @@ func TestServedPortsOutliveRestart(t *testing.T) {
 	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
 }
 
+// A port published by DNAT has no socket, yet it is a service's: the
+// kernel records it when it DNATs a client's first packet, moments before
+// the daemon judges the packet's copy from the capture, and the service
+// check finds it there. The client is not banned, IPv4 and IPv6, with or
+// without the trap; a probe of an unused port still is. With a blocker
+// that records no such ports (iptables) the client is taken for a
+// scanner: the admin must exclude the port (ADVANCED_EXCLUDE_*).
+func TestPublishedPortIsAService(t *testing.T) {
+	client := netip.MustParseAddr("198.51.100.30")
+	client6 := netip.MustParseAddr("2001:db8::30")
+	for _, trap := range []*block.Trap{nil, {TCP: portset.Below(1024), TTL: time.Hour, Grace: time.Hour}} {
+		r := newRig(t, rigOptions{traps: true, serviceCheck: true, settings: Settings{Trap: trap, ServiceGrace: time.Hour}})
+		// A reading before the port is published: the scanner's probe.
+		r.probe(scanner, 23)
+		r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+		r.fake.publish(block.Served{Port: 800, Left: time.Minute})
+		r.probe(client, 800)
+		r.probe(client6, 800)
+		r.settle()
+		for _, a := range []netip.Addr{client, client6} {
+			if _, ok := r.fake.ttl(a); ok {
+				t.Errorf("trap %v: the client %v of the published port 800 was banned", trap != nil, a)
+			}
+		}
+		if strings.Contains(r.log.String(), "port: [800]") {
+			t.Errorf("trap %v: the published port's clients were reported:\n%s", trap != nil, r.log.String())
+		}
+		r.probe(scanner6, 24)
+		r.waitLog("attackalert: Host 2001:db8::7 has been blocked via nftables")
+	}
+
+	// Probes captured together (one batch, one capture time) cost one
+	// reading of the kernel, however many.
+	r := newRig(t, rigOptions{traps: true, serviceCheck: true, settings: Settings{ServiceGrace: time.Hour}})
+	r.fake.publish(block.Served{Port: 800, Left: time.Minute})
+	seen := time.Now()
+	for i := range 50 {
+		r.probeAt(netip.AddrFrom4([4]byte{198, 51, 100, byte(100 + i)}), uint16(1000+i), 64, seen)
+	}
+	r.fake.mu.Lock()
+	reads := r.fake.servedReads
+	r.fake.mu.Unlock()
+	if reads != 1 {
+		t.Errorf("%d readings of the kernel's served ports for one batch of 50 probes, want 1", reads)
+	}
+
+	plain := newRig(t, rigOptions{serviceCheck: true, settings: Settings{ServiceGrace: time.Hour}})
+	plain.fake.publish(block.Served{Port: 800, Left: time.Minute})
+	plain.probe(client, 800)
+	plain.waitLog("attackalert: Host 198.51.100.30 has been blocked via iptables")
+}
+
 func TestExpiry(t *testing.T) {
 	for _, traps := range []bool{true, false} {
 		r := newRig(t, rigOptions{traps: traps, banTime: 300 * time.Millisecond})

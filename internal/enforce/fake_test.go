@@ -27,6 +27,8 @@ type fakeBlocker struct {
 	// peerGate, when set, holds every Peers call until it is closed.
 	peerGate chan struct{}
 	reads    int // calls of Peers
+	// servedReads counts calls of Served.
+	servedReads int
 }
 
 func newFake(traps bool) *fakeBlocker {
@@ -106,7 +108,16 @@ func (f *fakeBlocker) Peers() ([]block.Peer, error) {
 func (f *fakeBlocker) Served() ([]block.Served, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.servedReads++
 	return slices.Clone(f.served), nil
+}
+
+// publish makes the kernel remember ports as served from now on, as it
+// does for the ports it DNATs.
+func (f *fakeBlocker) publish(ss ...block.Served) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.served = ss
 }
 
 // setPeers makes the kernel know these peers from now on.

@@ -3,6 +3,7 @@ package enforce
 import (
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,31 +51,60 @@ func TestServiceCheckGrace(t *testing.T) {
 	check("check failing", event.TCP, 9, true)
 }
 
-// The kernel's memory of served ports (after a restart of the daemon) is
-// taken in for what is left of it, and never beyond the daemon's grace.
-func TestServiceCheckRemember(t *testing.T) {
-	now := time.Unix(1_000_000, 0)
+// A port no socket owns counts as in use while the kernel remembers it
+// as served (a port it publishes by DNAT): the kernel's sets are read
+// again only for a packet captured after the last reading began, so a
+// port published by the packet itself is found, and a batch of probes
+// captured together costs one reading. A failing reading keeps the last
+// known ports.
+func TestServiceCheckKernel(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	now := t0
 	none := func(event.Event) (bool, error) { return false, nil }
-	s := newServiceCheck(output.New(&syncbuf.Buffer{}, slog.LevelInfo), none, func() error { return nil }, func() time.Time { return now })
-	s.Remember([]block.Served{{Port: 80, Left: time.Minute}}) // grace off: nothing
-	if s.InUse(event.Event{Proto: event.TCP, Port: 80}) {
-		t.Fatal("remembered with the grace period off")
-	}
-	s.SetGrace(10 * time.Minute)
-	s.Remember([]block.Served{{Port: 80, Left: time.Minute}, {UDP: true, Port: 53, Left: time.Hour}})
-	check := func(what string, proto event.Proto, port uint16, want bool) {
+	log := &syncbuf.Buffer{}
+	s := newServiceCheck(output.New(log, slog.LevelInfo), none, func() error { return nil }, func() time.Time { return now })
+	var kernel []block.Served
+	var fail error
+	reads := 0
+	s.ReadKernel(func() ([]block.Served, error) { reads++; return kernel, fail })
+	check := func(what string, seen time.Time, proto event.Proto, port uint16, want bool, wantReads int) {
 		t.Helper()
-		if got := s.InUse(event.Event{Proto: proto, Port: port}); got != want {
+		if got := s.InUse(event.Event{Time: seen, Proto: proto, Port: port}); got != want {
 			t.Errorf("%s: InUse(%v, %d) = %v, want %v", what, proto, port, got, want)
 		}
+		if reads != wantReads {
+			t.Errorf("%s: %d readings of the kernel, want %d", what, reads, wantReads)
+		}
 	}
-	check("TCP 80, just remembered", event.TCP, 80, true)
-	check("UDP 80: not remembered", event.UDP, 80, false)
-	now = now.Add(59 * time.Second)
-	check("TCP 80, 59 s later", event.TCP, 80, true)
-	now = now.Add(2 * time.Second)
-	check("TCP 80, past what the kernel had left", event.TCP, 80, false)
-	check("UDP 53, within the grace", event.UDP, 53, true)
-	now = now.Add(10 * time.Minute)
-	check("UDP 53, past the daemon's grace (the kernel's was longer)", event.UDP, 53, false)
+	now = t0.Add(time.Millisecond) // the daemon decides a little after the capture
+	check("nothing served", t0, event.TCP, 800, false, 1)
+	// The kernel DNATs a client's first packet to port 800 while the
+	// daemon looks at probes captured with the first one.
+	kernel = []block.Served{{Port: 800, Left: time.Minute}}
+	check("same capture as the last reading", t0, event.TCP, 800, false, 1)
+	check("same capture, another port", t0, event.TCP, 23, false, 1)
+	seen := now.Add(time.Millisecond)
+	now = seen.Add(time.Millisecond)
+	check("captured after the last reading: published", seen, event.TCP, 800, true, 2)
+	check("same port, UDP", seen, event.UDP, 800, false, 2)
+	now = now.Add(30 * time.Second)
+	check("a later client of the known port: no reading", now.Add(-time.Millisecond), event.TCP, 800, true, 2)
+	// Its memory ends as the kernel's does.
+	kernel = nil
+	now = now.Add(31 * time.Second)
+	check("past what the kernel had left", now.Add(-time.Millisecond), event.TCP, 800, false, 3)
+
+	kernel = []block.Served{{UDP: true, Port: 53, Left: time.Hour}}
+	now = now.Add(time.Second)
+	check("UDP 53 published", now.Add(-time.Millisecond), event.UDP, 53, true, 4)
+	fail = errors.New("netlink: broken")
+	now = now.Add(time.Second)
+	check("failing: the last reading stands", now.Add(-time.Millisecond), event.UDP, 53, true, 4)
+	check("failing: a port not in it", now.Add(-time.Millisecond), event.TCP, 22, false, 5)
+	check("failing again", now.Add(time.Millisecond), event.TCP, 22, false, 6)
+	if n := strings.Count(log.String(), "reading the ports the kernel remembers as served"); n != 1 {
+		t.Errorf("%d warnings about the failing reading, want 1:\n%s", n, log.String())
+	}
+	s.ReadKernel(nil)
+	check("kernel off", now.Add(time.Second), event.UDP, 53, false, 6)
 }

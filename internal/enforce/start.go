@@ -29,15 +29,6 @@ func (e *Enforcer) applyKernel(t *block.Trap) error {
 	} else {
 		e.peers.use(nil, nil)
 	}
-	if set && t.Grace > 0 && e.services != nil {
-		// The kernel's memory of served ports outlives a restart of the
-		// daemon; the daemon's own starts empty.
-		served, err := e.jail.trapper.Served()
-		if err != nil {
-			e.log.Warn(logline.Warning("reading the ports the kernel trap remembers as served: " + err.Error()))
-		}
-		e.services.Remember(served)
-	}
 	if set {
 		e.log.Info(logline.TrapSet(t.TCP.Len(), t.UDP.Len()))
 	}
