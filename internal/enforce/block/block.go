@@ -61,14 +61,18 @@ type Trapper interface {
 	// Peers lists the sources the trap knows as peers (Trap.Peers), with
 	// the hop counts their packets arrive with.
 	Peers() ([]Peer, error)
-	// Served lists the ports the kernel remembers as served within
-	// Trap.Grace. The memory outlives the daemon, so that a restarted
-	// daemon can judge those ports as the kernel does.
+	// Served lists the ports the kernel remembers as served: within
+	// Trap.Grace, and, with or without a trap, the ports it published by
+	// DNAT (which no local socket owns) within the grace or at least the
+	// last minute. The daemon's service check reads them when no socket
+	// owns a probed port, so that it judges those ports as the kernel
+	// does, after a restart of the daemon too.
 	Served() ([]Served, error)
 }
 
 // Served is a port where a new connection or datagram found a local
-// socket, as the trap remembers it (Trap.Grace).
+// socket (Trap.Grace), or that the kernel DNATed to elsewhere (a port
+// published by DNAT), as the kernel remembers it.
 type Served struct {
 	UDP  bool // else TCP
 	Port uint16

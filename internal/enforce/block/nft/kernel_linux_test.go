@@ -2,6 +2,7 @@ package nft
 
 import (
 	"flag"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -354,5 +355,28 @@ func TestKernelErrors(t *testing.T) {
 	}
 	if _, err := b.List(); err == nil {
 		t.Error("List after Close worked")
+	}
+}
+
+// BenchmarkServed: one reading of the served sets, what the daemon's
+// service check costs when no socket owns a probed port and its last
+// reading is older than the probe: with a host's handful of served and
+// published ports, and with a few thousand (a published range).
+func BenchmarkServed(b *testing.B) {
+	for _, n := range []int{20, 3000} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			ns := newNetns(b)
+			bl := ns.blocker(b, Options{})
+			var elems []string
+			for p := range n {
+				elems = append(elems, fmt.Sprintf("%d timeout 1h", 30000+p))
+			}
+			ns.nft(b, "add", "element", "inet", "portsentry", "served_tcp", "{ "+strings.Join(elems, ", ")+" }")
+			for b.Loop() {
+				if s, err := bl.Served(); err != nil || len(s) != n {
+					b.Fatal(len(s), err)
+				}
+			}
+		})
 	}
 }

@@ -39,6 +39,12 @@
 //			ip6 saddr @ban6 ip6 saddr != @allow6 fib saddr type != local counter drop
 //		}
 //
+//		chain publish {   # ports published by DNAT, for Trap.Grace (at least a minute)
+//			type filter hook prerouting priority dstnat + 1; policy accept;
+//			meta l4proto tcp ct state new ct status dnat update @served_tcp { ct original proto-dst timeout 1h }
+//			meta l4proto udp ct state new ct status dnat update @served_udp { ct original proto-dst timeout 1h }
+//		}
+//
 //		chain trap {   # empty until SetTrap
 //			iifname "lo" return   # or: iifname != @trap_ifaces return
 //			meta pkttype != host return
