@@ -34,15 +34,16 @@ const (
 // publishContainer adds the container to the lab, turns forwarding on in
 // T (after the daemon started, as Docker's start does on a host where
 // portsentry came first) and publishes the container's TCP service on
-// T's port publishedPort, IPv4 and IPv6, as Docker does by default: DNAT
-// in prerouting, a forward filter of policy drop that accepts the
-// published service, and docker-proxy listening on the published port
-// (the userland proxy, for this host's own connections; DNAT takes every
-// other client's packets before they could reach it). The listening
-// socket is what tells the daemon's service check that the port is a
-// service's: without it (Docker's "userland-proxy": false) the daemon
-// takes the container's clients for scanners.
-func (s *stLab) publishContainer(t *testing.T) host {
+// T's port publishedPort, IPv4 and IPv6, as Docker does: DNAT in
+// prerouting and a forward filter of policy drop that accepts the
+// published service. With proxy, docker-proxy listens on the published
+// port too, as by default (the userland proxy, for this host's own
+// connections; DNAT takes every other client's packets before they could
+// reach it). Without it ("userland-proxy": false, as Podman's netavark and
+// Kubernetes' NodePorts do it too) no socket owns the port: only the
+// kernel's record of the ports it DNATs tells the daemon that its clients
+// are not scanners.
+func (s *stLab) publishContainer(t *testing.T, proxy bool) host {
 	t.Helper()
 	c := host{ns: namespaces.New(t, "c"), v4: containerV4, v6: containerV6}
 	netnstest.Star(t, s.T.ns, "psbr0", netns.Iface{NS: c.ns, Name: "eth0", Addrs: netns.OnLink(c.v4, c.v6)})
@@ -57,7 +58,9 @@ func (s *stLab) publishContainer(t *testing.T) host {
 		}
 	}
 	startListener(t, c, "tcp", fmt.Sprintf(":%d", containerPort), containerSays)
-	startListener(t, s.T, "tcp", fmt.Sprintf(":%d", publishedPort), "docker-proxy")
+	if proxy {
+		startListener(t, s.T, "tcp", fmt.Sprintf(":%d", publishedPort), "docker-proxy")
+	}
 	s.nftExec(t, fmt.Sprintf(`table inet dockerlike {
 	chain prerouting {
 		type nat hook prerouting priority dstnat; policy accept;
@@ -92,24 +95,35 @@ func reachesContainer(t *testing.T, h host, to netip.Addr, dial time.Duration) b
 
 // TestKernelForwardContainer: the daemon with its kernel trap (advanced
 // mode, nftables) on a host that publishes a container's service by DNAT
-// on a watched port. Clients of the container are not scanners: F uses
-// it, IPv4 and IPv6, and nobody is banned or alerted on. S, banned by the
-// trap for probing a free port of T, then cannot reach the container
-// either, while F still can. `portsentry status` says the bans cover the
-// forward path and that T forwards.
+// on a watched port, with docker-proxy listening there and without it.
+// Clients of the container are not scanners: F uses it, IPv4 and IPv6,
+// and nobody is banned or alerted on, though without docker-proxy no
+// socket owns the port that the packet capture sees F's packets go to. S,
+// banned by the trap for probing a free port of T, then cannot reach the
+// container either, while F still can. `portsentry status` says the bans
+// cover the forward path and that T forwards.
 func TestKernelForwardContainer(t *testing.T) {
 	t.Parallel()
+	for _, proxy := range []bool{true, false} {
+		name := "docker-proxy"
+		if !proxy {
+			name = "no-proxy"
+		}
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testForwardContainer(t, proxy)
+		})
+	}
+}
+
+func testForwardContainer(t *testing.T, proxy bool) {
 	k := newKLab(t, nil)
-	k.publishContainer(t)
+	k.publishContainer(t, proxy)
 
 	for _, v6 := range []bool{false, true} {
 		if !reachesContainer(t, k.F, k.T.addr(v6), okDial) {
 			t.Fatalf("F cannot reach the container published on [%s]:%d", k.T.addr(v6), publishedPort)
 		}
-	}
-	k.assertBanned(t)
-	if ls := k.d.lines(fmt.Sprintf("port: %d", publishedPort)); len(ls) > 0 {
-		t.Errorf("the container's clients were taken for scanners: %q", ls)
 	}
 
 	for _, v6 := range []bool{false, true} {
@@ -123,7 +137,12 @@ func TestKernelForwardContainer(t *testing.T) {
 			t.Errorf("F lost the container after S was banned")
 		}
 	}
+	// The daemon decided on F's packets before S's: by now any ban of F
+	// would be in the kernel and in the log.
 	k.assertBanned(t, k.S.v4, k.S.v6)
+	if ls := k.d.lines(fmt.Sprintf("port: %d", publishedPort)); len(ls) > 0 {
+		t.Errorf("the container's clients were taken for scanners: %q", ls)
+	}
 
 	out := k.mustCLI(t, "status")
 	if re := regexp.MustCompile(`(?m)^Bans cover:\s+input and forward: .*\(this host forwards IPv4 and IPv6\); [1-9]\d* packets from banned sources dropped on the forward path$`); !re.MatchString(out) {
