@@ -76,20 +76,29 @@ func load(opts Options) (*Settings, error) {
 	if err != nil {
 		return nil, err
 	}
+	s := &Settings{Opts: opts, Conf: conf, Warnings: conf.Warnings}
 	if opts.DefaultsPath != "" {
-		// portsentry.conf's own TCP_MODE/UDP_MODE win over Debian's file.
+		// Debian's start-up file wins over portsentry.conf's TCP_MODE and
+		// UDP_MODE: PortSentry 1.2's init script turned it into the
+		// command-line flags, and an administrator who upgraded from 1.2
+		// chooses the modes there.
 		d := config.Default()
 		if err := d.ApplyDefaultsFile(opts.DefaultsPath); err != nil {
 			return nil, err
 		}
-		if conf.TCPMode == "" {
-			conf.TCPMode = d.TCPMode
-		}
-		if conf.UDPMode == "" {
-			conf.UDPMode = d.UDPMode
+		for _, m := range []struct {
+			key           string
+			conf, defined *string
+		}{{"TCP_MODE", &conf.TCPMode, &d.TCPMode}, {"UDP_MODE", &conf.UDPMode, &d.UDPMode}} {
+			if *m.defined == "" {
+				continue
+			}
+			if *m.conf != "" && *m.conf != *m.defined {
+				s.Warnings = append(s.Warnings, fmt.Sprintf("%s=%q of %s is overridden by %s=%q of %s", m.key, *m.conf, opts.ConfigPath, m.key, *m.defined, opts.DefaultsPath))
+			}
+			*m.conf = *m.defined
 		}
 	}
-	s := &Settings{Opts: opts, Conf: conf, Warnings: conf.Warnings}
 	if cfg := s.alertConfig(""); cfg.Enabled() {
 		if err := cfg.Validate(); err != nil {
 			return nil, fmt.Errorf("%s: ALERT_*: %w", opts.ConfigPath, err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -30,10 +31,14 @@ func TestLoadModes(t *testing.T) {
 		flags    []event.Mode
 		want     []event.Mode
 		wantErr  error
+		warns    int // warnings about an overridden mode
 	}{
 		{name: "nothing set: connect on both", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
 		{name: "Debian start-up file", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP}},
-		{name: "conf wins over start-up file", conf: "UDP_MODE=\"udp\"\n", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
+		{name: "conf fills what the start-up file leaves", conf: "UDP_MODE=\"udp\"\n", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"\"\n", want: []event.Mode{event.ModeTCP, event.ModeUDP}},
+		// 1.2's init script made the start-up file's modes flags: an
+		// upgraded host's /etc/default/portsentry keeps choosing them.
+		{name: "start-up file wins over conf", conf: "TCP_MODE=\"atcp\"\nUDP_MODE=\"audp\"\n", defaults: "TCP_MODE=\"tcp\"\nUDP_MODE=\"udp\"\n", want: []event.Mode{event.ModeTCP, event.ModeUDP}, warns: 2},
 		{name: "flags win over both", conf: "TCP_MODE=\"tcp\"\n", defaults: "UDP_MODE=\"udp\"\n", flags: []event.Mode{event.ModeUDP}, want: []event.Mode{event.ModeUDP}},
 		{name: "two modes for one protocol", flags: []event.Mode{event.ModeTCP, event.ModeATCP}, wantErr: errAny},
 		{name: "advanced mode from the start-up file", defaults: "TCP_MODE=\"atcp\"\nUDP_MODE=\"audp\"\n", want: []event.Mode{event.ModeATCP, event.ModeAUDP}},
@@ -64,6 +69,15 @@ func TestLoadModes(t *testing.T) {
 			}
 			if diff := cmp.Diff(tt.want, s.Modes); diff != "" {
 				t.Errorf("modes (-want +got):\n%s", diff)
+			}
+			n := 0
+			for _, w := range s.Warnings {
+				if strings.Contains(w, "is overridden by") {
+					n++
+				}
+			}
+			if n != tt.warns {
+				t.Errorf("%d warnings about an overridden mode, want %d: %q", n, tt.warns, s.Warnings)
 			}
 		})
 	}
