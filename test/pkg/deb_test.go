@@ -1,6 +1,7 @@
 package pkg
 
 import (
+	"debug/buildinfo"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,27 +15,31 @@ import (
 var wantFiles = map[string]string{
 	"usr/sbin/portsentry":                                  "-rwxr-xr-x",
 	"usr/lib/systemd/system/portsentry.service":            "-rw-r--r--",
-	"etc/portsentry/portsentry.conf":                       "-rw-r--r--",
+	"usr/share/portsentry/portsentry.conf":                 "-rw-r--r--",
 	"etc/portsentry/portsentry.ignore.static":              "-rw-r--r--",
-	"etc/default/portsentry":                               "-rw-r--r--",
 	"etc/logrotate.d/portsentry":                           "-rw-r--r--",
 	"etc/fail2ban/filter.d/portsentry-2x.conf":             "-rw-r--r--",
 	"usr/share/man/man8/portsentry.8.gz":                   "-rw-r--r--",
 	"usr/share/man/man5/portsentry.conf.5.gz":              "-rw-r--r--",
 	"usr/share/doc/portsentry/copyright":                   "-rw-r--r--",
 	"usr/share/doc/portsentry/changelog.gz":                "-rw-r--r--",
+	"usr/share/doc/portsentry/NEWS.Debian.gz":              "-rw-r--r--",
+	"usr/share/doc/portsentry/metrics.md.gz":               "-rw-r--r--",
 	"usr/share/doc/portsentry/examples/fail2ban-jail.conf": "-rw-r--r--",
 	"usr/share/doc/portsentry/examples/hosts-deny.conf":    "-rw-r--r--",
 	"usr/share/portsentry/grafana/portsentry.json":         "-rw-r--r--",
-	"var/lib/portsentry/":                                  "drwxr-xr-x",
+	// Shipped 0755 as lintian wants; postinst makes them 0750.
+	"var/lib/portsentry/": "drwxr-xr-x",
+	"var/log/portsentry/": "drwxr-xr-x",
 }
 
-// The configuration the administrator owns: every file under /etc.
+// The conffiles: every file the package ships under /etc. portsentry.conf
+// is not one (postinst creates it when missing and never replaces it, so
+// an upgrade from 1.2 keeps 1.2's file and behaviour), and neither is
+// /etc/default/portsentry (1.2's postinst wrote it; this package ships none).
 var wantConffiles = []string{
-	"/etc/default/portsentry",
 	"/etc/fail2ban/filter.d/portsentry-2x.conf",
 	"/etc/logrotate.d/portsentry",
-	"/etc/portsentry/portsentry.conf",
 	"/etc/portsentry/portsentry.ignore.static",
 }
 
@@ -123,8 +128,27 @@ func TestDebContents(t *testing.T) {
 	if out := command(t, nil, bin, "-V"); !strings.HasPrefix(out, "portsentry ") {
 		t.Errorf("portsentry -V printed %q", out)
 	}
+	// The licence, and every Go module linked into the binary named in
+	// copyright with its own.
+	cr, err := os.ReadFile(filepath.Join(root, "usr/share/doc/portsentry/copyright"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(cr), "\nLicense: BSD-2-Clause\n") {
+		t.Errorf("copyright does not grant BSD-2-Clause:\n%s", cr)
+	}
+	words := strings.Fields(string(cr))
+	info, err := buildinfo.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range info.Deps {
+		if !slices.ContainsFunc(words, func(w string) bool { return strings.TrimRight(w, ",;") == dep.Path }) {
+			t.Errorf("copyright does not name %s, which the binary links", dep.Path)
+		}
+	}
 	// The shipped configuration loads.
-	out := command(t, nil, bin, "check", "-c", filepath.Join(root, "etc/portsentry/portsentry.conf"))
+	out := command(t, nil, bin, "check", "-c", filepath.Join(root, "usr/share/portsentry/portsentry.conf"))
 	if !strings.Contains(out, "OK") {
 		t.Errorf("portsentry check on the packaged configuration: %s", out)
 	}
@@ -155,8 +179,8 @@ func TestMaintainerScripts(t *testing.T) {
 		if !strings.HasPrefix(string(b), "#!/bin/sh\n") {
 			t.Errorf("%s does not start with #!/bin/sh", s)
 		}
-		if strings.Contains(string(b), "@LEGACY_BELOW@") {
-			t.Errorf("%s still has the @LEGACY_BELOW@ placeholder", s)
+		if m := regexp.MustCompile(`@[A-Z_]+@`).FindString(string(b)); m != "" {
+			t.Errorf("%s still has the %s placeholder", s, m)
 		}
 		for _, sh := range shells {
 			command(t, nil, sh, "-n", p)
@@ -218,13 +242,14 @@ func TestSystemdUnit(t *testing.T) {
 		t.Errorf("systemd-analyze verify: %v\n%s", err, out)
 	}
 
-	// systemd's exposure score, 0 (locked down) to 10; 3 is "OK".
-	out2, err := commandErr(nil, analyze, "security", "--offline=yes", "--threshold=30", unit)
+	// systemd's exposure score, 0 (locked down) to 10, in tenths: at most
+	// 2.7, the unit's score when issue 11 was filed.
+	out2, err := commandErr(nil, analyze, "security", "--offline=yes", "--threshold=27", unit)
 	if i := strings.Index(out2, "→ Overall exposure level"); i >= 0 {
 		t.Logf("systemd-analyze security: %s", strings.TrimSpace(out2[i:]))
 	}
 	if err != nil {
-		t.Errorf("systemd-analyze security --threshold=30 failed (%v):\n%s", err, out2)
+		t.Errorf("systemd-analyze security --threshold=27 (2.7) failed (%v):\n%s", err, out2)
 	}
 
 	settings := unitSettings(text)
@@ -237,6 +262,9 @@ func TestSystemdUnit(t *testing.T) {
 		"NoNewPrivileges":          "yes",
 		"ProtectSystem":            "strict",
 		"StateDirectory":           "portsentry",
+		"StateDirectoryMode":       "0750",
+		"LogsDirectory":            "portsentry",
+		"LogsDirectoryMode":        "0750",
 		"RuntimeDirectory":         "portsentry",
 		"RestrictAddressFamilies":  "AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET",
 		"SystemCallFilter":         "@system-service",

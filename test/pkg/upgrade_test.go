@@ -2,8 +2,11 @@ package pkg
 
 import (
 	"bufio"
+	"compress/gzip"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,17 +14,21 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
+	"github.com/portsentry-go/portsentry/internal/netns"
 	"github.com/portsentry-go/portsentry/internal/netns/netnstest"
+	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
 
 // TestInstallUpgradePurge installs the package for real in throw-away
 // Debian roots made from a cached debootstrap: over Debian's own PortSentry
 // 1.2 package as an administrator left it after following a tutorial
 // (edited configuration, advanced modes, a masked portsentry.service), over
-// an untouched 1.2 (no conffile question may be asked), and on a fresh
-// system; then removes and purges it.
+// an untouched 1.2 (no conffile question may be asked, and the daemon must
+// then do what 1.2 did), and on a fresh system; then removes and purges it.
 func TestInstallUpgradePurge(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
@@ -30,6 +37,8 @@ func TestInstallUpgradePurge(t *testing.T) {
 	deb, debFiles := builtDeb(t)
 	base := debianRoot(t)
 	old := debianPortsentry(t)
+	upgradeNotice := firstLine(t, filepath.Join(repoDir, "packaging/deb/upgrade-notice"))
+	installNotice := firstLine(t, filepath.Join(repoDir, "packaging/deb/install-notice"))
 
 	t.Run("over an edited 1.2", func(t *testing.T) {
 		t.Parallel()
@@ -57,6 +66,9 @@ func TestInstallUpgradePurge(t *testing.T) {
 		conf := r.read(t, "/etc/portsentry/portsentry.conf")
 		static := r.read(t, "/etc/portsentry/portsentry.ignore.static")
 
+		// portsentry.conf is no conffile of the new package, so it is
+		// kept without a question; the edited ignore.static is a conffile
+		// the package changes too, which dpkg asks about as ever.
 		out := r.install(t, deb, "--force-confdef", "--force-confold")
 		t.Logf("dpkg -i over the edited 1.2:\n%s", out)
 		r.assertInstalled(t, "1:")
@@ -75,57 +87,259 @@ func TestInstallUpgradePurge(t *testing.T) {
 		if !strings.Contains(out, "removed the mask") {
 			t.Error("postinst did not say it removed the mask")
 		}
+		if n := strings.Count(out, upgradeNotice); n != 1 {
+			t.Errorf("the upgrade notice %q was printed %d times, want once", upgradeNotice, n)
+		}
 		r.assertMigrated(t)
 		// The kept 1.2 configuration, with the kept modes, is valid.
 		check := r.check(t)
-		if !strings.Contains(check, "atcp") || !strings.Contains(check, "audp") {
-			t.Errorf("portsentry check does not report the advanced modes of /etc/default/portsentry:\n%s", check)
+		if !strings.Contains(check, "atcp") || !strings.Contains(check, "audp") || !strings.Contains(check, "BLOCK_TCP=1 BLOCK_UDP=1") {
+			t.Errorf("portsentry check does not report the administrator's advanced modes and blocking:\n%s", check)
 		}
-		r.removeAndPurge(t)
+		r.removeAndPurge(t, nil)
 	})
 
 	t.Run("over an untouched 1.2", func(t *testing.T) {
 		t.Parallel()
 		r := newRoot(t, base)
 		r.install(t, old, "--force-depends")
+		oldConf := r.read(t, "/etc/portsentry/portsentry.conf")
 		oldDefault := r.read(t, "/etc/default/portsentry")
+		// Debian's 1.2 as shipped: connect mode chosen by the start-up
+		// file its postinst wrote, log only.
+		if !strings.Contains(oldDefault, `TCP_MODE="tcp"`) || !strings.Contains(oldDefault, `UDP_MODE="udp"`) ||
+			!strings.Contains(oldConf, `BLOCK_TCP="0"`) || !strings.Contains(oldConf, `BLOCK_UDP="0"`) {
+			t.Fatalf("Debian's 1.2 is not as this test knows it:\n%s\n%s", oldDefault, oldConf)
+		}
 		// No --force-conf* and no terminal: a conffile question would fail
 		// the installation.
 		out := r.install(t, deb)
 		t.Logf("dpkg -i over the untouched 1.2:\n%s", out)
 		r.assertInstalled(t, "1:")
-		want, err := os.ReadFile(filepath.Join(debFiles, "etc/portsentry/portsentry.conf"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := r.read(t, "/etc/portsentry/portsentry.conf"); got != string(want) {
-			t.Error("the unchanged 1.2 portsentry.conf was not replaced by the packaged one")
+		if got := r.read(t, "/etc/portsentry/portsentry.conf"); got != oldConf {
+			t.Error("1.2's portsentry.conf was replaced: an unedited conffile would take the new defaults, which block every unused port")
 		}
 		if got := r.read(t, "/etc/default/portsentry"); got != oldDefault {
 			t.Errorf("/etc/default/portsentry = %q, want 1.2's %q kept", got, oldDefault)
 		}
+		// The notice: once on the terminal, and in NEWS.Debian.
+		if n := strings.Count(out, upgradeNotice); n != 1 {
+			t.Errorf("the upgrade notice %q was printed %d times, want once:\n%s", upgradeNotice, n, out)
+		}
+		for _, s := range []string{"tcp on 26 TCP ports, udp on 21 UDP ports", "BLOCK_TCP=0 BLOCK_UDP=0", "/usr/share/portsentry/portsentry.conf"} {
+			if !strings.Contains(out, s) {
+				t.Errorf("the upgrade's output does not say %q", s)
+			}
+		}
+		if news := r.readGzip(t, "/usr/share/doc/portsentry/NEWS.Debian.gz"); !strings.Contains(news, upgradeNotice) {
+			t.Errorf("NEWS.Debian lacks %q:\n%s", upgradeNotice, news)
+		}
 		r.assertMigrated(t)
-		r.check(t)
+		r.assertDirModes(t)
+		// What 1.2 watched, in its modes, and how it answered: the
+		// unit's command line (no flags) on the kept files.
+		check := r.check(t)
+		for _, s := range []string{"modes: tcp on 26 TCP ports, udp on 21 UDP ports", "BLOCK_TCP=0 BLOCK_UDP=0", "BLOCKER=command"} {
+			if !strings.Contains(check, s) {
+				t.Errorf("portsentry check does not say %q:\n%s", s, check)
+			}
+		}
+		r.assertBehaves12(t)
 	})
 
 	t.Run("fresh", func(t *testing.T) {
 		t.Parallel()
 		r := newRoot(t, base)
+		// The README's first step: addresses never to block, written
+		// before the installation starts the daemon. portsentry.ignore is
+		// no conffile, so dpkg asks nothing about it.
+		r.write(t, "/etc/portsentry/portsentry.ignore", "198.51.100.7\n")
 		out := r.install(t, deb)
 		t.Logf("dpkg -i on a fresh system:\n%s", out)
 		r.assertInstalled(t, "1:")
-		want, err := os.ReadFile(filepath.Join(debFiles, "etc/default/portsentry"))
+		want, err := os.ReadFile(filepath.Join(debFiles, "usr/share/portsentry/portsentry.conf"))
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := r.read(t, "/etc/default/portsentry"); got != string(want) {
-			t.Errorf("/etc/default/portsentry = %q, want the packaged one", got)
+		if got := r.read(t, "/etc/portsentry/portsentry.conf"); got != string(want) {
+			t.Error("/etc/portsentry/portsentry.conf is not the shipped configuration")
+		}
+		if got := r.read(t, "/etc/portsentry/portsentry.ignore"); got != "198.51.100.7\n" {
+			t.Errorf("the administrator's portsentry.ignore became %q", got)
+		}
+		// The modes are portsentry.conf's: no start-up file to override them.
+		r.assertGone(t, "/etc/default/portsentry")
+		if n := strings.Count(out, installNotice); n != 1 {
+			t.Errorf("the installation notice %q was printed %d times, want once:\n%s", installNotice, n, out)
+		}
+		if strings.Contains(out, upgradeNotice) {
+			t.Error("a fresh installation printed the upgrade notice")
+		}
+		// Nobody is logged in to the root: postinst says how to protect
+		// an address instead of naming sessions.
+		if !strings.Contains(out, "Nobody is logged in") {
+			t.Error("postinst did not say which logins are protected")
 		}
 		r.assertEnabled(t)
 		r.assertExists(t, "/var/lib/portsentry/portsentry.history")
-		r.check(t)
-		r.removeAndPurge(t)
+		r.assertDirModes(t)
+		if check := r.check(t); !strings.Contains(check, "atcp") || !strings.Contains(check, "audp") {
+			t.Errorf("portsentry check does not report the shipped advanced modes:\n%s", check)
+		}
+		r.assertRemoveClearsKernel(t)
 	})
+}
+
+// assertBehaves12 runs the upgraded daemon as the unit does (no flags, so
+// /etc/default/portsentry's modes) inside the root, in a network
+// namespace joined to a second one, and probes it from there: a port
+// 1.2's TCP_PORTS lists is a connect-mode trap that reports the client and
+// blocks nothing (BLOCK_TCP="0"), a UDP port of UDP_PORTS likewise, and a
+// port the list lacks is no trap at all (advanced mode would report it).
+func (r root) assertBehaves12(t *testing.T) {
+	t.Helper()
+	target, scanner := netip.MustParseAddr("10.233.0.1"), netip.MustParseAddr("10.233.0.2")
+	lt, ls := lab.New(t, "u12t"), lab.New(t, "u12s")
+	netnstest.Pair(t,
+		netns.Iface{NS: lt, Name: "eth0", Addrs: netns.OnLink(target)},
+		netns.Iface{NS: ls, Name: "eth0", Addrs: netns.OnLink(scanner)})
+	d := r.startDaemon(t, lt)
+	d.waitFor(t, "now active and listening", 15*time.Second)
+	if start := d.lines("PortSentry starting"); len(start) == 0 || !strings.Contains(start[0], "modes: tcp on 26 TCP ports, udp on 21 UDP ports") {
+		t.Errorf("the daemon did not start in 1.2's modes on 1.2's ports: %q", start)
+	}
+
+	// 8080 is in no list of 1.2's: refused by the kernel, nothing logged.
+	if err := netnstest.Dial(t, ls, scanner, netip.AddrPortFrom(target, 8080), 3*time.Second); err == nil {
+		t.Error("port 8080 accepted a connection: the daemon binds ports 1.2 did not watch")
+	}
+	if err := netnstest.Dial(t, ls, scanner, netip.AddrPortFrom(target, 143), 3*time.Second); err != nil {
+		t.Errorf("port 143 (TCP_PORTS) is not a connect-mode trap: %v", err)
+	}
+	d.waitFor(t, "attackalert: Connect from host: 10.233.0.2/10.233.0.2 to TCP port: 143", 10*time.Second)
+	netnstest.Do(t, ls, func() error {
+		c, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(netip.AddrPortFrom(target, 161)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.Write([]byte("pspkg"))
+		return err
+	})
+	d.waitFor(t, "attackalert: UDP scan from host: 10.233.0.2/10.233.0.2 to UDP port: 161", 10*time.Second)
+	if ls := d.lines("port: 8080"); len(ls) > 0 {
+		t.Errorf("a probe of port 8080 was reported: %q", ls)
+	}
+	if ls := d.lines("has been blocked"); len(ls) > 0 || len(d.lines("blocked: [true]")) > 0 {
+		t.Errorf("1.2 only logged (BLOCK_TCP=\"0\"), the upgrade blocks:\n%s", d.out.String())
+	}
+	// Still reachable, and nothing in the kernel.
+	if err := netnstest.Dial(t, ls, scanner, netip.AddrPortFrom(target, 143), 3*time.Second); err != nil {
+		t.Errorf("after its probe the client no longer reaches port 143: %v", err)
+	}
+	if out, _ := lt.Command("nft", "list", "tables").CombinedOutput(); strings.Contains(string(out), "portsentry") {
+		t.Errorf("a log-only configuration made an nftables table:\n%s", out)
+	}
+	d.stop(t)
+}
+
+// assertRemoveClearsKernel: bans outlive the daemon by design, so after
+// the package is gone the kernel would still drop and trap with nobody to
+// log, expire or lift anything. The daemon is run inside the root, in a
+// namespace, with each native blocker (nftables with its trap, iptables,
+// routes) and a ban made by `portsentry block`; `dpkg -r` must take all of
+// it out, and leave another table alone. Then the package is purged.
+func (r root) assertRemoveClearsKernel(t *testing.T) {
+	t.Helper()
+	ns := lab.New(t, "purge")
+	const banned = "192.0.2.7"
+	conf := r.read(t, "/etc/portsentry/portsentry.conf")
+	for _, blocker := range []string{"nftables", "iptables", "route"} {
+		name := "/etc/portsentry/" + blocker + ".conf"
+		r.write(t, name, strings.Replace(conf, `BLOCKER="auto"`, `BLOCKER="`+blocker+`"`, 1))
+		d := r.startDaemon(t, ns, "-c", name)
+		d.waitFor(t, "now active and listening", 15*time.Second)
+		if out, err := r.runIn(ns, "portsentry", "block", banned); err != nil {
+			t.Fatalf("portsentry block %s with BLOCKER=%s: %v\n%s", banned, blocker, err, out)
+		}
+		d.stop(t)
+		// Not the package's: purge would rightly leave it.
+		if err := os.Remove(r.path(name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	nsOut := func(name string, args ...string) (string, error) {
+		out, err := ns.Command(name, args...).CombinedOutput()
+		return string(out), err
+	}
+	out, err := ns.Command("nft", "-j", "list", "set", "inet", "portsentry", "ban4").Output()
+	if err != nil {
+		t.Fatalf("no ban set after the daemon ran: %v", err)
+	}
+	if elems, err := nftset.Parse(out); err != nil || !slices.Contains(nftset.Addrs(elems), netip.MustParseAddr(banned)) {
+		t.Fatalf("the nftables ban of %s is not in the kernel (%v): %s", banned, err, out)
+	}
+	if out, err := nsOut("iptables", "-w", "-n", "-L", "PORTSENTRY"); err != nil || !strings.Contains(out, banned) {
+		t.Fatalf("the iptables ban of %s is not in the kernel (%v):\n%s", banned, err, out)
+	}
+	if out, _ := nsOut("ip", "route", "show", "table", "all", "proto", "80"); !strings.Contains(out, banned) {
+		t.Fatalf("the route ban of %s is not in the kernel:\n%s", banned, out)
+	}
+	if out, err := nsOut("nft", "add", "table", "inet", "pspkg_keep"); err != nil {
+		t.Fatalf("nft add table: %v\n%s", err, out)
+	}
+
+	removed := r.removeAndPurge(t, ns)
+	for _, said := range []string{"removed the nftables table inet portsentry", "removed the iptables chain PORTSENTRY", "removed portsentry's unreachable routes"} {
+		if !strings.Contains(removed, said) {
+			t.Errorf("dpkg -r did not say %q:\n%s", said, removed)
+		}
+	}
+	if out, err := nsOut("nft", "list", "table", "inet", "portsentry"); err == nil {
+		t.Errorf("the table inet portsentry outlived the package:\n%s", out)
+	}
+	if out, err := nsOut("iptables", "-w", "-n", "-L", "PORTSENTRY"); err == nil {
+		t.Errorf("the iptables chain PORTSENTRY outlived the package:\n%s", out)
+	}
+	if out, _ := nsOut("iptables", "-w", "-n", "-L", "INPUT"); strings.Contains(out, "PORTSENTRY") {
+		t.Errorf("INPUT still jumps to PORTSENTRY:\n%s", out)
+	}
+	if out, _ := nsOut("ip", "route", "show", "table", "all", "proto", "80"); strings.TrimSpace(out) != "" {
+		t.Errorf("portsentry's routes outlived the package:\n%s", out)
+	}
+	if out, err := nsOut("nft", "list", "table", "inet", "pspkg_keep"); err != nil {
+		t.Errorf("another table was removed too: %v\n%s", err, out)
+	}
+}
+
+// assertDirModes: the state and log directories are root's only, as the
+// unit makes them.
+func (r root) assertDirModes(t *testing.T) {
+	t.Helper()
+	for _, d := range []string{"/var/lib/portsentry", "/var/log/portsentry"} {
+		fi, err := os.Stat(r.path(d))
+		if err != nil {
+			t.Error(err)
+			continue
+		}
+		if fi.Mode().Perm() != 0o750 {
+			t.Errorf("%s has mode %v, want 0750", d, fi.Mode().Perm())
+		}
+	}
+}
+
+// firstLine is the first line of a file of the repository.
+func firstLine(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if line == "" {
+		t.Fatalf("%s starts with an empty line", p)
+	}
+	return line
 }
 
 // root is a throw-away Debian system.
@@ -156,6 +370,53 @@ func (r root) run(stdin io.Reader, args ...string) (string, error) {
 	return commandErr(stdin, "unshare", argv...)
 }
 
+// runIn runs a command inside the root and inside the namespace ns, in a
+// PID namespace of its own.
+func (r root) runIn(ns *netns.NS, args ...string) (string, error) {
+	out, err := ns.Command("unshare", r.chrootArgv(args...)...).CombinedOutput()
+	return string(out), err
+}
+
+func (r root) chrootArgv(args ...string) []string {
+	return append([]string{"--pid", "--fork", "--kill-child=SIGTERM", "--", "chroot", r.dir,
+		"/usr/bin/env", "-i", "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND=noninteractive",
+		"LC_ALL=C.UTF-8", "HOME=/root"}, args...)
+}
+
+// startDaemon runs the installed daemon inside the root, in the namespace
+// ns, in the foreground, with args; stop ends it with SIGTERM.
+func (r root) startDaemon(t *testing.T, ns *netns.NS, args ...string) *sandboxed {
+	t.Helper()
+	d := &sandboxed{done: make(chan struct{})}
+	d.cmd = ns.Command("unshare", r.chrootArgv(append([]string{"/usr/sbin/portsentry"}, args...)...)...)
+	d.cmd.Stdout, d.cmd.Stderr = &d.out, &d.out
+	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	d.cmd.WaitDelay = 15 * time.Second
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = d.cmd.Wait(); close(d.done) }()
+	t.Cleanup(func() {
+		select {
+		case <-d.done:
+		default:
+			_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGKILL)
+			<-d.done
+		}
+	})
+	return d
+}
+
+// stop sends SIGTERM to the daemon (to its process group: unshare
+// ignores the signal while it waits) and waits until the daemon has said
+// it is shutting down and its output is closed.
+func (d *sandboxed) stop(t *testing.T) {
+	t.Helper()
+	_ = syscall.Kill(-d.cmd.Process.Pid, syscall.SIGTERM)
+	d.waitFor(t, "is shutting down", 10*time.Second)
+	<-d.done
+}
+
 // install runs dpkg -i on a package file copied into the root, with no
 // terminal and nothing on standard input.
 func (r root) install(t *testing.T, deb string, opts ...string) string {
@@ -179,8 +440,10 @@ func (r root) assertInstalled(t *testing.T, versionPrefix string) {
 }
 
 // assertMigrated checks what any upgrade from 1.2 must leave: 1.2's files,
-// init script and rc links gone, /etc/default/portsentry a conffile, the
-// native unit present, enabled and not masked.
+// init script and rc links gone, portsentry.conf and /etc/default/portsentry
+// the administrator's files (no conffiles of the package, which would be
+// replaced or asked about), the native unit present, enabled and not
+// masked.
 func (r root) assertMigrated(t *testing.T) {
 	t.Helper()
 	r.assertGone(t, "/etc/init.d/portsentry", "/etc/ppp/ip-up.d/portsentry", "/etc/ppp/ip-down.d/portsentry",
@@ -192,8 +455,11 @@ func (r root) assertMigrated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(cf, "/etc/default/portsentry ") {
-		t.Errorf("/etc/default/portsentry is not a conffile now:\n%s", cf)
+	for _, line := range strings.Split(cf, "\n") {
+		f := strings.Fields(line)
+		if len(f) >= 2 && (f[0] == "/etc/default/portsentry" || f[0] == "/etc/portsentry/portsentry.conf") && !slices.Contains(f, "obsolete") {
+			t.Errorf("%s is a conffile of the package: %q", f[0], line)
+		}
 	}
 	if strings.Contains(cf, "/etc/init.d/portsentry") {
 		t.Errorf("dpkg still lists 1.2's init script as a conffile:\n%s", cf)
@@ -230,29 +496,57 @@ func (r root) check(t *testing.T) string {
 	return out
 }
 
-// removeAndPurge: removal keeps the configuration and masks nothing; purge
-// leaves no trace.
-func (r root) removeAndPurge(t *testing.T) {
+// removeAndPurge: removal keeps the configuration and the state and masks
+// nothing; purge leaves no trace. dpkg -r runs in ns if not nil (else in a
+// network namespace of its own); its output is returned.
+func (r root) removeAndPurge(t *testing.T, ns *netns.NS) string {
 	t.Helper()
-	if out, err := r.run(nil, "dpkg", "-r", "portsentry"); err != nil {
-		t.Fatalf("dpkg -r: %v\n%s", err, out)
+	var removed string
+	var err error
+	if ns != nil {
+		removed, err = r.runIn(ns, "dpkg", "-r", "portsentry")
+	} else {
+		removed, err = r.run(nil, "dpkg", "-r", "portsentry")
+	}
+	if err != nil {
+		t.Fatalf("dpkg -r: %v\n%s", err, removed)
 	}
 	r.assertGone(t, "/usr/sbin/portsentry", "/usr/lib/systemd/system/portsentry.service", "/etc/systemd/system/portsentry.service")
-	r.assertExists(t, "/etc/portsentry/portsentry.conf", "/etc/default/portsentry")
+	r.assertExists(t, "/etc/portsentry/portsentry.conf", "/var/lib/portsentry/portsentry.history")
 	if out, err := r.run(nil, "dpkg", "-P", "portsentry"); err != nil {
 		t.Fatalf("dpkg -P: %v\n%s", err, out)
 	}
-	r.assertGone(t, "/etc/portsentry", "/etc/default/portsentry", "/var/lib/portsentry",
+	r.assertGone(t, "/etc/portsentry", "/etc/default/portsentry", "/var/lib/portsentry", "/var/log/portsentry",
 		"/etc/logrotate.d/portsentry", "/etc/fail2ban/filter.d/portsentry-2x.conf",
 		"/etc/systemd/system/multi-user.target.wants/portsentry.service")
 	if out, _ := r.run(nil, "dpkg-query", "-W", "-f", "${Status}", "portsentry"); strings.Contains(out, "installed") && !strings.Contains(out, "not-installed") {
 		t.Errorf("after purge portsentry is %q", out)
 	}
+	return removed
 }
 
 func (r root) read(t *testing.T, p string) string {
 	t.Helper()
 	b, err := os.ReadFile(r.path(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// readGzip is the text of a gzip-compressed file of the root.
+func (r root) readGzip(t *testing.T, p string) string {
+	t.Helper()
+	f, err := os.Open(r.path(p))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(z)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,6 +605,9 @@ func (r root) assertExists(t *testing.T, paths ...string) {
 	}
 }
 
+// rootTools are the packages debootstrap adds to the minimal root.
+const rootTools = "nftables,iptables,iproute2"
+
 // The cached Debian root, made once per machine.
 var (
 	baseOnce sync.Once
@@ -320,8 +617,11 @@ var (
 )
 
 // debianRoot returns a minimal Debian root of this machine's release
-// (debootstrap --variant=minbase from apt's mirror), cached under
-// .cache/pkgtest/ so that only the first run pays the minute and a half.
+// (debootstrap --variant=minbase from apt's mirror) with the firewall and
+// routing tools of a standard installation (nftables and iproute2 are
+// "important" there; iptables for its blocker), which postrm uses to take
+// portsentry out of the kernel. Cached under .cache/pkgtest/ so that only
+// the first run pays the minute and a half.
 func debianRoot(t *testing.T) string {
 	t.Helper()
 	requireTool(t, "debootstrap", "debootstrap")
@@ -332,7 +632,7 @@ func debianRoot(t *testing.T) string {
 			return
 		}
 		cache := filepath.Join(repoDir, ".cache", "pkgtest")
-		dir := filepath.Join(cache, codename+"-minbase")
+		dir := filepath.Join(cache, codename+"-minbase-"+strings.ReplaceAll(rootTools, ",", "-"))
 		if _, err := os.Stat(filepath.Join(dir, ".pspkg-complete")); err == nil {
 			baseDir = dir
 			return
@@ -349,9 +649,9 @@ func debianRoot(t *testing.T) string {
 		}
 		defer os.RemoveAll(tmp)
 		mirror := aptMirror(codename)
-		out, err := exec.Command("debootstrap", "--variant=minbase", codename, tmp, mirror).CombinedOutput()
+		out, err := exec.Command("debootstrap", "--variant=minbase", "--include="+rootTools, codename, tmp, mirror).CombinedOutput()
 		if err != nil {
-			baseErr = fmt.Errorf("debootstrap --variant=minbase %s %s: %v\n%s", codename, mirror, err, lastLines(string(out), 30))
+			baseErr = fmt.Errorf("debootstrap --variant=minbase --include=%s %s %s: %v\n%s", rootTools, codename, mirror, err, lastLines(string(out), 30))
 			return
 		}
 		if err := os.WriteFile(filepath.Join(tmp, ".pspkg-complete"), nil, 0o644); err != nil {
