@@ -187,19 +187,8 @@ func (e *Enforcer) Decide(ev event.Event) {
 		// now, so this probe counts (the kernel trap has banned it anew).
 		e.Expire()
 	}
-	if hops, ok := e.peers.forged(ev); ok {
-		// A peer's address from another distance: dropped by the kernel
-		// trap without a ban, and here neither counted nor banned, until
-		// such probes reach peerTrigger ports.
-		if v := e.unlike.Observe(ev); v.Action != engine.Respond {
-			e.rep.Forged(ev)
-			if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
-				e.rep.Report(report.Outcome{Event: ev, Forged: hops, Suppressed: n})
-			}
-			return
-		}
-		e.unlike.Done(ev.Src, false)
-		e.log.Warn(logline.PeerScanned(ev.Src.String(), peerTrigger))
+	if hops, ok := e.peers.forged(ev); ok && e.spared(ev, hops) {
+		return
 	}
 	if !e.engine.IsBlocked(ev.Src) && e.flood.single(ev) {
 		e.rep.Flooded(ev)
@@ -248,15 +237,44 @@ func (e *Enforcer) Decide(ev event.Event) {
 	}
 }
 
+// spared handles a probe that claims a peer's address from another
+// distance (hops are the peer's own): dropped by the kernel trap without
+// a ban, and here neither counted nor banned, until such probes reach
+// peerTrigger ports; then the peer is acted on as a scanner, once, and its
+// probes are handled as anyone's until its ban is lifted. It reports
+// whether ev was spared.
+func (e *Enforcer) spared(ev event.Event, hops []uint8) bool {
+	switch v := e.unlike.Observe(ev); v.Action {
+	case engine.Respond:
+		e.unlike.Done(ev.Src, true)
+		e.log.Warn(logline.PeerScanned(ev.Src.String(), peerTrigger))
+		return false
+	case engine.AlreadyBlocked:
+		return false
+	}
+	e.rep.Forged(ev)
+	if ok, n := e.quiet.Allow(ev.Src, ev.Time); ok {
+		e.rep.Report(report.Outcome{Event: ev, Forged: hops, Suppressed: n})
+	}
+	return true
+}
+
 // respondTo queues the response the engine asked for, unless the guard
-// refuses it: with -L the engine acts on this host's own addresses, but no
-// block ever lands on them.
+// refuses it (with -L the engine acts on this host's own addresses, but no
+// block ever lands on them), or a reading of the kernel's peers made now
+// finds ev forged after all.
 func (e *Enforcer) respondTo(ev event.Event, v engine.Verdict) {
 	if e.guard.NeverBlock(ev.Src) {
 		e.engine.Done(ev.Src, false)
 		v.Action = engine.Report
 		e.rep.Report(report.Outcome{Event: ev, Verdict: v, Refused: true})
 		return
+	}
+	if !e.unlike.IsBlocked(ev.Src) {
+		if hops, ok := e.peers.forgedNow(ev); ok && e.spared(ev, hops) {
+			e.engine.Done(ev.Src, false)
+			return
+		}
 	}
 	j := job{ev: ev, v: v, cur: e.cur.Load()}
 	j.steps = j.cur.steps(ev, v)
@@ -351,6 +369,7 @@ func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
 	var unkill []string
 	for _, b := range bs {
 		e.engine.Unblock(b.Addr)
+		e.unlike.Unblock(b.Addr) // a peer acted on is a peer again
 		e.rep.Lifted(b, expired)
 		if line := c.Plan.HostsDenyLine(b.Addr); line != "" {
 			// Queued: the writer rewrites the file once for all the lines

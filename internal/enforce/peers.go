@@ -46,15 +46,15 @@ type peers struct {
 type peerSource struct {
 	read    func() ([]block.Peer, error)
 	log     *slog.Logger
-	view    atomic.Pointer[peerView] // the last reading
-	reading atomic.Bool              // a reading is under way
-	failing bool                     // of the one reading under way: see refresh
+	view    atomic.Pointer[peerView] // the most recent reading
+	reading atomic.Bool              // a background reading is under way
+	failing atomic.Bool              // the last reading failed (logged once)
 }
 
 // peerView is one reading of the kernel's peers.
 type peerView struct {
-	at   time.Time // of the probe that asked for it
-	hops map[netip.Addr][]uint8
+	began time.Time // when the reading began
+	hops  map[netip.Addr][]uint8
 }
 
 // use makes p read from the kernel with read, or stop (nil).
@@ -70,7 +70,9 @@ func (p *peers) use(read func() ([]block.Peer, error), log *slog.Logger) {
 // Only passive sensors see a probe's hop count; a connect-mode probe
 // completed a handshake and is no forgery. The first probe after the trap
 // is set waits for a reading; later ones use the last reading while a
-// newer one is made, when it is peerRefresh old.
+// newer one is made, when it is peerRefresh old. A peer the kernel learnt
+// since the last reading is not one here yet: before acting on a source,
+// ask forgedNow.
 func (p *peers) forged(ev event.Event) ([]uint8, bool) {
 	src := p.src
 	if src == nil || ev.TTL == 0 || !ev.Mode.Passive() {
@@ -78,13 +80,35 @@ func (p *peers) forged(ev event.Event) ([]uint8, bool) {
 	}
 	v := src.view.Load()
 	if v == nil {
-		v = src.refresh(ev.Time)
-	} else if (ev.Time.Sub(v.at) >= peerRefresh || ev.Time.Before(v.at)) && src.reading.CompareAndSwap(false, true) {
+		v = src.refresh()
+	} else if (ev.Time.Sub(v.began) >= peerRefresh || ev.Time.Before(v.began.Add(-peerRefresh))) && src.reading.CompareAndSwap(false, true) {
 		go func() {
 			defer src.reading.Store(false)
-			src.refresh(ev.Time)
+			src.refresh()
 		}()
 	}
+	return v.forged(ev)
+}
+
+// forgedNow is forged judged by a reading that began after ev's packet
+// was captured: the check before acting on a source, so that a peer the
+// kernel learnt moments ago, and whose forged probes it spared, is not
+// banned by the daemon on an older reading. One reading serves every
+// probe captured before it began: a scan's probes captured together cost
+// one, and only sources about to be acted on ask.
+func (p *peers) forgedNow(ev event.Event) ([]uint8, bool) {
+	src := p.src
+	if src == nil || ev.TTL == 0 || !ev.Mode.Passive() {
+		return nil, false
+	}
+	v := src.view.Load()
+	if v == nil || !v.began.After(ev.Time) {
+		v = src.refresh()
+	}
+	return v.forged(ev)
+}
+
+func (v *peerView) forged(ev event.Event) ([]uint8, bool) {
 	hops, ok := v.hops[ev.Src]
 	if !ok || slices.Contains(hops, ev.TTL) {
 		return nil, false
@@ -92,31 +116,37 @@ func (p *peers) forged(ev event.Event) ([]uint8, bool) {
 	return hops, true
 }
 
-// refresh reads the peers again and returns the new view. On error it
-// keeps the peers it had, with the new time: peers expire in the kernel
-// over an hour, so an old view is still mostly right. One at a time.
-func (s *peerSource) refresh(now time.Time) *peerView {
+// refresh reads the peers again and returns the most recent view. On
+// error it keeps the peers it had, with the new time: peers expire in the
+// kernel over an hour, so an old view is still mostly right. The loop and
+// a background reading may read at once: the reading begun last is kept.
+func (s *peerSource) refresh() *peerView {
+	began := time.Now()
 	ps, err := s.read()
+	v := &peerView{began: began}
 	if err != nil {
-		if !s.failing && !errors.Is(err, net.ErrClosed) {
+		if !s.failing.Swap(true) && !errors.Is(err, net.ErrClosed) {
 			s.log.Warn(logline.Warning("reading the kernel's peers (keeping the last known): " + err.Error()))
 		}
-		s.failing = true
-		v := &peerView{at: now}
 		if old := s.view.Load(); old != nil {
 			v.hops = old.hops
 		}
-		s.view.Store(v)
-		return v
+	} else {
+		s.failing.Store(false)
+		v.hops = make(map[netip.Addr][]uint8, len(ps))
+		for _, x := range ps {
+			v.hops[x.Addr] = x.Hops
+		}
 	}
-	s.failing = false
-	m := make(map[netip.Addr][]uint8, len(ps))
-	for _, x := range ps {
-		m[x.Addr] = x.Hops
+	for {
+		old := s.view.Load()
+		if old != nil && old.began.After(began) {
+			return old
+		}
+		if s.view.CompareAndSwap(old, v) {
+			return v
+		}
 	}
-	v := &peerView{at: now, hops: m}
-	s.view.Store(v)
-	return v
 }
 
 // peerCounting is how unlike counts: peerTrigger distinct ports within

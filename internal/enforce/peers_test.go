@@ -62,8 +62,8 @@ func TestForgedProbesOfAPeer(t *testing.T) {
 }
 
 // Reading the kernel's peers again (a busy host's sets take a while to
-// list) never holds up decisions: they use the last reading meanwhile, and
-// the new one once it is there.
+// list) never holds up decisions that act on nobody: they use the last
+// reading meanwhile, and the new one once it is there.
 func TestPeersReadInTheBackground(t *testing.T) {
 	peer := netip.MustParseAddr("198.51.100.20")
 	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Peers: time.Hour}
@@ -79,8 +79,9 @@ func TestPeersReadInTheBackground(t *testing.T) {
 	r.fake.mu.Unlock()
 	decided := make(chan struct{})
 	go func() {
-		// Stale: starts a reading, which the kernel holds up.
-		r.probeAt(netip.MustParseAddr("198.51.100.30"), 101, 50, t0.Add(time.Second))
+		// The blocked scanner again, later: the reading is stale, a new
+		// one starts, and the kernel holds it up.
+		r.probeAt(scanner, 101, 50, t0.Add(time.Second))
 		close(decided)
 	}()
 	select {
@@ -90,7 +91,6 @@ func TestPeersReadInTheBackground(t *testing.T) {
 		t.Fatal("a decision waited for the kernel's peers")
 	}
 	close(gate)
-	// Once the reading is in, a forged probe of the new peer is spared.
 	deadline := time.Now().Add(5 * time.Second)
 	for in := false; !in; {
 		r.do(func() { in = r.e.peers.src.view.Load().hops[peer] != nil })
@@ -99,8 +99,25 @@ func TestPeersReadInTheBackground(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	r.probeAt(peer, 102, 50, t0.Add(time.Second+time.Millisecond))
+}
+
+// A peer the kernel learnt after the daemon's last reading of its peers,
+// whose forged probe the kernel spared, is not banned by the daemon
+// either: before acting on a source the daemon reads the peers again if
+// its reading began before the probe was captured.
+func TestPeerLearntSinceTheLastReading(t *testing.T) {
+	peer := netip.MustParseAddr("198.51.100.20")
+	trap := &block.Trap{TCP: portset.Below(1024), TTL: time.Hour, Peers: time.Hour}
+	r := newRig(t, rigOptions{traps: true, settings: Settings{Trap: trap}})
+	r.probeAt(scanner, 100, 50, time.Now()) // a reading: no peers yet
+	r.waitLog("attackalert: Host 198.51.100.7 has been blocked via nftables")
+	r.fake.setPeers(block.Peer{Addr: peer, Hops: []uint8{63}}) // learnt now
+	r.probeAt(peer, 101, 50, time.Now())                       // forged, within peerRefresh
 	r.waitLog("attackalert: Forged probe: TCP SYN/Normal scan claiming host 198.51.100.20")
+	r.settle()
+	if _, ok := r.fake.ttl(peer); ok {
+		t.Fatal("the daemon banned a peer the kernel spared")
+	}
 }
 
 // Without peers in the trap (PROTECT_PEERS="0"), nothing is read and the
@@ -142,6 +159,25 @@ func TestPeerScanningFromAnotherDistance(t *testing.T) {
 	r.probeAt(peer, 999, 41, t0.Add(2*time.Second))
 	r.waitLog("attackalert: Host 198.51.100.20: probes claiming its address from another distance than its connections reached 64 ports: a scan, acting on it")
 	r.waitLog("attackalert: Host 198.51.100.20 has been blocked via nftables")
+	// Acted on once: its further probes are a banned scanner's, not a
+	// line each.
+	for i := range 20 {
+		r.probeAt(peer, uint16(300+i), uint8(37+i%23), t0.Add(3*time.Second))
+	}
+	r.settle()
+	if n := strings.Count(r.log.String(), "a scan, acting on it"); n != 1 {
+		t.Errorf("%d lines saying the peer is acted on, want 1", n)
+	}
+	// Its ban lifted, it is a peer again: a forged probe is spared.
+	c := r.e.Control(func() control.Status { return control.Status{} })
+	if _, err := c.Unblock(netip.PrefixFrom(peer, 32)); err != nil {
+		t.Fatal(err)
+	}
+	r.probeAt(peer, 400, 50, t0.Add(4*time.Second))
+	r.settle()
+	if _, ok := r.fake.ttl(peer); ok {
+		t.Error("after its ban was lifted, one forged probe banned the peer again")
+	}
 }
 
 // With IPv6 bans by /64, a probe bans its source's /64: another address
