@@ -2,8 +2,8 @@ package main
 
 // floodlab's IPv6 flooder (hping3 has no IPv6): TCP SYNs from random
 // sources at the highest rate one thread can send, through a raw socket
-// whose packets carry their own IPv6 header (as the end-to-end tests'
-// forger in test/e2e/internal/netclient/forge.go sends them; the header is
+// whose packets carry their own IPv6 header (as test/internal/forge, the
+// forger of the end-to-end tests and of trustlab, sends them; the header is
 // written by hand here and only the source, port, sequence number and
 // checksum change from one packet to the next, so that building a packet
 // costs next to nothing beside the send).

@@ -3,52 +3,13 @@ package main
 import (
 	"io"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
-
-	"github.com/portsentry-go/portsentry/internal/config"
 )
-
-// TestLabConf loads the lab's version of the shipped configuration with
-// the daemon's own parser: every file is in the work directory, EVENT_LOG
-// is on, and the blocking is as shipped.
-func TestLabConf(t *testing.T) {
-	shipped, err := os.ReadFile(filepath.Join("..", "..", shippedConf))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	f := newDaemonFiles(dir)
-	text, err := labConf(string(shipped), f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := config.Parse(strings.NewReader(text), f.conf)
-	if err != nil {
-		t.Fatalf("the daemon refuses the lab's configuration: %v\n%s", err, text)
-	}
-	for name, got := range map[string]string{
-		"IGNORE_FILE": c.IgnoreFile, "HISTORY_FILE": c.HistoryFile, "BLOCKED_FILE": c.BlockedFile,
-		"BAN_FILE": c.BanFile, "CONTROL_SOCKET": c.ControlSocket, "EVENT_LOG": c.EventLog,
-	} {
-		if !strings.HasPrefix(got, dir+string(filepath.Separator)) {
-			t.Errorf("%s = %q, not in the work directory %s", name, got, dir)
-		}
-	}
-	if c.Blocker != "auto" || !c.KernelTrap || c.ScanTrigger != 0 || c.TCPMode != "atcp" || c.UDPMode != "audp" {
-		t.Errorf("blocking not as shipped: BLOCKER=%q KERNEL_TRAP=%v SCAN_TRIGGER=%d modes %q %q",
-			c.Blocker, c.KernelTrap, c.ScanTrigger, c.TCPMode, c.UDPMode)
-	}
-	if _, err := labConf(string(shipped)+"KILL_ROUTE=\"/sbin/route add $TARGET$\"\n", f); err == nil {
-		t.Error("labConf kept a path it does not move")
-	}
-}
 
 func TestParseStatCPU(t *testing.T) {
 	// A command name with spaces and parentheses; utime 250, stime 50 ticks.
@@ -87,19 +48,6 @@ func TestNmapPorts(t *testing.T) {
 	}
 	if _, _, _, _, err := nmapPorts("Starting Nmap"); err == nil {
 		t.Error("nmapPorts found a report in nothing")
-	}
-}
-
-func TestNamesAddr(t *testing.T) {
-	line := "1796674482 - 12/07/2026 20:14:42 Host: 10.233.0.25/10.233.0.25 Port: 4444 TCP Blocked"
-	if namesAddr(line, netip.MustParseAddr("10.233.0.2")) {
-		t.Error("10.233.0.2 found in a line naming 10.233.0.25")
-	}
-	if !namesAddr(line, netip.MustParseAddr("10.233.0.25")) {
-		t.Error("10.233.0.25 not found")
-	}
-	if !namesAddr("Host: fd00:233::5/fd00:233::5 Port: 22", netip.MustParseAddr("fd00:233::5")) {
-		t.Error("fd00:233::5 not found")
 	}
 }
 

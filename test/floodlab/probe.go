@@ -18,6 +18,7 @@ import (
 
 	"github.com/google/nftables"
 
+	"github.com/portsentry-go/portsentry/test/internal/labdaemon"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/nftset"
 )
@@ -171,12 +172,12 @@ func readBanSets(ctx context.Context, l *lab, nft string) (ban4, ban6 banSet, er
 			sets[i].elems = sets[i].size
 			continue
 		}
-		out, err := labproc.Run(ctx, 15*time.Minute, l.T.ns.Argv(nft, "-j", "list", "set", "inet", daemonTable, name)...)
+		out, err := labproc.Run(ctx, 15*time.Minute, l.T.ns.Argv(nft, "-j", "list", "set", "inet", labdaemon.Table, name)...)
 		if err != nil {
 			return sets[0], sets[1], fmt.Errorf("reading the ban set %s: %w", name, err)
 		}
 		if sets[i], err = parseBanSet([]byte(out)); err != nil {
-			return sets[0], sets[1], fmt.Errorf("nft -j list set inet %s %s: %w", daemonTable, name, err)
+			return sets[0], sets[1], fmt.Errorf("nft -j list set inet %s %s: %w", labdaemon.Table, name, err)
 		}
 	}
 	return sets[0], sets[1], nil
@@ -190,9 +191,9 @@ func banSetSizes(l *lab) (map[string]int, error) {
 		return nil, fmt.Errorf("nftables in T: %w", err)
 	}
 	defer c.CloseLasting()
-	sets, err := c.GetSets(&nftables.Table{Name: daemonTable, Family: nftables.TableFamilyINet})
+	sets, err := c.GetSets(&nftables.Table{Name: labdaemon.Table, Family: nftables.TableFamilyINet})
 	if err != nil {
-		return nil, fmt.Errorf("the sets of table inet %s in T: %w", daemonTable, err)
+		return nil, fmt.Errorf("the sets of table inet %s in T: %w", labdaemon.Table, err)
 	}
 	sizes := map[string]int{}
 	for _, s := range sets {
@@ -211,10 +212,10 @@ var setProbe = map[string]string{"ban4": "0.0.0.0", "ban6": "::"}
 // system"). An element it creates is deleted at once.
 func banSetFull(ctx context.Context, l *lab, nft, set string) (bool, error) {
 	elem := "{ " + setProbe[set] + " timeout 1m }"
-	out, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "create", "element", "inet", daemonTable, set, elem)...)
+	out, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "create", "element", "inet", labdaemon.Table, set, elem)...)
 	switch {
 	case err == nil:
-		_, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "delete", "element", "inet", daemonTable, set, "{ "+setProbe[set]+" }")...)
+		_, err := labproc.Run(ctx, time.Minute, l.T.ns.Argv(nft, "delete", "element", "inet", labdaemon.Table, set, "{ "+setProbe[set]+" }")...)
 		return false, err
 	case strings.Contains(out, "Too many open files"):
 		return true, nil

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/test/internal/labdaemon"
 	"github.com/portsentry-go/portsentry/test/internal/labenv"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 )
@@ -92,7 +93,7 @@ func (rep *report) header(b *strings.Builder) {
 	fmt.Fprintf(b, "- kernel: %s, %d CPUs\n", rep.kernel, rep.cpus)
 	fmt.Fprintf(b, "- tools: %s\n", strings.Join(rep.versions, "; "))
 	fmt.Fprintf(b, "- portsentry: %s on `%s` as shipped (advanced modes over every unused port, SCAN_TRIGGER=\"0\", BLOCKER=\"auto\", KERNEL_TRAP=\"1\"), its files in a work directory, EVENT_LOG on%s\n",
-		rep.revision, shippedConf, rep.trapNote())
+		rep.revision, labdaemon.ShippedConf, rep.trapNote())
 	fmt.Fprintf(b, "- command: `%s` (run time %s)\n\n", rep.e.o.command(), rep.elapsed.Round(time.Second))
 }
 

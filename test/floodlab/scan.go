@@ -2,16 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/xml"
-	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
+	"github.com/portsentry-go/portsentry/test/internal/labdaemon"
+	"github.com/portsentry-go/portsentry/test/internal/labnmap"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
@@ -90,63 +89,21 @@ func (s *scan) wait(ctx context.Context) scanOutcome {
 	return s.out
 }
 
-// nmapRun is the part of nmap's XML report floodlab reads.
-type nmapRun struct {
-	Hosts []struct {
-		TimedOut string `xml:"timedout,attr"`
-		Ports    []struct {
-			Port  int `xml:"portid,attr"`
-			State struct {
-				State string `xml:"state,attr"`
-			} `xml:"state"`
-		} `xml:"ports>port"`
-		Extra []struct {
-			State string `xml:"state,attr"`
-			Count int    `xml:"count,attr"`
-		} `xml:"ports>extraports"`
-	} `xml:"host"`
-}
-
 // nmapPorts reads nmap's XML report: how many ports answered (any state
 // without "filtered" in it), how many of them are not among services (the
 // ports of T's real services), and every state's count.
 func nmapPorts(out string, services ...int) (answered, unused int, states string, timedOut bool, err error) {
-	i := strings.Index(out, "<?xml")
-	if i < 0 {
-		return 0, 0, "", false, errors.New("nmap printed no XML report")
+	r, err := labnmap.Parse(out)
+	if err != nil {
+		return 0, 0, "", false, err
 	}
-	var run nmapRun
-	if err := xml.Unmarshal([]byte(out[i:]), &run); err != nil {
-		return 0, 0, "", false, fmt.Errorf("nmap's report: %w", err)
-	}
-	counts := map[string]int{}
-	var order []string
-	add := func(state string, n int) {
-		if _, ok := counts[state]; !ok {
-			order = append(order, state)
-		}
-		counts[state] += n
-		if !strings.Contains(state, "filtered") {
-			answered += n
+	answered, unused = r.Answered(), r.Answered()
+	for _, p := range r.AnsweredPorts() {
+		if slices.Contains(services, p.ID) {
+			unused--
 		}
 	}
-	for _, h := range run.Hosts {
-		timedOut = timedOut || h.TimedOut == "true"
-		for _, p := range h.Ports {
-			add(p.State.State, 1)
-			if !strings.Contains(p.State.State, "filtered") && slices.Contains(services, p.Port) {
-				unused--
-			}
-		}
-		for _, e := range h.Extra {
-			add(e.State, e.Count)
-		}
-	}
-	var parts []string
-	for _, s := range order {
-		parts = append(parts, fmt.Sprintf("%s %d", s, counts[s]))
-	}
-	return answered, answered + unused, strings.Join(parts, ", "), timedOut, nil
+	return answered, unused, r.States(), r.TimedOut, nil
 }
 
 // recordWait is how long the daemon has, after the last scan, to write
@@ -163,7 +120,7 @@ func waitRecorded(ctx context.Context, history string, scans ...*scanOutcome) er
 			if s == nil || s.recorded {
 				continue
 			}
-			ok, err := inHistory(history, s.scanner)
+			ok, err := labdaemon.InHistory(history, s.scanner)
 			if err != nil {
 				return err
 			}

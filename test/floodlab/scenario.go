@@ -4,10 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
-	"os"
-	"path/filepath"
 	"time"
 
+	"github.com/portsentry-go/portsentry/test/internal/labdaemon"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
@@ -72,7 +71,7 @@ type scenarioRun struct {
 	ctx  context.Context
 	e    *env
 	dir  string
-	f    daemonFiles
+	f    labdaemon.Files
 	r    *result
 	undo []func() // run last first when the scenario ends
 }
@@ -80,7 +79,7 @@ type scenarioRun struct {
 // runScenario runs one flood with a fresh ban table and daemon, and
 // measures it. Every process it starts is stopped before it returns.
 func runScenario(ctx context.Context, e *env, s scenario, dir string) *result {
-	sr := &scenarioRun{ctx: ctx, e: e, dir: dir, f: newDaemonFiles(dir), r: &result{s: s, toolSent: -1, ban4: banSet{elems: -1}, ban6: banSet{elems: -1}}}
+	sr := &scenarioRun{ctx: ctx, e: e, dir: dir, f: labdaemon.NewFiles(dir), r: &result{s: s, toolSent: -1, ban4: banSet{elems: -1}, ban6: banSet{elems: -1}}}
 	defer sr.cleanup()
 	if err := sr.run(); err != nil && sr.r.err == nil {
 		sr.r.err = err
@@ -110,7 +109,7 @@ func (sr *scenarioRun) run() error {
 	if err != nil {
 		return err
 	}
-	sr.r.idle = runStatus(sr.ctx, sr.e.bin, sr.f.socket)
+	sr.r.idle = runStatus(sr.ctx, sr.e.bin, sr.f.Socket)
 	if err := sr.flood(d); err != nil {
 		return err
 	}
@@ -121,35 +120,31 @@ func (sr *scenarioRun) run() error {
 
 // prepare writes the daemon's files, deletes the daemon's table left by a
 // previous scenario and starts a fresh daemon.
-func (sr *scenarioRun) prepare() (*daemon, error) {
-	if err := writeDaemonFiles(sr.e.root, sr.f); err != nil {
+func (sr *scenarioRun) prepare() (*labdaemon.Daemon, error) {
+	if err := labdaemon.Write(sr.e.root, sr.f, nil); err != nil {
 		return nil, err
 	}
-	reset := filepath.Join(sr.dir, "reset.nft")
-	if err := os.WriteFile(reset, []byte(resetDaemonTable), 0o644); err != nil {
+	if err := labdaemon.ResetTable(sr.ctx, sr.e.l.T.ns, sr.e.nft, sr.dir); err != nil {
 		return nil, err
 	}
-	if _, err := labproc.Run(sr.ctx, 30*time.Second, sr.e.l.T.ns.Argv(sr.e.nft, "-f", reset)...); err != nil {
-		return nil, fmt.Errorf("deleting the previous table inet %s in T: %w", daemonTable, err)
-	}
-	d, err := startDaemon(sr.ctx, sr.e.l, sr.e.bin, sr.f)
+	d, err := labdaemon.Start(sr.ctx, sr.e.l.T.ns, sr.e.bin, sr.f)
 	if err != nil {
 		return nil, err
 	}
-	sr.r.trapLine = d.trapLine
+	sr.r.trapLine = d.TrapLine
 	sr.undo = append(sr.undo, func() { sr.stopDaemon(d) })
 	return d, nil
 }
 
 // stopDaemon stops the daemon, once, and reads how much it printed.
-func (sr *scenarioRun) stopDaemon(d *daemon) {
-	if d.proc.Exited() {
+func (sr *scenarioRun) stopDaemon(d *labdaemon.Daemon) {
+	if d.Proc.Exited() {
 		return
 	}
-	if err := d.stop(); err != nil {
+	if err := d.Stop(); err != nil {
 		sr.note("the daemon's exit: %v", err)
 	}
-	sr.r.logBytes = d.logged.n
+	sr.r.logBytes = d.LoggedBytes()
 }
 
 // startInnocent starts the innocent client, using T's services before the
@@ -170,7 +165,7 @@ func (sr *scenarioRun) startInnocent() (*labproc.Proc, error) {
 
 // flood runs the flood for -duration, with the status poller and the scan
 // from S during it, and samples the daemon and the links at both ends.
-func (sr *scenarioRun) flood(d *daemon) error {
+func (sr *scenarioRun) flood(d *labdaemon.Daemon) error {
 	l, r := sr.e.l, sr.r
 	f0, t0, err := sr.sampleAll(d, &r.before)
 	if err != nil {
@@ -182,7 +177,7 @@ func (sr *scenarioRun) flood(d *daemon) error {
 	}
 	sr.undo = append(sr.undo, fl.Kill)
 	prof := sr.startPerf(d)
-	poller := startStatusPoller(sr.ctx, sr.e.bin, sr.f.socket, sr.e.o.statusEvery)
+	poller := startStatusPoller(sr.ctx, sr.e.bin, sr.f.Socket, sr.e.o.statusEvery)
 	during, err := sr.scanDuring(fl)
 	if err == nil {
 		err = waitFlood(sr.ctx, fl, sr.e.o.duration-time.Since(r.before.at))
@@ -209,11 +204,11 @@ func (sr *scenarioRun) flood(d *daemon) error {
 
 // startPerf starts perf record on the daemon, with -perf; nil otherwise
 // or when perf fails (noted: the flood is measured all the same).
-func (sr *scenarioRun) startPerf(d *daemon) *labproc.Proc {
+func (sr *scenarioRun) startPerf(d *labdaemon.Daemon) *labproc.Proc {
 	if !sr.e.o.perf {
 		return nil
 	}
-	p, err := startPerf(sr.e.perf, d.pid(), sr.dir)
+	p, err := startPerf(sr.e.perf, d.Pid(), sr.dir)
 	if err != nil {
 		sr.note("perf: %v", err)
 		return nil
@@ -260,8 +255,8 @@ func (sr *scenarioRun) target() netip.Addr {
 
 // sampleAll reads the daemon's counters into p and F's and T's link
 // counters.
-func (sr *scenarioRun) sampleAll(d *daemon, p *procSample) (flooder, target linkCounters, err error) {
-	if *p, err = sampleProc(d.pid()); err != nil {
+func (sr *scenarioRun) sampleAll(d *labdaemon.Daemon, p *procSample) (flooder, target linkCounters, err error) {
+	if *p, err = sampleProc(d.Pid()); err != nil {
 		return flooder, target, fmt.Errorf("the daemon's /proc: %w", err)
 	}
 	if flooder, err = counters(sr.e.l.F.ns); err != nil {
@@ -281,7 +276,7 @@ func (sr *scenarioRun) scanAfter() {
 		return
 	}
 	r.post = s.wait(sr.ctx)
-	if err := waitRecorded(sr.ctx, sr.f.history, &r.during, &r.post); err != nil {
+	if err := waitRecorded(sr.ctx, sr.f.History, &r.during, &r.post); err != nil {
 		sr.note("reading the history file: %v", err)
 	}
 }
@@ -303,17 +298,17 @@ func (sr *scenarioRun) stopInnocent(inn *labproc.Proc) {
 // of a million elements keeps the kernel busy for minutes, which must not
 // be charged to a running daemon, and a change to the set during the
 // listing would make nft start over.
-func (sr *scenarioRun) measureEnd(d *daemon) error {
+func (sr *scenarioRun) measureEnd(d *labdaemon.Daemon) error {
 	r := sr.r
 	var err error
-	if r.end, err = sampleProc(d.pid()); err != nil {
+	if r.end, err = sampleProc(d.Pid()); err != nil {
 		return fmt.Errorf("the daemon's /proc: %w", err)
 	}
-	if st := runStatus(sr.ctx, sr.e.bin, sr.f.socket); st.err == nil {
+	if st := runStatus(sr.ctx, sr.e.bin, sr.f.Socket); st.err == nil {
 		r.events, r.drops, r.haveEventCount = statusEvents(st.out)
 	}
 	sr.stopDaemon(d)
-	if r.files, r.filesTotal, err = dirFiles(sr.f.state); err != nil {
+	if r.files, r.filesTotal, err = dirFiles(sr.f.State); err != nil {
 		return err
 	}
 	r.ban4, r.ban6, err = readBanSets(sr.ctx, sr.e.l, sr.e.nft)
