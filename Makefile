@@ -84,6 +84,16 @@ scanlab: build
 floodlab:
 	go run ./test/floodlab $(FLOODLAB_FLAGS)
 
+# The trust benchmark (root; nmap, nftables, traceroute, mtr): forged
+# probes claiming a client one router hop away, a service restart under
+# its clients, traceroute and mtr, and a slow nmap -T1 scan, against the
+# daemon on the shipped configuration in network namespaces; prints a
+# Markdown table of each measurement against issue 9's targets. Flags:
+# TRUSTLAB_FLAGS='-scenarios forged,restart -out FILE'.
+.PHONY: trustlab
+trustlab:
+	go run ./test/trustlab $(TRUSTLAB_FLAGS)
+
 # The Debian package: dist/portsentry_<version>_<arch>.deb, built with
 # dpkg-deb (static binary, systemd unit, conffiles, man pages); it upgrades
 # Debian's portsentry 1.2 in place. Checked by `go test ./test/pkg/` (root).

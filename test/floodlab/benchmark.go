@@ -16,6 +16,7 @@ import (
 
 	"github.com/portsentry-go/portsentry/internal/netns"
 	"github.com/portsentry-go/portsentry/test/internal/labenv"
+	"github.com/portsentry-go/portsentry/test/internal/labns"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
@@ -63,7 +64,7 @@ func setUp(ctx context.Context, o *options, progress func(string, ...any)) (e *e
 	if err := preflight(e); err != nil {
 		return nil, cleanup, err
 	}
-	if removed := removeLeftovers(); len(removed) > 0 {
+	if removed := labns.RemoveLeftovers(nsPrefix, "floodlab", os.Stderr); len(removed) > 0 {
 		progress("removed leftover namespaces %s", strings.Join(removed, " "))
 	}
 	work, err := os.MkdirTemp("", "floodlab-")

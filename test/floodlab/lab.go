@@ -2,12 +2,10 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	vnetns "github.com/vishvananda/netns"
@@ -216,37 +214,4 @@ func (l *lab) close() {
 		}
 	}
 	l.created = nil
-}
-
-// removeLeftovers deletes namespaces a crashed or killed earlier run left
-// behind. Those of a live concurrent floodlab are left alone; a namespace
-// whose creator's PID now belongs to another program is a leftover.
-func removeLeftovers() []string {
-	removed, err := netns.SweepFunc(nsPrefix, func(pid int) bool { return netns.Runs(pid) && isFloodlab(pid) })
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "floodlab:", err)
-	}
-	return removed
-}
-
-// removeOwnNamespaces deletes this run's namespaces (an abort's cleanup).
-func removeOwnNamespaces() {
-	names, _ := netns.List(netns.Own(nsPrefix))
-	var errs []error
-	for _, name := range names {
-		errs = append(errs, netns.Delete(name))
-	}
-	if err := errors.Join(errs...); err != nil {
-		fmt.Fprintln(os.Stderr, "floodlab:", err)
-	}
-}
-
-// isFloodlab reports whether pid looks like a running floodlab.
-func isFloodlab(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	argv0, _, _ := strings.Cut(string(b), "\x00")
-	return strings.Contains(argv0, "floodlab")
 }

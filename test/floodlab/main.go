@@ -64,11 +64,10 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/portsentry-go/portsentry/test/internal/labns"
 	"github.com/portsentry-go/portsentry/test/internal/labproc"
 	"github.com/portsentry-go/portsentry/test/internal/labsvc"
 )
@@ -99,8 +98,6 @@ const (
 	defaultScenarios = "syn,udp,syn6"
 	installHint      = "apt-get install hping3 nmap nftables iproute2"
 )
-
-var errInterrupted = errors.New("interrupted")
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs := flag.NewFlagSet("floodlab", flag.ContinueOnError)
@@ -174,7 +171,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "floodlab:", err)
 		return 2
 	}
-	sigCtx, stopSignals := handleSignals(stderr)
+	sigCtx, stopSignals := labproc.HandleSignals("floodlab", stderr, func() {
+		if err := labns.RemoveOwn(nsPrefix); err != nil {
+			fmt.Fprintln(stderr, "floodlab:", err)
+		}
+	})
 	defer stopSignals()
 	ctx, cancel := context.WithTimeout(sigCtx, o.timeout)
 	defer cancel()
@@ -187,8 +188,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err != nil {
-		if errors.Is(context.Cause(sigCtx), errInterrupted) {
-			err = errInterrupted
+		if errors.Is(context.Cause(sigCtx), labproc.ErrInterrupted) {
+			err = labproc.ErrInterrupted
 		} else if ctx.Err() != nil {
 			err = fmt.Errorf("gave up after -timeout %v: %w", o.timeout, err)
 		}
@@ -199,30 +200,4 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	return 0
-}
-
-// handleSignals returns a context that the first Ctrl-C (or SIGTERM)
-// cancels, after which the run cleans up in order; a second one kills
-// every process and namespace at once.
-func handleSignals(stderr io.Writer) (context.Context, func()) {
-	ctx, interrupt := context.WithCancelCause(context.Background())
-	sigs := make(chan os.Signal, 1)
-	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM)
-	go func() {
-		if _, ok := <-sigs; !ok {
-			return
-		}
-		fmt.Fprintln(stderr, "\nfloodlab: interrupted: cleaning up (interrupt again to abort at once)")
-		interrupt(errInterrupted)
-		if _, ok := <-sigs; ok {
-			fmt.Fprintln(stderr, "floodlab: aborting: killing processes, deleting namespaces")
-			labproc.KillAll()
-			removeOwnNamespaces()
-			os.Exit(130)
-		}
-	}()
-	return ctx, func() {
-		signal.Stop(sigs)
-		interrupt(nil)
-	}
 }

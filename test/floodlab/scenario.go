@@ -127,7 +127,7 @@ func (sr *scenarioRun) prepare() (*labdaemon.Daemon, error) {
 	if err := labdaemon.ResetTable(sr.ctx, sr.e.l.T.ns, sr.e.nft, sr.dir); err != nil {
 		return nil, err
 	}
-	d, err := labdaemon.Start(sr.ctx, sr.e.l.T.ns, sr.e.bin, sr.f)
+	d, err := labdaemon.Start(sr.ctx, sr.e.l.T.ns, sr.e.bin, sr.f, true)
 	if err != nil {
 		return nil, err
 	}

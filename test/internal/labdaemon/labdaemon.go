@@ -184,7 +184,8 @@ func ResetTable(ctx context.Context, ns *netns.NS, nft, dir string) error {
 // Daemon is a running daemon.
 type Daemon struct {
 	Proc *labproc.Proc
-	// TrapLine is the daemon's line telling the kernel trap is set.
+	// TrapLine is the daemon's line telling the kernel trap is set ("":
+	// none).
 	TrapLine string
 	log      *os.File
 	logged   *countWriter
@@ -205,8 +206,9 @@ func (c *countWriter) Write(b []byte) (int, error) {
 
 // Start starts bin on f.Conf in ns, its output going to f.Log through a
 // pipe (as a service manager's journal takes it), and waits until it
-// listens with the kernel trap set.
-func Start(ctx context.Context, ns *netns.NS, bin string, f Files) (*Daemon, error) {
+// listens, with the kernel trap set when trap is true (the shipped
+// configuration sets it; SCAN_TRIGGER above 1 does not).
+func Start(ctx context.Context, ns *netns.NS, bin string, f Files, trap bool) (*Daemon, error) {
 	log, err := os.Create(f.Log)
 	if err != nil {
 		return nil, err
@@ -227,7 +229,7 @@ func Start(ctx context.Context, ns *netns.NS, bin string, f Files) (*Daemon, err
 			break
 		}
 	}
-	if d.TrapLine == "" {
+	if trap && d.TrapLine == "" {
 		d.Stop()
 		return nil, fmt.Errorf("the daemon did not set the kernel trap (no %q line):\n%s", trapMark, d.Proc.Tail())
 	}

@@ -68,13 +68,21 @@ func GitRevision(root string) string {
 }
 
 // ToolVersion is the first line naming a version in `tool --version`'s
-// output.
+// output, else its first line (mtr prints only "mtr 0.95").
 func ToolVersion(ctx context.Context, tool string) string {
 	txt, _ := labproc.Run(ctx, 10*time.Second, tool, "--version")
+	first := ""
 	for _, line := range strings.Split(txt, "\n") {
+		line = strings.TrimSpace(line)
 		if strings.Contains(strings.ToLower(line), "version") {
-			return strings.TrimSpace(line)
+			return line
 		}
+		if first == "" {
+			first = line
+		}
+	}
+	if first != "" {
+		return first
 	}
 	return tool + " (version unknown)"
 }
