@@ -110,9 +110,11 @@ func setUp(ctx context.Context, o *options, progress func(string, ...any)) (e *e
 			return nil, cleanup, err
 		}
 	}
-	if err := e.l.prime(); err != nil {
+	took, err := e.l.prime()
+	if err != nil {
 		return nil, cleanup, err
 	}
+	progress("C's first connections to T across R took %v (IPv4) and %v (IPv6)", took[0].Round(time.Millisecond), took[1].Round(time.Millisecond))
 	return e, cleanup, nil
 }
 
