@@ -193,14 +193,12 @@ func sessionMain(args []string) error {
 			ready = true
 			fmt.Println(labsvc.ReadyMark)
 		}
-		select {
-		case <-stop:
+		if labsvc.Wait(stop, tick.C) {
 			out := make([]sessionResult, len(ss))
 			for i, s := range ss {
 				out[i] = s.r
 			}
 			return printResult(out)
-		case <-tick.C:
 		}
 	}
 }
@@ -249,10 +247,8 @@ func connectMain(args []string) error {
 			ready = true
 			fmt.Println(labsvc.ReadyMark)
 		}
-		select {
-		case <-stop:
+		if labsvc.Wait(stop, tick.C) {
 			return printResult(all)
-		case <-tick.C:
 		}
 	}
 }
