@@ -15,6 +15,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -222,6 +224,20 @@ type Config struct {
 	// Warnings are lines that loaded but probably do not say what was
 	// meant, each naming file, line and key.
 	Warnings []string
+
+	// Lines holds, for each key the file sets, the line that set it last,
+	// so that checks made after parsing (settings, alerts, files) can name
+	// the line too.
+	Lines map[string]int
+}
+
+// Line returns the line that set key last, 0 when the file does not set it.
+func (c *Config) Line(key string) int { return c.Lines[key] }
+
+// ErrorAt returns an *Error about key at the line that set it (no line
+// when the file does not set it): for problems found after parsing.
+func (c *Config) ErrorAt(key string, err error) *Error {
+	return &Error{File: c.Path, Line: c.Line(key), Key: key, Err: err}
 }
 
 // Default returns the configuration used for every key the file does not
@@ -342,14 +358,62 @@ func orList(words []string, conj string) string {
 	return strings.Join(words[:len(words)-1], ", ") + " " + conj + " " + words[len(words)-1]
 }
 
-// Load reads the configuration file at path over Default().
+// Load reads the configuration file at path over Default(). Beyond Parse,
+// it refuses a path that is not a regular file (a directory would
+// otherwise fail as a read error at line 1), and warns when a secret
+// (ALERT_SMTP_PASSWORD, ALERT_WEBHOOK_TOKEN, ALERT_WEBHOOK_URL) is in a
+// file every local user can read.
 func Load(path string) (*Config, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, &Error{File: path, Err: err}
 	}
 	defer f.Close()
-	return Parse(f, path)
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, &Error{File: path, Err: err}
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &Error{File: path, Err: notAFile(fi)}
+	}
+	c, err := Parse(f, path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Mode().Perm()&0o004 != 0 {
+		for _, k := range secretKeys {
+			if c.Line(k) > 0 && c.secret(k) != "" {
+				c.Warnings = append(c.Warnings, c.ErrorAt(k, fmt.Errorf(
+					"holds a secret, but %s is readable by every user (mode %04o): chmod o-r %s", path, fi.Mode().Perm(), path)).Error())
+			}
+		}
+	}
+	return c, nil
+}
+
+// secretKeys are the keys whose values let someone who reads them act as
+// this host: a mail password, a webhook's token, and a webhook's URL
+// (for most chat services the URL is the only credential).
+var secretKeys = []string{"ALERT_SMTP_PASSWORD", "ALERT_WEBHOOK_TOKEN", "ALERT_WEBHOOK_URL"}
+
+func (c *Config) secret(key string) string {
+	switch key {
+	case "ALERT_SMTP_PASSWORD":
+		return c.AlertSMTPPassword
+	case "ALERT_WEBHOOK_TOKEN":
+		return c.AlertWebhookToken
+	case "ALERT_WEBHOOK_URL":
+		return c.AlertWebhookURL
+	}
+	return ""
+}
+
+// notAFile says what a path that should be a regular file is instead.
+func notAFile(fi os.FileInfo) error {
+	if fi.IsDir() {
+		return errors.New("is a directory, not a file")
+	}
+	return fmt.Errorf("is not a regular file (%s)", fi.Mode().Type())
 }
 
 // Parse reads a configuration from r over Default(). name is used in errors
@@ -359,12 +423,14 @@ func Load(path string) (*Config, error) {
 func Parse(r io.Reader, name string) (*Config, error) {
 	c := Default()
 	c.Path = name
+	c.Lines = map[string]int{}
 	dir := filepath.Dir(name)
 	err := scan(r, name, false, func(ln line) error {
 		k, ok := keys[ln.key]
 		if !ok {
 			return &Error{File: name, Line: ln.num, Err: unknownKey(ln.key)}
 		}
+		c.Lines[ln.key] = ln.num
 		if ln.value == "" {
 			// `KEY=""` restores the default, which lets a packaged file
 			// list every key without committing to a value.
@@ -383,7 +449,25 @@ func Parse(r io.Reader, name string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.lint()
 	return c, nil
+}
+
+// lint adds the warnings about values that load but are risky.
+func (c *Config) lint() {
+	if host, _, err := net.SplitHostPort(c.MetricsAddress); err == nil && allInterfaces(host) {
+		c.Warnings = append(c.Warnings, c.ErrorAt("METRICS_ADDRESS", fmt.Errorf(
+			"%q listens on every interface: whoever reaches this host can read the metrics (what is watched, how many bans); give 127.0.0.1:PORT or a management address", c.MetricsAddress)).Error())
+	}
+}
+
+// allInterfaces reports whether a listener's host means every interface.
+func allInterfaces(host string) bool {
+	if host == "" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsUnspecified()
 }
 
 // ApplyDefaultsFile reads Debian's /etc/default/portsentry (TCP_MODE and
@@ -402,6 +486,11 @@ func (c *Config) ApplyDefaultsFile(path string) error {
 		return &Error{File: path, Err: err}
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil {
+		return &Error{File: path, Err: err}
+	} else if !fi.Mode().IsRegular() {
+		return &Error{File: path, Err: notAFile(fi)}
+	}
 	var tcp, udp string
 	err = scan(f, path, true, func(ln line) error {
 		var dst *string

@@ -13,12 +13,17 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
-// setsAsStrings lets cmp compare and print portset.Set, whose bitmap is
-// unexported, in its readable "1,7,9,512-515" form.
-var setsAsStrings = cmp.Transformer("portset", func(s portset.Set) string { return s.String() })
+// configCmp lets cmp compare and print portset.Set, whose bitmap is
+// unexported, in its readable "1,7,9,512-515" form, and leaves out
+// Config.Lines (TestLines checks it).
+var configCmp = cmp.Options{
+	cmp.Transformer("portset", func(s portset.Set) string { return s.String() }),
+	cmpopts.IgnoreFields(Config{}, "Lines"),
+}
 
 func ports(t *testing.T, s string) portset.Set {
 	t.Helper()
@@ -54,7 +59,7 @@ func TestDefault(t *testing.T) {
 		AlertWindow:           time.Minute,
 		AlertMaxPerHour:       60,
 	}
-	if diff := cmp.Diff(want, Default(), setsAsStrings); diff != "" {
+	if diff := cmp.Diff(want, Default(), configCmp); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)
 	}
 	// Every key's default text must parse and give Default()'s value, or
@@ -65,7 +70,7 @@ func TestDefault(t *testing.T) {
 			t.Errorf("default %q of %s does not parse: %v", keys[k].def, k, err)
 			continue
 		}
-		if diff := cmp.Diff(Default(), c, setsAsStrings); diff != "" {
+		if diff := cmp.Diff(Default(), c, configCmp); diff != "" {
 			t.Errorf("default text of %s disagrees with Default() (-Default +set):\n%s", k, diff)
 		}
 	}
@@ -91,7 +96,7 @@ func TestLoadDebianShape(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(debianWant(t, path), got, setsAsStrings); diff != "" {
+	if diff := cmp.Diff(debianWant(t, path), got, configCmp); diff != "" {
 		t.Errorf("Load(%s) mismatch (-want +got):\n%s", path, diff)
 	}
 }
@@ -131,7 +136,7 @@ func TestLoadDebianReal(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(debianWant(t, path), got, setsAsStrings); diff != "" {
+	if diff := cmp.Diff(debianWant(t, path), got, configCmp); diff != "" {
 		t.Errorf("Load(%s) mismatch (-want +got):\n%s", path, diff)
 	}
 	// The committed shape file must keep reproducing every key line.
@@ -154,7 +159,7 @@ func TestLoad2xShape(t *testing.T) {
 	want.IgnoreFile = "/etc/portsentry/portsentry.ignore"
 	want.HistoryFile = "/var/run/portsentry/portsentry.history"
 	want.BlockedFile = "/var/run/portsentry/portsentry.blocked"
-	if diff := cmp.Diff(want, got, setsAsStrings); diff != "" {
+	if diff := cmp.Diff(want, got, configCmp); diff != "" {
 		t.Errorf("Load(%s) mismatch (-want +got):\n%s", path, diff)
 	}
 }
@@ -186,6 +191,8 @@ func TestBadFiles(t *testing.T) {
 		{"command-timeout-zero.conf", 1, "COMMAND_TIMEOUT", ErrInvalidValue, `invalid value "0": must be a whole number of seconds from 1 to 3600`},
 		{"history-format.conf", 1, "HISTORY_FORMAT", ErrInvalidValue, `invalid value "3": must be "1.2" or "2.x"`},
 		{"scan-trigger-window-unit.conf", 2, "SCAN_TRIGGER_WINDOW", ErrInvalidValue, `invalid value "1h": must be a whole number of seconds from 0 to 315360000`},
+		{"metrics-no-port.conf", 1, "METRICS_ADDRESS", ErrInvalidValue, `invalid value "localhost": want HOST:PORT, such as 127.0.0.1:9617 or [::1]:9617`},
+		{"metrics-bad-port.conf", 2, "METRICS_ADDRESS", ErrInvalidValue, `invalid value "127.0.0.1:http": the port must be a number from 1 to 65535`},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -312,7 +319,7 @@ func TestParseSyntax(t *testing.T) {
 			want := Default()
 			want.Path = name
 			tt.mutate(want)
-			if diff := cmp.Diff(want, got, setsAsStrings); diff != "" {
+			if diff := cmp.Diff(want, got, configCmp); diff != "" {
 				t.Errorf("mismatch (-want +got):\n%s", diff)
 			}
 		})
@@ -458,8 +465,94 @@ func TestApplyDefaultsFileUnreadable(t *testing.T) {
 	dir := t.TempDir()
 	err := Default().ApplyDefaultsFile(dir)
 	var e *Error
-	if !errors.As(err, &e) || e.File != dir {
-		t.Errorf("ApplyDefaultsFile(dir) = %v, want *Error naming %s", err, dir)
+	if !errors.As(err, &e) || e.File != dir || e.Line != 0 {
+		t.Errorf("ApplyDefaultsFile(dir) = %v, want *Error naming %s and no line", err, dir)
+	}
+	if want := dir + ": is a directory, not a file"; err.Error() != want {
+		t.Errorf("ApplyDefaultsFile(dir) = %q, want %q", err, want)
+	}
+}
+
+// A directory or a device given as the configuration file is reported as
+// such, not as a read error at line 1.
+func TestLoadNotAFile(t *testing.T) {
+	dir := t.TempDir()
+	for path, want := range map[string]string{
+		dir:         dir + ": is a directory, not a file",
+		"/dev/null": "/dev/null: is not a regular file (Dc---------)",
+	} {
+		c, err := Load(path)
+		var e *Error
+		if c != nil || !errors.As(err, &e) || e.Line != 0 || err.Error() != want {
+			t.Errorf("Load(%s) = %v, %v; want %q", path, c, err, want)
+		}
+	}
+}
+
+// Lines names the line that set each key last, for errors found after
+// parsing; ErrorAt uses it.
+func TestLines(t *testing.T) {
+	c, err := Parse(strings.NewReader("# c\nBLOCK_TCP=\"1\"\n\nALERT_MAILER=\"smtp\"\nBLOCK_TCP=\"2\"\nALERT_EMAIL_TO=\"\"\n"), "p.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]int{"BLOCK_TCP": 5, "ALERT_MAILER": 4, "ALERT_EMAIL_TO": 6}
+	if diff := cmp.Diff(want, c.Lines); diff != "" {
+		t.Errorf("Lines (-want +got):\n%s", diff)
+	}
+	for key, want := range map[string]string{
+		"ALERT_EMAIL_TO":  "p.conf:6: ALERT_EMAIL_TO: boom",
+		"METRICS_ADDRESS": "p.conf: METRICS_ADDRESS: boom", // not in the file
+	} {
+		if got := c.ErrorAt(key, errors.New("boom")).Error(); got != want {
+			t.Errorf("ErrorAt(%s) = %q, want %q", key, got, want)
+		}
+	}
+}
+
+// Values that load but are risky get a warning naming file, line and key.
+func TestWarnings(t *testing.T) {
+	tests := []struct {
+		name string
+		text string
+		mode os.FileMode
+		want []string
+	}{
+		{"metrics on loopback", `METRICS_ADDRESS="127.0.0.1:9617"`, 0o644, nil},
+		{"metrics on a name", `METRICS_ADDRESS="localhost:9617"`, 0o644, nil},
+		{"metrics on every interface", "\nMETRICS_ADDRESS=\":9617\"", 0o644, []string{
+			`F:2: METRICS_ADDRESS: ":9617" listens on every interface: whoever reaches this host can read the metrics (what is watched, how many bans); give 127.0.0.1:PORT or a management address`}},
+		{"metrics on 0.0.0.0", `METRICS_ADDRESS="0.0.0.0:9617"`, 0o644, []string{`F:1: METRICS_ADDRESS: "0.0.0.0:9617" listens on every interface`}},
+		{"metrics on [::]", `METRICS_ADDRESS="[::]:9617"`, 0o644, []string{`F:1: METRICS_ADDRESS: "[::]:9617" listens on every interface`}},
+		{"password in a world-readable file", "ALERT_MAILER=\"smtp\"\nALERT_SMTP_PASSWORD=\"hunter2\"\n", 0o644, []string{
+			"F:2: ALERT_SMTP_PASSWORD: holds a secret, but F is readable by every user (mode 0644): chmod o-r F"}},
+		{"password in a private file", "ALERT_SMTP_PASSWORD=\"hunter2\"\n", 0o640, nil},
+		{"empty password", "ALERT_SMTP_PASSWORD=\"\"\n", 0o644, nil},
+		{"webhook token and URL", "ALERT_WEBHOOK_URL=\"https://h.example/x\"\nALERT_WEBHOOK_TOKEN=\"t\"\n", 0o604, []string{
+			"F:2: ALERT_WEBHOOK_TOKEN: holds a secret", "F:1: ALERT_WEBHOOK_URL: holds a secret"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "portsentry.conf")
+			if err := os.WriteFile(path, []byte(tt.text), tt.mode); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Chmod(path, tt.mode); err != nil { // past the umask
+				t.Fatal(err)
+			}
+			c, err := Load(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(c.Warnings) != len(tt.want) {
+				t.Fatalf("warnings %q, want %d like %q", c.Warnings, len(tt.want), tt.want)
+			}
+			for i, w := range tt.want {
+				if w = strings.ReplaceAll(w, "F", path); !strings.HasPrefix(c.Warnings[i], w) {
+					t.Errorf("warning %q, want it to start with %q", c.Warnings[i], w)
+				}
+			}
+		})
 	}
 }
 
@@ -478,6 +571,8 @@ func FuzzParse(f *testing.F) {
 		"", "\n", "#", "=", `=""`, `"`, `A="`, `TCP_PORTS="1-2,3"`, "SCAN_TRIGGER=5 # x",
 		"BLOCK_TCP = \"1\"\r\n", "\ufeffB=\"1\"", "KILL_ROUTE=\"$TARGET$\" trailing",
 		"TCP_MODE='tcp'", "HISTORY_FORMAT=2.x\nMAX_SOURCES=\"\"", "SCAN_TRIGGER_WINDOW=\"0\"",
+		`METRICS_ADDRESS="localhost"`, `METRICS_ADDRESS=":9617"`, `METRICS_ADDRESS="[::1]:0"`, `METRICS_ADDRESS="a b:1"`,
+		"ALERT_SMTP_PASSWORD=\"x\"\nALERT_SMTP_PASSWORD=\"\"",
 	} {
 		f.Add(s)
 	}

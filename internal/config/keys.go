@@ -2,6 +2,7 @@ package config
 
 import (
 	"fmt"
+	"net"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -68,7 +69,7 @@ var keys = map[string]key{
 	"CONTROL_SOCKET":         {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
 
 	// Observability and alerts.
-	"METRICS_ADDRESS":     {"", stringKey(func(c *Config) *string { return &c.MetricsAddress })},
+	"METRICS_ADDRESS":     {"", listenKey(func(c *Config) *string { return &c.MetricsAddress })},
 	"EVENT_LOG":           {"", streamKey(func(c *Config) *string { return &c.EventLog })},
 	"ALERT_MAILER":        {"", modeKey([]string{"sendmail", "smtp"}, func(c *Config) *string { return &c.AlertMailer })},
 	"ALERT_EMAIL_TO":      {"", stringKey(func(c *Config) *string { return &c.AlertEmailTo })},
@@ -94,6 +95,30 @@ func streamKey(field func(*Config) *string) func(*Config, string, string) error 
 			return nil
 		}
 		return path(c, v, dir)
+	}
+}
+
+// listenKey is an address to listen on: HOST:PORT, the host an IP address,
+// a name, or empty for every interface; the port a number (a bare host
+// would make the listener fail at start, after the sensors are set).
+func listenKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		if v == "" {
+			*field(c) = ""
+			return nil
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil {
+			return invalid("%q: want HOST:PORT, such as 127.0.0.1:9617 or [::1]:9617", v)
+		}
+		if _, ok := parseDecimal(port, 1, 65535); !ok {
+			return invalid("%q: the port must be a number from 1 to 65535", v)
+		}
+		if strings.ContainsAny(host, " \t/") {
+			return invalid("%q: %q is not a host name or address", v, host)
+		}
+		*field(c) = v
+		return nil
 	}
 }
 
