@@ -23,6 +23,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/report"
 	"github.com/portsentry-go/portsentry/internal/report/alert"
 	"github.com/portsentry-go/portsentry/internal/report/metrics"
+	"github.com/portsentry-go/portsentry/internal/sandbox"
 	"github.com/portsentry-go/portsentry/internal/sensor/capture"
 	"github.com/portsentry-go/portsentry/internal/sensor/connect"
 )
@@ -39,6 +40,12 @@ type Options struct {
 	Interfaces []string
 	// NoServiceCheck (-S) counts probes to ports a local service uses.
 	NoServiceCheck bool
+	// Unit, when set, is the systemd unit the daemon will run under: the
+	// files it writes are checked against the unit's sandbox as well as
+	// against the file system as it is. `portsentry check` sets it; the
+	// daemon does not (under its unit, the file system it sees is the
+	// sandbox).
+	Unit *sandbox.Unit
 }
 
 // Settings is a loaded, validated configuration: everything a (re)start
@@ -55,7 +62,8 @@ type Settings struct {
 }
 
 // ConfigError wraps every error of Load: the configuration, not the
-// system, is at fault, and nothing was started or changed.
+// system, is at fault, and nothing was started or changed. Err may join
+// several errors (errors.Join), one a line.
 type ConfigError struct{ Err error }
 
 func (e *ConfigError) Error() string { return e.Err.Error() }
@@ -99,12 +107,22 @@ func load(opts Options) (*Settings, error) {
 			*m.conf = *m.defined
 		}
 	}
-	if cfg := s.alertConfig(""); cfg.Enabled() {
-		if err := cfg.Validate(); err != nil {
-			return nil, fmt.Errorf("%s: ALERT_*: %w", opts.ConfigPath, err)
-		}
+	// Mistakes that do not stop the checks after them are gathered, so
+	// that one run of `portsentry check` names them all.
+	var errs []error
+	if err := s.checkAlerts(); err != nil {
+		errs = append(errs, err)
+	}
+	fileErrs, fileWarnings := s.checkFiles()
+	errs = append(errs, fileErrs...)
+	s.Warnings = append(s.Warnings, fileWarnings...)
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
 	}
 	if s.Modes, err = resolveModes(opts.Modes, conf); err != nil {
+		return nil, err
+	}
+	if err := s.checkIgnoreFiles(); err != nil {
 		return nil, err
 	}
 	if conf.IgnoreFile != "" {
@@ -136,6 +154,21 @@ func load(opts Options) (*Settings, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkIgnoreFiles refuses an ignore file that is a directory (read, it
+// would fail at its "line 1"), naming the key that names it.
+func (s *Settings) checkIgnoreFiles() error {
+	c := s.Conf
+	if c.IgnoreFile == "" {
+		return nil
+	}
+	for _, p := range []string{c.IgnoreFile, c.IgnoreFile + ".static"} {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return c.ErrorAt("IGNORE_FILE", fmt.Errorf("%s: is a directory; want the path of a file", p))
+		}
+	}
+	return nil
 }
 
 func anyExists(paths ...string) bool {
@@ -349,6 +382,58 @@ func (s *Settings) Destinations(version string, gauges metrics.Funcs) report.Des
 		MetricsAddress: c.MetricsAddress,
 		Gauges:         gauges,
 	}
+}
+
+// alertKeys names the ALERT_* key behind each alert.Config field.
+var alertKeys = map[string]string{
+	"Mailer":       "ALERT_MAILER",
+	"SendmailPath": "ALERT_SENDMAIL",
+	"SMTPAddr":     "ALERT_SMTP_SERVER",
+	"SMTPUser":     "ALERT_SMTP_USER",
+	"SMTPPassword": "ALERT_SMTP_PASSWORD",
+	"SMTPStartTLS": "ALERT_SMTP_STARTTLS",
+	"From":         "ALERT_EMAIL_FROM",
+	"To":           "ALERT_EMAIL_TO",
+	"WebhookURL":   "ALERT_WEBHOOK_URL",
+	"WebhookToken": "ALERT_WEBHOOK_TOKEN",
+	"Delay":        "ALERT_DELAY",
+	"Window":       "ALERT_WINDOW",
+	"MaxPerHour":   "ALERT_MAX_PER_HOUR",
+}
+
+// checkAlerts validates the ALERT_* keys together, as the alerter will
+// take them, and names the key at fault and its line. A key the file does
+// not set (ALERT_EMAIL_TO missing) is reported at the line of the key that
+// needs it (ALERT_MAILER).
+func (s *Settings) checkAlerts() error {
+	cfg := s.alertConfig("")
+	if !cfg.Enabled() {
+		return nil
+	}
+	err := cfg.Validate()
+	if err == nil {
+		return nil
+	}
+	c := s.Conf
+	enabler := "ALERT_MAILER"
+	if c.AlertMailer == "" {
+		enabler = "ALERT_WEBHOOK_URL"
+	}
+	var fe *alert.FieldError
+	if !errors.As(err, &fe) {
+		return c.ErrorAt(enabler, err)
+	}
+	key, ok := alertKeys[fe.Field]
+	if !ok {
+		// Not from a key (the host name, from the system).
+		return c.ErrorAt(enabler, err)
+	}
+	e := c.ErrorAt(key, fe.Err)
+	if e.Line == 0 && c.Line(enabler) > 0 {
+		e.Line = c.Line(enabler)
+		e.Err = fmt.Errorf("%w: set %s (%s on this line needs it)", fe.Err, key, enabler)
+	}
+	return e
 }
 
 // alertConfig is the alerting these settings ask for (ALERT_*).

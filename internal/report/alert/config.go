@@ -95,7 +95,27 @@ func (c Config) Enabled() bool { return c.Mailer != MailerNone || c.WebhookURL !
 // ErrDisabled is returned by New for a configuration that sends nothing.
 var ErrDisabled = errors.New("alert: no mailer and no webhook configured")
 
-// Validate checks c as New would; errors name the Config field.
+// FieldError is a Config field that cannot be used. Validate and New
+// return one for every mistake in a field, so that a caller that read the
+// settings from elsewhere (portsentry.conf's ALERT_* keys) can name its
+// own key; the message itself names no Go field.
+type FieldError struct {
+	Field string // the Config field at fault, e.g. "To"
+	Err   error  // what is wrong with it
+}
+
+// Error returns "alert: FIELD: message".
+func (e *FieldError) Error() string { return "alert: " + e.Field + ": " + e.Err.Error() }
+
+// Unwrap returns the cause.
+func (e *FieldError) Unwrap() error { return e.Err }
+
+func fieldErr(field, format string, args ...any) error {
+	return &FieldError{Field: field, Err: fmt.Errorf(format, args...)}
+}
+
+// Validate checks c as New would; every error but ErrDisabled is a
+// *FieldError.
 func (c Config) Validate() error {
 	_, err := c.withDefaults()
 	return err
@@ -112,7 +132,7 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	if strings.ContainsAny(c.Hostname, " \t\r\n<>") {
-		return c, fmt.Errorf("alert: Hostname %q: not a host name", c.Hostname)
+		return c, fieldErr("Hostname", "%q: not a host name", c.Hostname)
 	}
 	for _, d := range []struct {
 		name string
@@ -120,7 +140,7 @@ func (c Config) withDefaults() (Config, error) {
 		def  time.Duration
 	}{{"Delay", &c.Delay, DefaultDelay}, {"Window", &c.Window, DefaultWindow}, {"Timeout", &c.Timeout, DefaultTimeout}} {
 		if *d.v < 0 {
-			return c, fmt.Errorf("alert: %s %v: negative", d.name, *d.v)
+			return c, fieldErr(d.name, "%v: negative", *d.v)
 		}
 		if *d.v == 0 {
 			*d.v = d.def
@@ -142,19 +162,19 @@ func (c Config) withDefaults() (Config, error) {
 			return c, err
 		}
 	default:
-		return c, fmt.Errorf("alert: Mailer %q: want %q, %q or empty", c.Mailer, MailerSendmail, MailerSMTP)
+		return c, fieldErr("Mailer", "%q: want %q, %q or empty", c.Mailer, MailerSendmail, MailerSMTP)
 	}
 	if c.WebhookURL != "" {
 		u, err := url.Parse(c.WebhookURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			// The URL is not quoted back: a hook's URL is often its secret.
-			return c, errors.New("alert: WebhookURL: want an http:// or https:// URL")
+			return c, fieldErr("WebhookURL", "want an http:// or https:// URL")
 		}
 		if c.WebhookToken != "" && u.Scheme != "https" && !isLoopback(u.Hostname()) {
-			return c, errors.New("alert: WebhookToken needs an https WebhookURL (or a loopback one): the token would cross the network in clear")
+			return c, fieldErr("WebhookToken", "needs an https URL (or a loopback one): the token would cross the network in clear")
 		}
 		if strings.ContainsAny(c.WebhookToken, "\r\n") {
-			return c, errors.New("alert: WebhookToken: line break in token")
+			return c, fieldErr("WebhookToken", "line break in token")
 		}
 	}
 	return c, nil
@@ -162,7 +182,7 @@ func (c Config) withDefaults() (Config, error) {
 
 func (c *Config) mailDefaults() error {
 	if len(c.To) == 0 {
-		return errors.New("alert: To: no recipient for e-mail")
+		return fieldErr("To", "no recipient for e-mail")
 	}
 	// Parsing the addresses keeps header injection out: a parsed address
 	// holds no line break, and only its bare form is used.
@@ -170,7 +190,7 @@ func (c *Config) mailDefaults() error {
 	for _, s := range c.To {
 		a, err := mail.ParseAddress(s)
 		if err != nil {
-			return fmt.Errorf("alert: To %q: %w", s, err)
+			return fieldErr("To", "%q: %w", s, err)
 		}
 		to = append(to, a.Address)
 	}
@@ -180,7 +200,7 @@ func (c *Config) mailDefaults() error {
 	}
 	from, err := mail.ParseAddress(c.From)
 	if err != nil {
-		return fmt.Errorf("alert: From %q: %w", c.From, err)
+		return fieldErr("From", "%q: %w", c.From, err)
 	}
 	c.From = from.Address
 	if c.Mailer == MailerSendmail {
@@ -188,23 +208,23 @@ func (c *Config) mailDefaults() error {
 			c.SendmailPath = DefaultSendmailPath
 		}
 		if !filepath.IsAbs(c.SendmailPath) {
-			return fmt.Errorf("alert: SendmailPath %q: not an absolute path", c.SendmailPath)
+			return fieldErr("SendmailPath", "%q: not an absolute path", c.SendmailPath)
 		}
 		return nil
 	}
 	if c.SMTPAddr == "" {
-		return errors.New("alert: SMTPAddr: no SMTP server")
+		return fieldErr("SMTPAddr", "no SMTP server")
 	}
 	host, _, err := net.SplitHostPort(c.SMTPAddr)
 	if err != nil {
 		host = c.SMTPAddr
 		c.SMTPAddr = net.JoinHostPort(strings.Trim(host, "[]"), "25")
 		if _, _, err := net.SplitHostPort(c.SMTPAddr); err != nil {
-			return fmt.Errorf("alert: SMTPAddr %q: %w", host, err)
+			return fieldErr("SMTPAddr", "%q: %w", host, err)
 		}
 	}
 	if c.SMTPUser != "" && !c.SMTPStartTLS && !isLoopback(strings.Trim(host, "[]")) {
-		return errors.New("alert: SMTPUser needs SMTPStartTLS (or a loopback server): the password would cross the network in clear")
+		return fieldErr("SMTPUser", "needs STARTTLS (or a server on loopback): the password would cross the network in clear")
 	}
 	return nil
 }

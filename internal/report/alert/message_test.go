@@ -3,6 +3,7 @@ package alert
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"flag"
 	"net/mail"
 	"net/netip"
@@ -109,24 +110,24 @@ func TestValidate(t *testing.T) {
 		{"sendmail", func(c *Config) {}, ""},
 		{"nothing", func(c *Config) { c.Mailer = "" }, "no mailer and no webhook"},
 		{"webhook only", func(c *Config) { c.Mailer, c.WebhookURL = "", "https://hooks.example.org/x" }, ""},
-		{"bad mailer", func(c *Config) { c.Mailer = "postfix" }, `Mailer "postfix"`},
+		{"bad mailer", func(c *Config) { c.Mailer = "postfix" }, `Mailer: "postfix"`},
 		{"no recipient", func(c *Config) { c.To = nil }, "To: no recipient"},
-		{"bad recipient", func(c *Config) { c.To = []string{"root"} }, `To "root"`},
-		{"injected recipient", func(c *Config) { c.To = []string{"a@b.org\r\nBcc: c@d.org"} }, "To "},
-		{"bad from", func(c *Config) { c.From = "not an address" }, "From "},
+		{"bad recipient", func(c *Config) { c.To = []string{"root"} }, `To: "root"`},
+		{"injected recipient", func(c *Config) { c.To = []string{"a@b.org\r\nBcc: c@d.org"} }, "To: "},
+		{"bad from", func(c *Config) { c.From = "not an address" }, "From: "},
 		{"relative sendmail", func(c *Config) { c.SendmailPath = "sendmail" }, "not an absolute path"},
 		{"smtp without server", func(c *Config) { c.Mailer = MailerSMTP }, "SMTPAddr: no SMTP server"},
 		{"smtp default port", func(c *Config) { c.Mailer, c.SMTPAddr = MailerSMTP, "mail.example.org" }, ""},
 		{"smtp ipv6 default port", func(c *Config) { c.Mailer, c.SMTPAddr = MailerSMTP, "[2001:db8::25]" }, ""},
-		{"auth in clear", func(c *Config) { c.Mailer, c.SMTPAddr, c.SMTPUser = MailerSMTP, "mail.example.org:587", "u" }, "needs SMTPStartTLS"},
+		{"auth in clear", func(c *Config) { c.Mailer, c.SMTPAddr, c.SMTPUser = MailerSMTP, "mail.example.org:587", "u" }, "SMTPUser: needs STARTTLS"},
 		{"auth with starttls", func(c *Config) {
 			c.Mailer, c.SMTPAddr, c.SMTPUser, c.SMTPStartTLS = MailerSMTP, "mail.example.org:587", "u", true
 		}, ""},
 		{"auth loopback", func(c *Config) { c.Mailer, c.SMTPAddr, c.SMTPUser = MailerSMTP, "127.0.0.1:25", "u" }, ""},
 		{"bad webhook", func(c *Config) { c.WebhookURL = "ftp://x/secret" }, "WebhookURL: want an http"},
-		{"token in clear", func(c *Config) { c.WebhookURL, c.WebhookToken = "http://hooks.example.org/", "t" }, "needs an https"},
+		{"token in clear", func(c *Config) { c.WebhookURL, c.WebhookToken = "http://hooks.example.org/", "t" }, "WebhookToken: needs an https"},
 		{"token loopback", func(c *Config) { c.WebhookURL, c.WebhookToken = "http://[::1]:8080/", "t" }, ""},
-		{"negative delay", func(c *Config) { c.Delay = -time.Second }, "Delay -1s: negative"},
+		{"negative delay", func(c *Config) { c.Delay = -time.Second }, "Delay: -1s: negative"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			cfg := ok
@@ -142,6 +143,10 @@ func TestValidate(t *testing.T) {
 				t.Errorf("error %q lacks the component prefix", err)
 			case err != nil && strings.Contains(err.Error(), "secret"):
 				t.Errorf("error %q quotes the webhook URL", err)
+			}
+			var fe *FieldError
+			if err != nil && err != ErrDisabled && !errors.As(err, &fe) {
+				t.Errorf("error %q is not a *FieldError", err)
 			}
 		})
 	}
