@@ -7,6 +7,7 @@
 //	portsentry selftest           prove detection and blocking work here, in throwaway namespaces
 //	portsentry report [-html FILE] the attacks of the last 7 days, from the daemon's files
 //	portsentry list|block|unblock|status   operate the running daemon
+//	portsentry help [COMMAND]     the usage (help.go), on standard output
 package main
 
 import (
@@ -18,11 +19,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 
 	"github.com/portsentry-go/portsentry/internal/daemon"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report/output"
+	"github.com/portsentry-go/portsentry/internal/sandbox"
 	"github.com/portsentry-go/portsentry/internal/settings"
 )
 
@@ -59,26 +62,19 @@ type cli struct {
 	style2x    bool
 	interfaces []string
 	noService  bool
+	unit       string // check -unit
 }
 
-func parse(args []string, stderr io.Writer) (*cli, error) {
-	c := &cli{}
-	if len(args) > 0 && args[0] == "check" {
-		c.check = true
-		args = args[1:]
+// daemonFlags declares the daemon's flags on fs, in the order the help
+// lists them, storing into c. The mode flags are returned for parse.
+func daemonFlags(fs *flag.FlagSet, c *cli) (showVersion, connectMode, stealthMode *bool, legacy [6]*bool) {
+	fs.StringVar(&c.config, "c", defaultConfig, "read the configuration from `FILE`")
+	fs.StringVar(&c.defaults, "defaults", "", "read TCP_MODE and UDP_MODE from Debian's start-up `FILE` (default "+defaultDefaults+", only when -c is not given)")
+	for m := event.ModeTCP; m <= event.ModeAUDP; m++ {
+		legacy[m] = fs.Bool(m.String(), false, "1.2 mode: "+describeMode(m))
 	}
-	fs := flag.NewFlagSet("portsentry", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&c.config, "c", defaultConfig, "configuration `file`")
-	fs.StringVar(&c.defaults, "defaults", "", "Debian start-up `file` with TCP_MODE/UDP_MODE (default "+defaultDefaults+" when -c is not given)")
-	fs.StringVar(&c.logTo, "l", "", "log to `stdout` or syslog (default stdout; syslog with -D)")
-	fs.BoolVar(&c.background, "D", false, "run in the background (daemon)")
-	fs.BoolVar(&c.debug, "d", false, "debug output")
-	fs.BoolVar(&c.verbose, "v", false, "verbose output")
-	showVersion := fs.Bool("V", false, "print the version and exit")
-	fs.BoolVar(&c.allowLocal, "L", false, "act on probes whose source is this host (they are still never blocked)")
-	connectMode := fs.Bool("connect", false, "2.x connect mode: trap sockets on TCP_PORTS and UDP_PORTS")
-	stealthMode := fs.Bool("stealth", false, "2.x stealth mode: passive capture (not in this version)")
+	connectMode = fs.Bool("connect", false, "2.x connect mode: trap sockets on TCP_PORTS and UDP_PORTS")
+	stealthMode = fs.Bool("stealth", false, "2.x stealth mode: passive capture on TCP_PORTS and UDP_PORTS (binds nothing)")
 	fs.Func("i", "stealth and advanced modes: capture on `IFACE` (repeatable), ALL (loopback included) or ALL_NLO (default: all but loopback)", func(v string) error {
 		if v == "" {
 			return errors.New("empty interface name")
@@ -86,26 +82,45 @@ func parse(args []string, stderr io.Writer) (*cli, error) {
 		c.interfaces = append(c.interfaces, v)
 		return nil
 	})
-	fs.Func("m", "capture method, pcap or raw (2.x; both mean the kernel packet socket here)", func(v string) error {
+	fs.Func("m", "2.x capture method `pcap|raw`; both mean the kernel packet socket here", func(v string) error {
 		if v != "pcap" && v != "raw" {
-			return fmt.Errorf("%q: want pcap or raw", v)
+			return errors.New("want pcap or raw")
 		}
 		return nil
 	})
 	fs.BoolVar(&c.noService, "S", false, "stealth and advanced modes: no service check (probes to ports a local service uses count too)")
-	var legacy [6]*bool
-	for m := event.ModeTCP; m <= event.ModeAUDP; m++ {
-		legacy[m] = fs.Bool(m.String(), false, "1.2 mode: "+describeMode(m))
+	fs.BoolVar(&c.allowLocal, "L", false, "act on probes whose source is this host (they are still never blocked)")
+	fs.StringVar(&c.logTo, "l", "", "log to `stdout|syslog` (default stdout; syslog with -D)")
+	fs.BoolVar(&c.background, "D", false, "run in the background; exits 0 once the daemon listens")
+	fs.BoolVar(&c.debug, "d", false, "debug output")
+	fs.BoolVar(&c.verbose, "v", false, "verbose output")
+	showVersion = fs.Bool("V", false, "print the version and exit")
+	fs.BoolVar(showVersion, "version", false, "print the version and exit")
+	return
+}
+
+// parse reads the daemon's (or check's) command line. Errors are usage
+// errors, in one line; flag.ErrHelp and errVersion ask for the help and the
+// version.
+func parse(args []string) (*cli, error) {
+	c := &cli{}
+	if len(args) > 0 && args[0] == "check" {
+		c.check = true
+		args = args[1:]
 	}
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: portsentry [check] [flags]\n\nFlags:\n")
-		fs.PrintDefaults()
+	fs := newFlagSet("portsentry")
+	showVersion, connectMode, stealthMode, legacy := daemonFlags(fs, c)
+	if c.check {
+		fs.StringVar(&c.unit, "unit", "", "check the files written against the systemd unit `FILE`, or none (default: the installed portsentry.service)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		if c.check {
+			return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		}
+		return nil, fmt.Errorf("unknown command %q", fs.Arg(0))
 	}
 	if *showVersion {
 		return nil, errVersion
@@ -147,6 +162,15 @@ func parse(args []string, stderr io.Writer) (*cli, error) {
 	return c, nil
 }
 
+// newFlagSet is a flag set that writes nothing itself: the caller reports
+// its error in one line, and the help goes to standard output.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
+	return fs
+}
+
 var errVersion = errors.New("version requested")
 
 func describeMode(m event.Mode) string {
@@ -163,26 +187,35 @@ func describeMode(m event.Mode) string {
 
 func run(args []string, stdout, stderr io.Writer) int {
 	daemon.Version = version
-	if len(args) > 0 && args[0] == "selftest" {
-		return selftestMain(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch name := args[0]; {
+		case name == "help":
+			return helpMain(args[1:], stdout, stderr)
+		case name == "selftest":
+			return selftestMain(args[1:], stdout, stderr)
+		case isOp(name):
+			return opsMain(name, args[1:], stdout, stderr)
+		}
 	}
 	if len(args) > 0 && args[0] == "report" {
 		return reportMain(args[1:], stdout, stderr)
 	}
-	if len(args) > 0 && isOp(args[0]) {
-		return opsMain(args[0], args[1:], stdout, stderr)
-	}
-	c, err := parse(args, stderr)
-	if errors.Is(err, errVersion) {
+	c, err := parse(args)
+	switch {
+	case errors.Is(err, errVersion):
 		fmt.Fprintln(stdout, "portsentry", version)
 		return exitOK
-	}
-	if errors.Is(err, flag.ErrHelp) {
+	case errors.Is(err, flag.ErrHelp):
+		if len(args) > 0 && args[0] == "check" {
+			return helpMain([]string{"check"}, stdout, stderr)
+		}
+		writeUsage(stdout)
 		return exitOK
-	}
-	if err != nil {
-		fmt.Fprintln(stderr, "portsentry:", err)
-		return exitConfig
+	case err != nil:
+		if len(args) > 0 && args[0] == "check" {
+			return usageError(stderr, "check", err)
+		}
+		return usageError(stderr, "", err)
 	}
 	opts := daemon.Options{Options: settings.Options{
 		ConfigPath:     c.config,
@@ -194,7 +227,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		NoServiceCheck: c.noService,
 	}}
 	if c.check {
-		return check(opts.Options, stdout, stderr)
+		return check(opts.Options, c.unit, stdout, stderr)
 	}
 	if c.background && os.Getenv(readyFDEnv) == "" {
 		return background(args, stderr)
@@ -238,7 +271,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 	if err := daemon.Run(ctx, opts, hup); err != nil {
-		fmt.Fprintln(stderr, "portsentry:", err)
+		printError(stderr, err)
 		var ce *settings.ConfigError
 		if errors.As(err, &ce) {
 			return exitConfig
@@ -248,15 +281,51 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-func check(opts settings.Options, stdout, stderr io.Writer) int {
+// check is `portsentry check`: the daemon's own start-up checks, and the
+// files it will write checked against the systemd unit it will run under
+// (unit: a unit file, "none", or "" for the installed portsentry.service
+// if there is one). Every error and warning is one line naming file, line
+// and key.
+func check(opts settings.Options, unit string, stdout, stderr io.Writer) int {
+	switch unit {
+	case "none":
+	case "":
+		u, err := sandbox.Find("/", unitName)
+		if err != nil && !errors.Is(err, sandbox.ErrNotInstalled) {
+			printError(stderr, err)
+			return exitConfig
+		}
+		opts.Unit = u
+	default:
+		u, err := sandbox.Load(unitName, unit)
+		if err != nil {
+			printError(stderr, err)
+			return exitConfig
+		}
+		opts.Unit = u
+	}
 	s, err := settings.Load(opts)
 	if err != nil {
-		fmt.Fprintln(stderr, "portsentry:", err)
+		printError(stderr, err)
 		return exitConfig
 	}
 	for _, w := range s.Warnings {
 		fmt.Fprintln(stderr, "portsentry: warning:", w)
 	}
 	fmt.Fprintf(stdout, "%s: OK; %s\n", opts.ConfigPath, s.Summary())
+	if opts.Unit != nil {
+		fmt.Fprintf(stdout, "files written checked against %s\n", opts.Unit)
+	}
 	return exitOK
+}
+
+// unitName is the systemd unit the package installs.
+const unitName = "portsentry.service"
+
+// printError writes err, one "portsentry: " line for each line of it (a
+// configuration may have several mistakes).
+func printError(w io.Writer, err error) {
+	for _, line := range strings.Split(err.Error(), "\n") {
+		fmt.Fprintln(w, "portsentry:", line)
+	}
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"strings"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
@@ -15,17 +14,19 @@ import (
 )
 
 // An opCommand is one operator command, described once. opsMain runs its
-// phases in order: operands (checked before the daemon is asked anything,
-// so a typo is reported as such, not as a daemon that does not answer),
-// request (one call on the control socket), present (the answer on
-// standard output).
+// phases in order: flags and operands (checked before the daemon is asked
+// anything, so a typo is reported as such, not as a daemon that does not
+// answer), request (one call on the control socket), present (the answer
+// on standard output).
 type opCommand struct {
 	name     string
-	synopsis string // its operands, as the usage writes them
+	synopsis string // its operands and own flags, as the usage writes them
 	help     string // one line for the usage
-	// operands reads the operands; an error is a usage error, written
-	// after "portsentry NAME: ".
-	operands func(args []string) (opRequest, error)
+	// flags declares the command's own flags (beside -c and -s) into r.
+	flags func(fs *flag.FlagSet, r *opRequest)
+	// operands reads the operands into r, whose flags are set; an error
+	// is a usage error, written after "portsentry NAME: ".
+	operands func(args []string, r *opRequest) error
 	request  func(c *control.Client, r opRequest) (opAnswer, error)
 	present  func(w io.Writer, r opRequest, a opAnswer) error
 }
@@ -38,6 +39,7 @@ type opRequest struct {
 	dur    time.Duration
 	durSet bool
 	reason string // block: -reason
+	list   listFilter
 }
 
 // opAnswer is the daemon's answer to an opRequest.
@@ -50,37 +52,41 @@ type opAnswer struct {
 var opCommands = []opCommand{
 	{
 		name:     "list",
-		help:     "bans in force: address, reason, port, since, expires",
-		operands: noOperands,
+		synopsis: "[ADDRESS|PREFIX] [-origin detected|manual] [-reason TEXT] [-count] [-json]",
+		help:     "bans in force (address, reason, port, since, expires), those inside a prefix, of an origin or reason; -count: how many; -json: a JSON array",
+		flags:    listFlags,
+		operands: listOperands,
 		request: func(c *control.Client, _ opRequest) (opAnswer, error) {
 			bs, err := c.List()
 			return opAnswer{bans: bs}, err
 		},
-		present: func(w io.Writer, _ opRequest, a opAnswer) error {
-			return control.PrintList(w, a.bans, time.Now())
+		present: func(w io.Writer, r opRequest, a opAnswer) error {
+			return r.list.present(w, a.bans, time.Now())
 		},
 	},
 	{
 		name:     "block",
-		synopsis: "ADDRESS [DURATION]",
+		synopsis: "ADDRESS [DURATION] [-reason TEXT]",
 		help:     "ban by hand (DURATION: 30m, 12h, 7d, permanent; default BAN_TIME)",
-		operands: func(args []string) (opRequest, error) {
-			var r opRequest
+		flags: func(fs *flag.FlagSet, r *opRequest) {
+			fs.StringVar(&r.reason, "reason", "manual", "record `TEXT` as the reason")
+		},
+		operands: func(args []string, r *opRequest) error {
 			if len(args) < 1 || len(args) > 2 {
-				return r, errors.New("want ADDRESS [DURATION]")
+				return errors.New("want ADDRESS [DURATION]")
 			}
 			p, err := control.ParseTarget(args[0])
 			if err != nil || !p.IsSingleIP() {
-				return r, fmt.Errorf("%q: want one address", args[0])
+				return fmt.Errorf("%q: want one address", args[0])
 			}
 			r.target = p
 			if len(args) == 2 {
 				if r.dur, err = control.ParseDuration(args[1]); err != nil {
-					return r, err
+					return err
 				}
 				r.durSet = true
 			}
-			return r, nil
+			return nil
 		},
 		request: func(c *control.Client, r opRequest) (opAnswer, error) {
 			b, err := c.Block(r.target.Addr(), r.dur, r.reason)
@@ -96,14 +102,13 @@ var opCommands = []opCommand{
 		name:     "unblock",
 		synopsis: "ADDRESS|PREFIX",
 		help:     "lift every ban inside it (192.0.2.7, 10.0.0.0/8, 2001:db8::/32)",
-		operands: func(args []string) (opRequest, error) {
-			var r opRequest
+		operands: func(args []string, r *opRequest) error {
 			if len(args) != 1 {
-				return r, errors.New("want ADDRESS or PREFIX")
+				return errors.New("want ADDRESS or PREFIX")
 			}
 			p, err := control.ParseTarget(args[0])
 			r.target = p
-			return r, err
+			return err
 		},
 		request: func(c *control.Client, r opRequest) (opAnswer, error) {
 			lifted, err := c.Unblock(r.target)
@@ -133,24 +138,11 @@ var opCommands = []opCommand{
 	},
 }
 
-func noOperands(args []string) (opRequest, error) {
+func noOperands(args []string, _ *opRequest) error {
 	if len(args) != 0 {
-		return opRequest{}, fmt.Errorf("takes no operand, got %q", args[0])
+		return fmt.Errorf("takes no operand, got %q", args[0])
 	}
-	return opRequest{}, nil
-}
-
-// opsUsage documents the operator commands.
-var opsUsage = usageOf(opCommands)
-
-func usageOf(ops []opCommand) string {
-	var b strings.Builder
-	b.WriteString("Operator commands (talk to the running daemon through its control socket):\n")
-	for _, op := range ops {
-		fmt.Fprintf(&b, "  %-40s %s\n", strings.TrimSpace("portsentry "+op.name+" "+op.synopsis), op.help)
-	}
-	b.WriteString("Flags: -c FILE (to find CONTROL_SOCKET), -s SOCKET\n")
-	return b.String()
+	return nil
 }
 
 // lookupOp returns the operator command called name, or nil.
@@ -168,29 +160,31 @@ func isOp(name string) bool { return lookupOp(name) != nil }
 
 // opFlags are the flags every operator command takes.
 type opFlags struct {
-	conf, sock, reason string
+	conf, sock string
 }
 
-// parseOpFlags reads the flags and returns the operands. Flags may come
-// before or after the operands ("block ADDR -s SOCK"): the flag package
-// stops at the first operand, so parsing goes on after it. When ok is
-// false opsMain returns code.
-func parseOpFlags(name string, args []string, stderr io.Writer) (f opFlags, operands []string, code int, ok bool) {
-	fs := flag.NewFlagSet("portsentry "+name, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.StringVar(&f.conf, "c", defaultConfig, "configuration `file` naming CONTROL_SOCKET")
-	fs.StringVar(&f.sock, "s", "", "control `socket` (default: CONTROL_SOCKET of the configuration)")
-	fs.StringVar(&f.reason, "reason", "manual", "block: the reason recorded")
-	fs.Usage = func() { fmt.Fprint(stderr, opsUsage) }
+// flagSet declares the command's flags, its own and the common ones,
+// into f and r.
+func (op *opCommand) flagSet(f *opFlags, r *opRequest) *flag.FlagSet {
+	fs := newFlagSet("portsentry " + op.name)
+	if op.flags != nil {
+		op.flags(fs, r)
+	}
+	fs.StringVar(&f.conf, "c", defaultConfig, "read CONTROL_SOCKET and BAN_TIME from the configuration `FILE`")
+	fs.StringVar(&f.sock, "s", "", "control `SOCKET` (default: CONTROL_SOCKET of the configuration)")
+	return fs
+}
+
+// parseOpFlags reads the flags into f and r and returns the operands.
+// Flags may come before or after the operands ("block ADDR -s SOCK"): the
+// flag package stops at the first operand, so parsing goes on after it.
+func parseOpFlags(fs *flag.FlagSet, args []string) (operands []string, err error) {
 	for {
 		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return f, nil, exitOK, false
-			}
-			return f, nil, exitConfig, false
+			return nil, err
 		}
 		if fs.NArg() == 0 {
-			return f, operands, 0, true
+			return operands, nil
 		}
 		operands = append(operands, fs.Arg(0))
 		args = fs.Args()[1:]
@@ -201,17 +195,18 @@ func parseOpFlags(name string, args []string, stderr io.Writer) (f opFlags, oper
 // its flags and operands.
 func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 	op := lookupOp(name)
-	f, operands, code, ok := parseOpFlags(name, args, stderr)
-	if !ok {
-		return code
+	var f opFlags
+	var req opRequest
+	operands, err := parseOpFlags(op.flagSet(&f, &req), args)
+	if errors.Is(err, flag.ErrHelp) {
+		return helpMain([]string{name}, stdout, stderr)
 	}
-	req, err := op.operands(operands)
+	if err == nil {
+		err = op.operands(operands, &req)
+	}
 	if err != nil {
-		fmt.Fprintf(stderr, "portsentry %s: %v\n", name, err)
-		fmt.Fprint(stderr, opsUsage)
-		return exitConfig
+		return usageError(stderr, name, err)
 	}
-	req.reason = f.reason
 
 	path, banTime := f.sock, time.Duration(0)
 	if c, err := config.Load(f.conf); err == nil {

@@ -1,6 +1,7 @@
 package control
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -43,6 +44,52 @@ func PrintList(w io.Writer, bs []bans.Ban, now time.Time) error {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Target(), printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
 	}
 	return tw.Flush()
+}
+
+// ListEntry is one ban as `portsentry list --json` writes it. The field
+// names are an interface scripts rely on: fields may be added, never
+// renamed, removed or given another meaning.
+type ListEntry struct {
+	// Address is what the ban covers: an address, or a prefix for a ban of
+	// an IPv6 network (BAN_PREFIX6): "192.0.2.7", "2001:db8:1:2::/64".
+	Address string `json:"address"`
+	// Reason is the scan type ("TCP SYN/Normal scan", "UDP", "Connect")
+	// or, for a ban by hand, the operator's reason ("manual" by default).
+	Reason string `json:"reason"`
+	// Origin is "detected" (a probe) or "manual" (portsentry block).
+	Origin string `json:"origin"`
+	// Port and Proto are the probe's ("TCP", "UDP"); 0 and "" for a ban
+	// by hand.
+	Port  int    `json:"port"`
+	Proto string `json:"proto"`
+	// Since is when the ban began, Expires when it ends (null: never);
+	// RFC 3339, UTC.
+	Since   time.Time  `json:"since"`
+	Expires *time.Time `json:"expires"`
+	// Count is how many times the address has been banned, this ban
+	// included (repeat offenders are banned for longer).
+	Count int `json:"count"`
+}
+
+// Entry is b as `list --json` writes it.
+func Entry(b bans.Ban) ListEntry {
+	e := ListEntry{Address: b.Target(), Reason: b.Reason, Origin: b.Origin(), Port: int(b.Port), Proto: b.Proto, Since: b.Since.UTC(), Count: b.Count}
+	if !b.Permanent() {
+		t := b.Expires.UTC()
+		e.Expires = &t
+	}
+	return e
+}
+
+// PrintListJSON writes bs as one JSON array of ListEntry, "[]" when
+// empty, and a newline.
+func PrintListJSON(w io.Writer, bs []bans.Ban) error {
+	out := make([]ListEntry, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, Entry(b))
+	}
+	enc := json.NewEncoder(w)
+	return enc.Encode(out)
 }
 
 func expires(b bans.Ban, now time.Time) string {

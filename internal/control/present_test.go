@@ -45,6 +45,29 @@ func TestPrintList(t *testing.T) {
 	}
 }
 
+// list --json: one array, fixed field names, times in UTC, null for a
+// permanent ban, the prefix of a /64 ban; "[]" for none.
+func TestPrintListJSON(t *testing.T) {
+	local := time.FixedZone("X", 3600)
+	bs := []bans.Ban{
+		{Addr: netip.MustParseAddr("192.0.2.7"), Reason: "TCP SYN/Normal scan", Port: 143, Proto: "TCP", Since: t0.In(local), Expires: t0.Add(time.Hour), Count: 2},
+		{Addr: netip.MustParseAddr("2001:db8:1:2::"), Bits: 64, Reason: "manual", Since: t0, Count: 1},
+	}
+	var b strings.Builder
+	if err := PrintListJSON(&b, bs); err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"address":"192.0.2.7","reason":"TCP SYN/Normal scan","origin":"detected","port":143,"proto":"TCP","since":"2026-11-22T01:40:36Z","expires":"2026-11-22T02:40:36Z","count":2},` +
+		`{"address":"2001:db8:1:2::/64","reason":"manual","origin":"manual","port":0,"proto":"","since":"2026-11-22T01:40:36Z","expires":null,"count":1}]` + "\n"
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("PrintListJSON (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	if err := PrintListJSON(&b, nil); err != nil || b.String() != "[]\n" {
+		t.Errorf("empty list: %q, %v; want \"[]\\n\"", b.String(), err)
+	}
+}
+
 func TestRoughDuration(t *testing.T) {
 	for d, want := range map[time.Duration]string{
 		500 * time.Millisecond:          "<1s",

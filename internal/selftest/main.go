@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"time"
 )
 
 // Exit codes of Main.
@@ -26,15 +27,27 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return mainWith(ctx, NewSystem(), args, stdout, stderr)
 }
 
-func mainWith(ctx context.Context, sys System, args []string, stdout, stderr io.Writer) int {
+// flags are the self-test's command line.
+type flags struct {
+	verbose, keep bool
+	timeout       time.Duration
+	bin           string
+}
+
+func flagSet(f *flags) *flag.FlagSet {
 	fs := flag.NewFlagSet("portsentry selftest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	verbose := fs.Bool("v", false, "print the daemon's whole log")
-	keep := fs.Bool("keep", false, "keep the temporary directory (configuration, history, daemon log)")
-	timeout := fs.Duration("timeout", DefaultTimeout, "time limit of the whole self-test")
-	bin := fs.String("bin", "", "the portsentry `binary` to test (default: this program)")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: portsentry selftest [flags]
+	fs.SetOutput(io.Discard) // errors are reported in one line, the help on stdout
+	fs.Usage = func() {}
+	fs.BoolVar(&f.verbose, "v", false, "print the daemon's whole log")
+	fs.BoolVar(&f.keep, "keep", false, "keep the temporary directory (configuration, history, daemon log)")
+	fs.DurationVar(&f.timeout, "timeout", DefaultTimeout, "time limit of the whole self-test")
+	fs.StringVar(&f.bin, "bin", "", "the portsentry `binary` to test (default: this program)")
+	return fs
+}
+
+// Usage writes the self-test's help (`portsentry selftest -h`).
+func Usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: portsentry selftest [flags]
 
 Proves on this host that detection and blocking work, as the tutorials'
 "scan it with nmap from another machine" does, without another machine: it
@@ -46,22 +59,32 @@ end. Needs root. Exit status 0 when every check passed, 1 otherwise.
 
 Flags:
 `)
-		fs.PrintDefaults()
+	fs := flagSet(&flags{})
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func mainWith(ctx context.Context, sys System, args []string, stdout, stderr io.Writer) int {
+	var f flags
+	fs := flagSet(&f)
+	usageErr := func(msg string) int {
+		fmt.Fprintf(stderr, "portsentry selftest: %s (see 'portsentry help selftest')\n", msg)
+		return ExitUsage
 	}
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			Usage(stdout)
 			return ExitPass
 		}
-		return ExitUsage
+		return usageErr(err.Error())
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "portsentry selftest: unexpected argument %q\n", fs.Arg(0))
-		return ExitUsage
+		return usageErr(fmt.Sprintf("unexpected argument %q", fs.Arg(0)))
 	}
-	if *timeout <= 0 {
-		fmt.Fprintln(stderr, "portsentry selftest: -timeout must be positive")
-		return ExitUsage
+	if f.timeout <= 0 {
+		return usageErr("-timeout must be positive")
 	}
+	verbose, keep, timeout, bin := &f.verbose, &f.keep, &f.timeout, &f.bin
 	fmt.Fprintf(stdout, "portsentry selftest: kernel checks, then the daemon against a scanner in private network namespaces (%s/%d, %s/%d)\n",
 		TargetV4, prefixV4, TargetV6.String(), prefixV6)
 	rep := Run(ctx, sys, Options{Binary: *bin, Timeout: *timeout, Keep: *keep, Out: stdout})

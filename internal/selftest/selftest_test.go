@@ -454,10 +454,12 @@ func TestMainCommand(t *testing.T) {
 			fake: func(f *fakeSystem) { f.noDetect = true }},
 		{args: []string{"-bin", os.Args[0]}, code: ExitFail, out: []string{"remedy: modprobe af_packet"},
 			fake: func(f *fakeSystem) { f.missing[PacketSocket] = syscall.EAFNOSUPPORT }},
-		{args: []string{"-nope"}, code: ExitUsage, err: "flag provided but not defined"},
-		{args: []string{"extra"}, code: ExitUsage, err: `unexpected argument "extra"`},
-		{args: []string{"-timeout", "0s"}, code: ExitUsage, err: "-timeout must be positive"},
-		{args: []string{"-h"}, code: ExitPass, err: "Usage: portsentry selftest"},
+		// Usage errors: one line on stderr with a pointer to the help.
+		{args: []string{"-nope"}, code: ExitUsage, err: "portsentry selftest: flag provided but not defined: -nope (see 'portsentry help selftest')\n"},
+		{args: []string{"extra"}, code: ExitUsage, err: "portsentry selftest: unexpected argument \"extra\" (see 'portsentry help selftest')\n"},
+		{args: []string{"-timeout", "0s"}, code: ExitUsage, err: "portsentry selftest: -timeout must be positive (see 'portsentry help selftest')\n"},
+		// The help goes to stdout.
+		{args: []string{"-h"}, code: ExitPass, out: []string{"Usage: portsentry selftest", "-keep"}},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			shortWaits(t)
@@ -476,8 +478,8 @@ func TestMainCommand(t *testing.T) {
 					t.Errorf("stdout lacks %q:\n%s", s, stdout.String())
 				}
 			}
-			if !strings.Contains(stderr.String(), tc.err) {
-				t.Errorf("stderr lacks %q:\n%s", tc.err, stderr.String())
+			if tc.code == ExitUsage && stderr.String() != tc.err {
+				t.Errorf("stderr %q, want %q", stderr.String(), tc.err)
 			}
 		})
 	}

@@ -132,6 +132,24 @@ func (b Ban) Target() string {
 	return b.Addr.String()
 }
 
+// Origins of a ban, as Origin gives them.
+const (
+	// OriginDetected: the daemon banned the address for a probe (or the
+	// kernel trap did, and the daemon recorded it).
+	OriginDetected = "detected"
+	// OriginManual: an operator banned it (portsentry block).
+	OriginManual = "manual"
+)
+
+// Origin says where the ban came from: OriginManual for a ban without a
+// triggering probe (Proto is "" only for those), else OriginDetected.
+func (b Ban) Origin() string {
+	if b.Proto == "" {
+		return OriginManual
+	}
+	return OriginDetected
+}
+
 // Permanent reports whether the ban never expires.
 func (b Ban) Permanent() bool { return b.Expires.IsZero() }
 
