@@ -2,6 +2,7 @@ package pkg
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
@@ -374,4 +375,80 @@ func banned(t *testing.T, inT func(...string) *exec.Cmd, nft string) []netip.Add
 		t.Fatal(err)
 	}
 	return nftset.Addrs(elems)
+}
+
+// TestRefusesUnwritableFiles: under the unit's read-only file system, a
+// daemon whose EVENT_LOG lies where it cannot write refuses to start, with
+// exit code 2 (which the unit does not restart) and the line, key and
+// cause, instead of starting and failing later; `portsentry check` against
+// the packaged unit says so beforehand, from outside the sandbox.
+func TestRefusesUnwritableFiles(t *testing.T) {
+	t.Parallel()
+	requireRoot(t)
+	setpriv := requireTool(t, "setpriv", "util-linux")
+	requireTool(t, "unshare", "util-linux")
+	_, root := builtDeb(t)
+	bin := filepath.Join(root, "usr/sbin/portsentry")
+	unit := filepath.Join(root, "usr/lib/systemd/system/portsentry.service")
+
+	dir := t.TempDir()
+	conf := writeConfig(t, dir, "nft")
+	f, err := os.OpenFile(conf, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// /var/log is read-only under the unit (and in the sandbox below);
+	// the directory is never created, the daemon stops before.
+	const eventLog = "/var/log/pspkg-unwritable/events.jsonl"
+	fmt.Fprintf(f, "EVENT_LOG=%q\n", eventLog)
+	f.Close()
+	lines := len(strings.Split(strings.TrimSpace(readFile(t, conf)), "\n"))
+	where := fmt.Sprintf("%s:%d: EVENT_LOG: %s: ", conf, lines, eventLog)
+
+	out, err := commandErr(nil, bin, "check", "-c", conf, "-unit", unit)
+	if code := exitCode(err); code != 2 || !strings.Contains(out, where+"/var/log/pspkg-unwritable is read-only under portsentry.service (ProtectSystem=strict)") {
+		t.Errorf("portsentry check -unit: exit %d, want 2 and the read-only directory named:\n%s", code, out)
+	}
+
+	plain := func(args ...string) *exec.Cmd { return exec.Command(args[0], args[1:]...) }
+	d := startSandboxed(t, plain, setpriv, bin, conf, dir, unitCaps)
+	select {
+	case <-d.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("the daemon runs with an unwritable EVENT_LOG:\n%s", d.out.String())
+	}
+	if code := d.cmd.ProcessState.ExitCode(); code != 2 {
+		t.Errorf("exit code %d, want 2 (a configuration error: not restarted)", code)
+	}
+	if !strings.Contains(d.out.String(), where+"/var/log is not writable: read-only file system") {
+		t.Errorf("the daemon's output does not name the line, the key and the cause:\n%s", d.out.String())
+	}
+	if strings.Contains(d.out.String(), "now active and listening") {
+		t.Errorf("the daemon started:\n%s", d.out.String())
+	}
+	if _, err := os.Stat(filepath.Dir(eventLog)); err == nil {
+		t.Errorf("%s was created outside the sandbox", filepath.Dir(eventLog))
+		os.RemoveAll(filepath.Dir(eventLog))
+	}
+}
+
+func readFile(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// exitCode is the exit code of a command's error (0 for nil).
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
 }

@@ -21,6 +21,7 @@ var wantFiles = map[string]string{
 	"etc/fail2ban/filter.d/portsentry-2x.conf":             "-rw-r--r--",
 	"usr/share/man/man8/portsentry.8.gz":                   "-rw-r--r--",
 	"usr/share/man/man5/portsentry.conf.5.gz":              "-rw-r--r--",
+	"usr/share/bash-completion/completions/portsentry":     "-rw-r--r--",
 	"usr/share/doc/portsentry/copyright":                   "-rw-r--r--",
 	"usr/share/doc/portsentry/changelog.gz":                "-rw-r--r--",
 	"usr/share/doc/portsentry/NEWS.Debian.gz":              "-rw-r--r--",
@@ -125,8 +126,18 @@ func TestDebContents(t *testing.T) {
 	if out, err := exec.Command("ldd", bin).CombinedOutput(); err == nil || !strings.Contains(string(out), "not a dynamic executable") {
 		t.Errorf("ldd %s: %s (%v), want a static binary", bin, strings.TrimSpace(string(out)), err)
 	}
-	if out := command(t, nil, bin, "-V"); !strings.HasPrefix(out, "portsentry ") {
-		t.Errorf("portsentry -V printed %q", out)
+	// It reports the package's version, as dpkg does.
+	for _, flag := range []string{"-V", "--version"} {
+		if out := command(t, nil, bin, flag); out != "portsentry "+v+"\n" {
+			t.Errorf("portsentry %s printed %q, want %q", flag, out, "portsentry "+v+"\n")
+		}
+	}
+	// Its help is on standard output and names every command.
+	help := command(t, nil, bin, "help")
+	for _, c := range []string{"check", "selftest", "list", "block", "unblock", "status"} {
+		if !strings.Contains(help, "\n  "+c) {
+			t.Errorf("portsentry help does not name %s:\n%s", c, help)
+		}
 	}
 	// The licence, and every Go module linked into the binary named in
 	// copyright with its own.
@@ -151,6 +162,12 @@ func TestDebContents(t *testing.T) {
 	out := command(t, nil, bin, "check", "-c", filepath.Join(root, "usr/share/portsentry/portsentry.conf"))
 	if !strings.Contains(out, "OK") {
 		t.Errorf("portsentry check on the packaged configuration: %s", out)
+	}
+	// ...and writes its files where the packaged unit lets it.
+	unit := filepath.Join(root, "usr/lib/systemd/system/portsentry.service")
+	out = command(t, nil, bin, "check", "-c", filepath.Join(root, "etc/portsentry/portsentry.conf"), "-unit", unit)
+	if !strings.Contains(out, "OK") || !strings.Contains(out, "files written checked against portsentry.service ("+unit+")") || regexp.MustCompile(`(under|private to) portsentry\.service`).MatchString(out) {
+		t.Errorf("portsentry check -unit on the packaged configuration and unit: %s", out)
 	}
 }
 
