@@ -69,8 +69,8 @@ func TestCheck(t *testing.T) {
 		{name: "hosts.deny unused: not checked", conf: "BLOCK_TCP=\"0\"\nKILL_HOSTS_DENY=\"ALL: $TARGET$\"\nHOSTS_DENY_FILE=\"{d}/ro/hosts.deny\"\n", ro: "ro"},
 		{name: "ignore file is a directory", conf: "IGNORE_FILE=\"{d}\"\n",
 			errs: []string{"{c}:1: IGNORE_FILE: {d}: is a directory; want the path of a file"}},
-		{name: "several at once", conf: "ALERT_WEBHOOK_URL=\"x\"\nEVENT_LOG=\"{d}\"\n",
-			errs: []string{"{c}:1: ALERT_WEBHOOK_URL: ", "{c}:2: EVENT_LOG: "}},
+		{name: "several at once, in the order of their lines", conf: "EVENT_LOG=\"{d}\"\nALERT_WEBHOOK_URL=\"x\"\nBAN_FILE=\"{d}\"\n",
+			errs: []string{"{c}:1: EVENT_LOG: ", "{c}:2: ALERT_WEBHOOK_URL: ", "{c}:3: BAN_FILE: "}},
 
 		// Under the shipped unit.
 		{name: "unit: event log in /var/log", unit: true, conf: "EVENT_LOG=\"/var/log/pscli-other/events.jsonl\"\n",

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -117,6 +118,7 @@ func load(opts Options) (*Settings, error) {
 	errs = append(errs, fileErrs...)
 	s.Warnings = append(s.Warnings, fileWarnings...)
 	if len(errs) > 0 {
+		slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
 		return nil, errors.Join(errs...)
 	}
 	if s.Modes, err = resolveModes(opts.Modes, conf); err != nil {
@@ -169,6 +171,15 @@ func (s *Settings) checkIgnoreFiles() error {
 		}
 	}
 	return nil
+}
+
+// lineOf is the line a configuration error names, 0 for none.
+func lineOf(err error) int {
+	var e *config.Error
+	if errors.As(err, &e) {
+		return e.Line
+	}
+	return 0
 }
 
 func anyExists(paths ...string) bool {
