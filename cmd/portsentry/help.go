@@ -9,17 +9,20 @@ import (
 	"github.com/portsentry-go/portsentry/internal/selftest"
 )
 
-// A command is one subcommand as the help describes it.
+// A command is one subcommand: what run dispatches to, and what the help
+// says of it. Adding a command is adding it here.
 type command struct {
 	name     string
 	synopsis string // operands and flags after the name
 	help     string // one line
 	// detail writes the command's own help (`portsentry help NAME`).
 	detail func(w io.Writer)
+	// run runs it with the arguments after its name; nil for check, which
+	// takes the daemon's flags and is run by run itself.
+	run func(args []string, stdout, stderr io.Writer) int
 }
 
-// commands are the subcommands, in the help's order: every one run
-// dispatches (TestHelpNamesEveryCommand keeps the two in step).
+// commands are the subcommands, in the help's order.
 func commands() []command {
 	cs := []command{
 		{name: "check", synopsis: "[-c FILE] [-unit FILE|none]",
@@ -27,14 +30,15 @@ func commands() []command {
 			detail: checkHelp},
 		{name: "selftest", synopsis: "[-v] [-keep] [-timeout D] [-bin FILE]",
 			help:   "prove detection and blocking work on this host, in throwaway network namespaces (root)",
-			detail: selftest.Usage},
+			detail: selftest.Usage, run: selftestMain},
 	}
 	for i := range opCommands {
 		op := &opCommands[i]
-		cs = append(cs, command{name: op.name, synopsis: op.synopsis, help: op.help, detail: op.writeHelp})
+		cs = append(cs, command{name: op.name, synopsis: op.synopsis, help: op.help, detail: op.writeHelp,
+			run: func(args []string, stdout, stderr io.Writer) int { return opsMain(op.name, args, stdout, stderr) }})
 	}
 	return append(cs, command{name: "help", synopsis: "[COMMAND]", help: "this help, or a command's",
-		detail: func(w io.Writer) { writeUsage(w) }})
+		detail: func(w io.Writer) { writeUsage(w) }, run: helpMain})
 }
 
 func lookupCommand(name string) *command {
@@ -196,7 +200,7 @@ Flags:
 `)
 	fs := newFlagSet("portsentry check")
 	var c cli
-	fs.StringVar(&c.unit, "unit", "", "check the files written against the systemd unit `FILE`, or none (default: the installed portsentry.service)")
+	fs.StringVar(&c.unit, "unit", "", unitUsage)
 	fs.StringVar(&c.config, "c", defaultConfig, "read the configuration from `FILE`")
 	writeFlags(w, fs, []string{"c", "unit"})
 	fmt.Fprint(w, "\nThe daemon's flags (see 'portsentry help') choose the modes checked.\n")

@@ -7,7 +7,10 @@
 //	portsentry selftest           prove detection and blocking work here, in throwaway namespaces
 //	portsentry report [-html FILE] the attacks of the last 7 days, from the daemon's files
 //	portsentry list|block|unblock|status   operate the running daemon
-//	portsentry help [COMMAND]     the usage (help.go), on standard output
+//	portsentry help [COMMAND]     the usage, on standard output
+//
+// The subcommands are listed once, in help.go's commands(), which both the
+// dispatch and the help read.
 package main
 
 import (
@@ -65,8 +68,8 @@ type cli struct {
 	unit       string // check -unit
 }
 
-// daemonFlags declares the daemon's flags on fs, in the order the help
-// lists them, storing into c. The mode flags are returned for parse.
+// daemonFlags declares the daemon's flags on fs, storing into c (the help
+// lists them in daemonFlagOrder). The mode flags are returned for parse.
 func daemonFlags(fs *flag.FlagSet, c *cli) (showVersion, connectMode, stealthMode *bool, legacy [6]*bool) {
 	fs.StringVar(&c.config, "c", defaultConfig, "read the configuration from `FILE`")
 	fs.StringVar(&c.defaults, "defaults", "", "read TCP_MODE and UDP_MODE from Debian's start-up `FILE` (default "+defaultDefaults+", only when -c is not given)")
@@ -111,7 +114,7 @@ func parse(args []string) (*cli, error) {
 	fs := newFlagSet("portsentry")
 	showVersion, connectMode, stealthMode, legacy := daemonFlags(fs, c)
 	if c.check {
-		fs.StringVar(&c.unit, "unit", "", "check the files written against the systemd unit `FILE`, or none (default: the installed portsentry.service)")
+		fs.StringVar(&c.unit, "unit", "", unitUsage)
 	}
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -173,6 +176,9 @@ func newFlagSet(name string) *flag.FlagSet {
 
 var errVersion = errors.New("version requested")
 
+// unitUsage describes check's -unit flag.
+const unitUsage = "check the files written against the systemd unit `FILE`, or none (default: the installed portsentry.service)"
+
 func describeMode(m event.Mode) string {
 	what := "trap sockets on "
 	if m.Passive() {
@@ -188,13 +194,8 @@ func describeMode(m event.Mode) string {
 func run(args []string, stdout, stderr io.Writer) int {
 	daemon.Version = version
 	if len(args) > 0 {
-		switch name := args[0]; {
-		case name == "help":
-			return helpMain(args[1:], stdout, stderr)
-		case name == "selftest":
-			return selftestMain(args[1:], stdout, stderr)
-		case isOp(name):
-			return opsMain(name, args[1:], stdout, stderr)
+		if cmd := lookupCommand(args[0]); cmd != nil && cmd.run != nil {
+			return cmd.run(args[1:], stdout, stderr)
 		}
 	}
 	if len(args) > 0 && args[0] == "report" {

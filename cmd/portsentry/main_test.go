@@ -114,7 +114,8 @@ func TestHelpListsEveryFlag(t *testing.T) {
 }
 
 // Every command the help lists is dispatched (its -h is its own help, not
-// an unknown command), and `help NAME` prints that help.
+// an unknown command), and `help NAME` prints that help; check is the one
+// command run by the daemon's own parsing.
 func TestHelpNamesEveryCommand(t *testing.T) {
 	for _, c := range commands() {
 		code, stdout, stderr := runCLI("help", c.name)
@@ -129,6 +130,11 @@ func TestHelpNamesEveryCommand(t *testing.T) {
 	for _, op := range opCommands {
 		if lookupCommand(op.name) == nil {
 			t.Errorf("the help does not list %s", op.name)
+		}
+	}
+	for _, c := range commands() {
+		if (c.run == nil) != (c.name == "check") {
+			t.Errorf("command %s: run set %v", c.name, c.run != nil)
 		}
 	}
 }

@@ -155,9 +155,6 @@ func lookupOp(name string) *opCommand {
 	return nil
 }
 
-// isOp reports whether name is an operator command.
-func isOp(name string) bool { return lookupOp(name) != nil }
-
 // opFlags are the flags every operator command takes.
 type opFlags struct {
 	conf, sock string
@@ -191,7 +188,7 @@ func parseOpFlags(fs *flag.FlagSet, args []string) (operands []string, err error
 	}
 }
 
-// opsMain runs the operator command name (isOp(name) holds) with args,
+// opsMain runs the operator command name (lookupOp finds it) with args,
 // its flags and operands.
 func opsMain(name string, args []string, stdout, stderr io.Writer) int {
 	op := lookupOp(name)

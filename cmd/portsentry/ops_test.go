@@ -61,8 +61,8 @@ func TestOpsArguments(t *testing.T) {
 // `COMMAND -h` is the command's help, on stdout.
 func TestOpsHelp(t *testing.T) {
 	for _, name := range []string{"list", "block", "unblock", "status"} {
-		if !isOp(name) {
-			t.Errorf("isOp(%q) = false", name)
+		if lookupOp(name) == nil {
+			t.Errorf("lookupOp(%q) = nil", name)
 		}
 		var stdout, stderr bytes.Buffer
 		code := opsMain(name, []string{"-h"}, &stdout, &stderr)
@@ -70,8 +70,8 @@ func TestOpsHelp(t *testing.T) {
 			t.Errorf("portsentry %s -h: exit %d, stdout %q, stderr %q", name, code, stdout.String(), stderr.String())
 		}
 	}
-	if isOp("check") {
-		t.Error(`isOp("check") = true`)
+	if lookupOp("check") != nil {
+		t.Error(`lookupOp("check") != nil`)
 	}
 }
 
