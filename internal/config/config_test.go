@@ -192,7 +192,7 @@ func TestBadFiles(t *testing.T) {
 		{"history-format.conf", 1, "HISTORY_FORMAT", ErrInvalidValue, `invalid value "3": must be "1.2" or "2.x"`},
 		{"scan-trigger-window-unit.conf", 2, "SCAN_TRIGGER_WINDOW", ErrInvalidValue, `invalid value "1h": must be a whole number of seconds from 0 to 315360000`},
 		{"metrics-no-port.conf", 1, "METRICS_ADDRESS", ErrInvalidValue, `invalid value "localhost": want HOST:PORT, such as 127.0.0.1:9617 or [::1]:9617`},
-		{"metrics-bad-port.conf", 2, "METRICS_ADDRESS", ErrInvalidValue, `invalid value "127.0.0.1:http": the port must be a number from 1 to 65535`},
+		{"metrics-bad-port.conf", 2, "METRICS_ADDRESS", ErrInvalidValue, `invalid value "127.0.0.1:http": the port must be a number from 0 to 65535`},
 	}
 	seen := map[string]bool{}
 	for _, tt := range tests {
@@ -520,6 +520,7 @@ func TestWarnings(t *testing.T) {
 	}{
 		{"metrics on loopback", `METRICS_ADDRESS="127.0.0.1:9617"`, 0o644, nil},
 		{"metrics on a name", `METRICS_ADDRESS="localhost:9617"`, 0o644, nil},
+		{"metrics on a port the kernel picks", `METRICS_ADDRESS="127.0.0.1:0"`, 0o644, nil},
 		{"metrics on every interface", "\nMETRICS_ADDRESS=\":9617\"", 0o644, []string{
 			`F:2: METRICS_ADDRESS: ":9617" listens on every interface: whoever reaches this host can read the metrics (what is watched, how many bans); give 127.0.0.1:PORT or a management address`}},
 		{"metrics on 0.0.0.0", `METRICS_ADDRESS="0.0.0.0:9617"`, 0o644, []string{`F:1: METRICS_ADDRESS: "0.0.0.0:9617" listens on every interface`}},

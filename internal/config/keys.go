@@ -111,8 +111,9 @@ func listenKey(field func(*Config) *string) func(*Config, string, string) error 
 		if err != nil {
 			return invalid("%q: want HOST:PORT, such as 127.0.0.1:9617 or [::1]:9617", v)
 		}
-		if _, ok := parseDecimal(port, 1, 65535); !ok {
-			return invalid("%q: the port must be a number from 1 to 65535", v)
+		// Port 0 lets the kernel choose (tests; the debug log names it).
+		if _, ok := parseDecimal(port, 0, 65535); !ok {
+			return invalid("%q: the port must be a number from 0 to 65535", v)
 		}
 		if strings.ContainsAny(host, " \t/") {
 			return invalid("%q: %q is not a host name or address", v, host)
