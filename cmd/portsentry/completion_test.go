@@ -87,6 +87,8 @@ func TestBashCompletion(t *testing.T) {
 		{[]string{"-c", "/etc/x.conf", "l"}, []string{"list"}},
 		{[]string{"help", ""}, names},
 		{[]string{"selftest", "-"}, selftestFlags()},
+		{[]string{"report", "-"}, spellings(reportFlagSet(&reportArgs{}), "-h")},
+		{[]string{"report", "-since", "7d", "-html", "/tmp/r.html", "-"}, spellings(reportFlagSet(&reportArgs{}), "-h")},
 		{[]string{"list", "-origin", ""}, []string{"detected", "manual"}},
 		{[]string{"-l", "s"}, []string{"stdout", "syslog"}},
 		{[]string{"-m", ""}, []string{"pcap", "raw"}},

@@ -37,6 +37,9 @@ func commands() []command {
 		cs = append(cs, command{name: op.name, synopsis: op.synopsis, help: op.help, detail: op.writeHelp,
 			run: func(args []string, stdout, stderr io.Writer) int { return opsMain(op.name, args, stdout, stderr) }})
 	}
+	cs = append(cs, command{name: "report", synopsis: "[-since WHEN] [-until WHEN] [-top N] [-html FILE] [-c FILE]",
+		help:   "the attacks of a period (default the last 7 days) from the event log, the history and the ban file: a table, and with -html one self-contained page",
+		detail: reportHelp, run: reportMain})
 	return append(cs, command{name: "help", synopsis: "[COMMAND]", help: "this help, or a command's",
 		detail: func(w io.Writer) { writeUsage(w) }, run: helpMain})
 }

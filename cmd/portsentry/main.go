@@ -198,9 +198,6 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return cmd.run(args[1:], stdout, stderr)
 		}
 	}
-	if len(args) > 0 && args[0] == "report" {
-		return reportMain(args[1:], stdout, stderr)
-	}
 	c, err := parse(args)
 	switch {
 	case errors.Is(err, errVersion):

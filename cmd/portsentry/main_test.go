@@ -76,7 +76,7 @@ func TestHelp(t *testing.T) {
 		if code != exitOK || stderr != "" {
 			t.Errorf("portsentry %s: exit %d, stderr %q; want 0 and nothing", args[0], code, stderr)
 		}
-		for _, c := range []string{"check", "selftest", "list", "block", "unblock", "status", "help"} {
+		for _, c := range []string{"check", "selftest", "list", "block", "unblock", "status", "report", "help"} {
 			if !strings.Contains(stdout, "\n  "+c+" ") && !strings.Contains(stdout, "\n  "+c+"\n") {
 				t.Errorf("portsentry %s does not list the command %s:\n%s", args[0], c, stdout)
 			}

@@ -16,6 +16,33 @@ import (
 	"github.com/portsentry-go/portsentry/internal/report/summary"
 )
 
+// reportArgs is report's command line.
+type reportArgs struct {
+	conf, since, until, html string
+	top                      int
+	files                    summary.Files
+}
+
+// reportFlagSet declares report's flags into a.
+func reportFlagSet(a *reportArgs) *flag.FlagSet {
+	fs := newFlagSet("portsentry report")
+	fs.StringVar(&a.conf, "c", defaultConfig, "configuration `FILE` naming the files to read")
+	fs.StringVar(&a.since, "since", "7d", "start of the period: a `DURATION` before now (36h, 7d) or a date (2026-11-20, 2026-11-20T08:00)")
+	fs.StringVar(&a.until, "until", "", "end of the period: a date, or a `DURATION` before now (default: the end of the hour under way)")
+	fs.IntVar(&a.top, "top", summary.DefaultTop, "how many sources, ports and bans to list")
+	fs.StringVar(&a.html, "html", "", "also write the report as one HTML page to `FILE` (- for standard output, instead of the table)")
+	fs.StringVar(&a.files.EventLog, "events", "", "event log `FILE` (default EVENT_LOG)")
+	fs.StringVar(&a.files.History, "history", "", "history `FILE` (default HISTORY_FILE)")
+	fs.StringVar(&a.files.BanFile, "bans", "", "ban `FILE` (default BAN_FILE)")
+	return fs
+}
+
+// reportHelp is `portsentry help report`.
+func reportHelp(w io.Writer) {
+	fmt.Fprint(w, "Usage: portsentry report [flags]\n\nThe attacks of a period summed up from the event log, the history and the ban file.\n\nFlags:\n")
+	writeFlags(w, reportFlagSet(&reportArgs{}), nil)
+}
+
 // reportMain is `portsentry report [-c FILE] [-since WHEN] [-until WHEN]
 // [-top N] [-html FILE] [-events FILE] [-history FILE] [-bans FILE]`: the
 // attacks of a period (the last 7 days by default) summed up from the
@@ -23,31 +50,17 @@ import (
 // BAN_FILE) or by the flags, as a table on standard output, and with
 // -html as one self-contained page. It only reads: the daemon may run.
 func reportMain(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("portsentry report", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	conf := fs.String("c", defaultConfig, "configuration `file` naming the files to read")
-	since := fs.String("since", "7d", "start of the period: a `DURATION` before now (36h, 7d) or a date (2026-11-20, 2026-11-20T08:00)")
-	until := fs.String("until", "", "end of the period: a date, or a `DURATION` before now (default: the end of the hour under way)")
-	top := fs.Int("top", summary.DefaultTop, "how many sources, ports and bans to list")
-	htmlOut := fs.String("html", "", "also write the report as one HTML page to `FILE` (- for standard output, instead of the table)")
-	files := summary.Files{}
-	fs.StringVar(&files.EventLog, "events", "", "event log `FILE` (default EVENT_LOG)")
-	fs.StringVar(&files.History, "history", "", "history `FILE` (default HISTORY_FILE)")
-	fs.StringVar(&files.BanFile, "bans", "", "ban `FILE` (default BAN_FILE)")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: portsentry report [flags]\n\nThe attacks of a period summed up from the event log, the history and the ban file.\n\nFlags:\n")
-		fs.PrintDefaults()
-	}
+	var a reportArgs
+	fs := reportFlagSet(&a)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			reportHelp(stdout)
 			return exitOK
 		}
-		return exitConfig
+		return usageError(stderr, "report", err)
 	}
-	usage := func(err error) int {
-		fmt.Fprintln(stderr, "portsentry report:", err)
-		return exitConfig
-	}
+	conf, since, until, top, htmlOut, files := &a.conf, &a.since, &a.until, &a.top, &a.html, a.files
+	usage := func(err error) int { return usageError(stderr, "report", err) }
 	if fs.NArg() > 0 {
 		return usage(fmt.Errorf("unexpected argument %q", fs.Arg(0)))
 	}

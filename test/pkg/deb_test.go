@@ -134,7 +134,7 @@ func TestDebContents(t *testing.T) {
 	}
 	// Its help is on standard output and names every command.
 	help := command(t, nil, bin, "help")
-	for _, c := range []string{"check", "selftest", "list", "block", "unblock", "status"} {
+	for _, c := range []string{"check", "selftest", "list", "block", "unblock", "status", "report"} {
 		if !strings.Contains(help, "\n  "+c) {
 			t.Errorf("portsentry help does not name %s:\n%s", c, help)
 		}
