@@ -74,9 +74,9 @@ Daemon flags (PortSentry 1.2 and 2.x spellings; check takes them too):
 	daemonFlags(fs, &cli{})
 	writeFlags(w, fs, daemonFlagOrder)
 	fmt.Fprint(w, `
-Modes come from the mode flags, else TCP_MODE and UDP_MODE of the
-configuration, else /etc/default/portsentry, else connect mode on TCP and
-UDP.
+Modes come from the mode flags, else TCP_MODE and UDP_MODE of
+/etc/default/portsentry (read when -c is not given), else of the
+configuration, else connect mode on TCP and UDP.
 
 Exit status: 0 success; 1 failure while running; 2 bad usage or
 configuration (nothing was started).

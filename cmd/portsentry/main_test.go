@@ -197,9 +197,10 @@ func TestCheck(t *testing.T) {
 		{"fine", "TCP_PORTS=\"1\"\nUDP_PORTS=\"1\"\nHISTORY_FILE=\"/var/lib/portsentry/h\"\n", unit, exitOK, nil},
 		{"metrics without port", "METRICS_ADDRESS=\"localhost\"\n", unit, exitConfig, []string{
 			`portsentry: C:1: METRICS_ADDRESS: invalid value "localhost": want HOST:PORT, such as 127.0.0.1:9617 or [::1]:9617`}},
-		{"alert and event log", "TCP_PORTS=\"1\"\nALERT_MAILER=\"sendmail\"\nEVENT_LOG=\"/var/log/portsentry/events.jsonl\"\n", unit, exitConfig, []string{
+		{"alert and event log", "TCP_PORTS=\"1\"\nALERT_MAILER=\"sendmail\"\nEVENT_LOG=\"/var/log/pscli/events.jsonl\"\n", unit, exitConfig, []string{
 			"portsentry: C:2: ALERT_EMAIL_TO: no recipient for e-mail: set ALERT_EMAIL_TO (ALERT_MAILER on this line needs it)",
-			"portsentry: C:3: EVENT_LOG: /var/log/portsentry/events.jsonl: /var/log/portsentry is read-only under portsentry.service (ProtectSystem=strict): use a path in a directory the unit lets it write (/var/lib/portsentry), or add ReadWritePaths=/var/log/portsentry (after install -d -m 0750 /var/log/portsentry) in a drop-in (systemctl edit portsentry.service)"}},
+			"portsentry: C:3: EVENT_LOG: /var/log/pscli/events.jsonl: /var/log/pscli is read-only under portsentry.service (ProtectSystem=strict): use a path in a directory the unit lets it write (/run/portsentry, /var/lib/portsentry, /var/log/portsentry), or add ReadWritePaths=/var/log/pscli (after install -d -m 0750 /var/log/pscli) in a drop-in (systemctl edit portsentry.service)"}},
+		{"event log in the unit's LogsDirectory", "TCP_PORTS=\"1\"\nUDP_PORTS=\"1\"\nEVENT_LOG=\"/var/log/portsentry/events.jsonl\"\n", unit, exitOK, nil},
 		{"no unit, var-log is writable", "TCP_PORTS=\"1\"\nUDP_PORTS=\"1\"\nEVENT_LOG=\"/var/log/portsentry-pscli-none/events.jsonl\"\n", "none", exitOK, nil},
 		{"warnings only", "TCP_PORTS=\"1\"\nUDP_PORTS=\"1\"\nMETRICS_ADDRESS=\":9617\"\n", unit, exitOK, []string{
 			`portsentry: warning: C:3: METRICS_ADDRESS: ":9617" listens on every interface: whoever reaches this host can read the metrics (what is watched, how many bans); give 127.0.0.1:PORT or a management address`}},

@@ -165,7 +165,7 @@ func TestDebContents(t *testing.T) {
 	}
 	// ...and writes its files where the packaged unit lets it.
 	unit := filepath.Join(root, "usr/lib/systemd/system/portsentry.service")
-	out = command(t, nil, bin, "check", "-c", filepath.Join(root, "etc/portsentry/portsentry.conf"), "-unit", unit)
+	out = command(t, nil, bin, "check", "-c", filepath.Join(root, "usr/share/portsentry/portsentry.conf"), "-unit", unit)
 	if !strings.Contains(out, "OK") || !strings.Contains(out, "files written checked against portsentry.service ("+unit+")") || regexp.MustCompile(`(under|private to) portsentry\.service`).MatchString(out) {
 		t.Errorf("portsentry check -unit on the packaged configuration and unit: %s", out)
 	}
