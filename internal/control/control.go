@@ -224,15 +224,16 @@ type wireBan struct {
 	Since   time.Time  `json:"since"`
 	Expires time.Time  `json:"expires,omitzero"`
 	Count   int        `json:"count"`
-	Bits    int        `json:"bits,omitempty"` // the ban covers addr/bits (an IPv6 prefix)
+	Origin  string     `json:"origin,omitempty"` // "" for this host's own
+	Bits    int        `json:"bits,omitempty"`   // the ban covers addr/bits (an IPv6 prefix)
 }
 
 func toWire(b bans.Ban) wireBan {
-	return wireBan{Addr: b.Addr, Reason: b.Reason, Port: b.Port, Proto: b.Proto, Since: b.Since, Expires: b.Expires, Count: b.Count, Bits: b.Bits}
+	return wireBan{Addr: b.Addr, Reason: b.Reason, Port: b.Port, Proto: b.Proto, Since: b.Since, Expires: b.Expires, Count: b.Count, Origin: b.Origin, Bits: b.Bits}
 }
 
 func fromWire(w wireBan) bans.Ban {
-	b := bans.Ban{Addr: w.Addr.Unmap().WithZone(""), Reason: w.Reason, Port: w.Port, Proto: w.Proto, Since: w.Since, Expires: w.Expires, Count: w.Count}
+	b := bans.Ban{Addr: w.Addr.Unmap().WithZone(""), Reason: w.Reason, Port: w.Port, Proto: w.Proto, Since: w.Since, Expires: w.Expires, Count: w.Count, Origin: w.Origin}
 	if w.Bits > 0 && w.Bits <= b.Addr.BitLen() {
 		b.Bits = w.Bits
 	}

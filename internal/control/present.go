@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -25,14 +26,22 @@ const timeLayout = "2006-01-02 15:04:05"
 //	192.0.2.7    TCP SYN/Normal scan  143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)
 //	2001:db8::7  manual               -        2026-11-22 01:41:00  never
 //
+// When a ban came from elsewhere (bans.Ban.Origin: CrowdSec, the fleet),
+// an ORIGIN column says where, "local" for this host's own; without such
+// bans the table is as it always was, for the scripts that read it.
 // An empty list is one line saying so.
 func PrintList(w io.Writer, bs []bans.Ban, now time.Time) error {
 	if len(bs) == 0 {
 		_, err := io.WriteString(w, "No active bans.\n")
 		return err
 	}
+	origins := slices.ContainsFunc(bs, func(b bans.Ban) bool { return b.Origin != "" })
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ADDRESS\tREASON\tPORT\tSINCE\tEXPIRES")
+	if origins {
+		fmt.Fprintln(tw, "ADDRESS\tREASON\tPORT\tSINCE\tEXPIRES\tORIGIN")
+	} else {
+		fmt.Fprintln(tw, "ADDRESS\tREASON\tPORT\tSINCE\tEXPIRES")
+	}
 	for _, b := range bs {
 		port := "-"
 		if b.Port != 0 || b.Proto != "" {
@@ -41,7 +50,15 @@ func PrintList(w io.Writer, bs []bans.Ban, now time.Time) error {
 				port += "/" + printable(b.Proto)
 			}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", b.Target(), printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s", b.Target(), printable(b.Reason), port, b.Since.In(now.Location()).Format(timeLayout), expires(b, now))
+		if origins {
+			origin := "local"
+			if b.Origin != "" {
+				origin = printable(b.Origin)
+			}
+			fmt.Fprintf(tw, "\t%s", origin)
+		}
+		fmt.Fprintln(tw)
 	}
 	return tw.Flush()
 }

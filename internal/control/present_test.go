@@ -39,6 +39,20 @@ func TestPrintList(t *testing.T) {
 		t.Errorf("PrintList (-want +got):\n%s", diff)
 	}
 	b.Reset()
+	bs = append(bs[:1], bans.Ban{Addr: netip.MustParseAddr("203.0.113.4"), Reason: "crowdsecurity/ssh-bf", Origin: "crowdsec", Since: t0, Expires: t0.Add(4 * time.Hour), Count: 1},
+		bans.Ban{Addr: netip.MustParseAddr("203.0.113.5"), Reason: "TCP SYN/Normal scan", Origin: "fleet:\x1b[2J", Since: t0, Expires: t0.Add(time.Hour), Count: 1})
+	if err := PrintList(&b, bs, now); err != nil {
+		t.Fatal(err)
+	}
+	want = `ADDRESS      REASON                PORT     SINCE                EXPIRES                         ORIGIN
+192.0.2.7    TCP SYN/Normal scan   143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)    local
+203.0.113.4  crowdsecurity/ssh-bf  -        2026-11-22 01:40:36  in 3h59m (2026-11-22 05:40:36)  crowdsec
+203.0.113.5  TCP SYN/Normal scan   -        2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)    fleet:\x1b[2J
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("PrintList with origins (-want +got):\n%s", diff)
+	}
+	b.Reset()
 	PrintList(&b, nil, now)
 	if b.String() != "No active bans.\n" {
 		t.Errorf("empty list printed %q", b.String())

@@ -61,6 +61,7 @@
 //	{"op":"format","v":1}
 //	{"op":"ban","addr":"192.0.2.7","reason":"TCP SYN/Normal scan","port":143,"proto":"TCP","since":"2026-11-22T01:40:36Z","expires":"2026-11-22T02:40:36Z","count":1}
 //	{"op":"ban","addr":"2001:db8::7","reason":"manual","since":"2026-11-22T01:41:00Z","count":1}
+//	{"op":"ban","addr":"203.0.113.4","reason":"crowdsecurity/ssh-bf","origin":"crowdsec","since":"2026-11-22T01:42:00Z","expires":"2026-11-22T05:42:00Z","count":1}
 //	{"op":"past","addr":"198.51.100.9","expires":"2026-11-20T10:00:00Z","count":3}
 //	{"op":"unban","prefix":"10.0.0.0/8"}
 //
@@ -68,7 +69,8 @@
 // the address is no longer banned but was, "count" times, the last ban
 // having ended at "expires" (kept for repeat offenders, and written when a
 // full record drops a ban); "unban" forgets every address inside the
-// prefix, bans and history. Times are RFC 3339 in UTC. Each record is whole
+// prefix, bans and history. "origin" is absent for this host's own bans
+// (files written before it existed read as such). Times are RFC 3339 in UTC. Each record is whole
 // by itself, so a torn last line loses that one change and nothing else.
 // A "format" line with a version other than 1 makes Open refuse the file
 // and leave it alone: a newer portsentry wrote it.
@@ -116,6 +118,10 @@ type Ban struct {
 	// Count is how many times the address has been banned, this ban
 	// included, within the memory of the Store (Options.Remember).
 	Count int
+	// Origin says where the ban came from: "" for this host's own
+	// detection or operator, "crowdsec" for a CrowdSec decision,
+	// "fleet:<member>" for another member of the fleet (see Import).
+	Origin string
 	// Bits, when above 0, says the ban covers the prefix Addr/Bits (an
 	// IPv6 /64 with BAN_PREFIX6) rather than Addr alone. The Store keeps
 	// bans by address and never sets it: the jail, which knows the
@@ -240,6 +246,7 @@ type entry struct {
 	addr   netip.Addr
 	reason string
 	proto  string
+	origin string
 	port   uint16
 	active bool
 	count  int32
@@ -256,6 +263,7 @@ func (e *entry) ban() Ban {
 		Reason: e.reason,
 		Port:   e.port,
 		Proto:  e.proto,
+		Origin: e.origin,
 		Since:  time.Unix(0, e.since),
 		Count:  int(e.count),
 	}
@@ -386,7 +394,7 @@ func (s *Store) BanFor(addr netip.Addr, d time.Duration, reason string) Ban {
 	s.collect(addr, now)
 	e := s.byAddr[addr]
 	if e != nil && e.active {
-		e.reason, e.port, e.proto = reason, 0, ""
+		e.reason, e.port, e.proto, e.origin = reason, 0, "", ""
 		e.expires = expiry(now, d)
 		s.active.fix(e.idx)
 		s.journalBan(e)
@@ -397,6 +405,39 @@ func (s *Store) BanFor(addr netip.Addr, d time.Duration, reason string) Ban {
 	e.expires = expiry(now, d)
 	s.activate(e)
 	return e.ban()
+}
+
+// Import records a ban that came from elsewhere (origin: "crowdsec",
+// "fleet:<member>"), for d (at most MaxDuration; 0 or less records
+// nothing). An address already banned keeps its ban, reason and origin,
+// extended to end d from now if that is later: the longest ban wins, and
+// a ban of this host's own is never relabelled as someone else's. It
+// returns the ban in force and whether Import changed it (a new ban or a
+// later end), which is when the firewall must be told.
+func (s *Store) Import(addr netip.Addr, d time.Duration, reason, origin string) (Ban, bool) {
+	if d <= 0 {
+		return Ban{}, false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	addr = normalize(addr)
+	now := s.now()
+	d = min(d, MaxDuration)
+	s.collect(addr, now)
+	if e := s.byAddr[addr]; e != nil && e.active {
+		if end := expiry(now, d); e.expires != 0 && end > e.expires {
+			e.expires = end
+			s.active.fix(e.idx)
+			s.journalBan(e)
+			return e.ban(), true
+		}
+		return e.ban(), false
+	}
+	e := s.start(addr, now)
+	e.reason, e.origin = clean(reason, maxReason), clean(origin, maxOrigin)
+	e.expires = expiry(now, d)
+	s.activate(e)
+	return e.ban(), true
 }
 
 // clean makes s what the file can hold: valid UTF-8 (each invalid byte
@@ -479,7 +520,7 @@ func (s *Store) retire(e *entry, end int64) {
 	}
 	e.active = false
 	e.expires = end
-	e.reason, e.proto, e.port, e.since = "", "", 0, 0
+	e.reason, e.proto, e.origin, e.port, e.since = "", "", "", 0, 0
 	if s.past.len() >= s.opts.MaxBans {
 		old := s.past.pop()
 		delete(s.byAddr, old.addr)

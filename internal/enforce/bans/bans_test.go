@@ -868,3 +868,54 @@ func ExampleStore() {
 	fmt.Println(b.Addr, b.Count, b.Expires.Sub(b.Since))
 	// Output: 192.0.2.7 1 1h0m0s
 }
+
+// TestImport: a ban from elsewhere is recorded with its origin for the
+// time asked (capped at MaxDuration); an address already banned keeps its
+// own ban, reason and origin, only extended when the import ends later; a
+// manual ban makes it this host's own; its expiry forgets the origin.
+func TestImport(t *testing.T) {
+	c := newClock()
+	s := open(t, "", c, Options{Policy: hour})
+	a, local := addr("192.0.2.1"), addr("192.0.2.2")
+
+	b, changed := s.Import(a, 2*time.Hour, "crowdsecurity/ssh-bf", "crowdsec")
+	want := Ban{Addr: a, Reason: "crowdsecurity/ssh-bf", Origin: "crowdsec", Since: t0, Expires: t0.Add(2 * time.Hour), Count: 1}
+	if diff := cmp.Diff(want, b, addrEq); diff != "" || !changed {
+		t.Fatalf("Import (changed %v) (-want +got):\n%s", changed, diff)
+	}
+	if _, changed := s.Import(a, time.Hour, "other", "fleet:b"); changed {
+		t.Error("a shorter import changed the ban")
+	}
+	b, changed = s.Import(a, 3*time.Hour, "other", "fleet:b")
+	if !changed || !b.Expires.Equal(t0.Add(3*time.Hour)) || b.Origin != "crowdsec" || b.Reason != "crowdsecurity/ssh-bf" {
+		t.Errorf("a longer import: %+v (changed %v), want the crowdsec ban extended to 3h", b, changed)
+	}
+
+	s.Ban(local, "UDP", 53, "UDP")
+	b, _ = s.Import(local, 30*time.Minute, "x", "crowdsec")
+	if b.Origin != "" || b.Reason != "UDP" || !b.Expires.Equal(t0.Add(time.Hour)) {
+		t.Errorf("import over a local ban: %+v, want the local ban unchanged", b)
+	}
+	b, _ = s.Import(local, 5*time.Hour, "x", "crowdsec")
+	if b.Origin != "" || b.Reason != "UDP" || !b.Expires.Equal(t0.Add(5*time.Hour)) {
+		t.Errorf("a longer import over a local ban: %+v, want it local, ending at 5h", b)
+	}
+	b = s.BanFor(a, time.Hour, "manual")
+	if b.Origin != "" {
+		t.Errorf("a manual ban over an import kept origin %q", b.Origin)
+	}
+
+	if b, changed := s.Import(addr("192.0.2.3"), 0, "x", "crowdsec"); changed || b.Addr.IsValid() {
+		t.Errorf("Import for 0 recorded %+v", b)
+	}
+	b, _ = s.Import(addr("192.0.2.4"), 100*MaxDuration, "x", "crowdsec")
+	if got := b.Expires.Sub(t0); got != MaxDuration {
+		t.Errorf("Import for 100 years lasts %v, want MaxDuration", got)
+	}
+	c.advance(4 * time.Hour)
+	s.Expire()
+	b, _ = s.Import(addr("192.0.2.1"), time.Hour, "y", "fleet:c")
+	if b.Count != 2 || b.Origin != "fleet:c" || b.Reason != "y" {
+		t.Errorf("import after expiry: %+v", b)
+	}
+}

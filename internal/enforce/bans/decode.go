@@ -25,6 +25,7 @@ type record struct {
 	prefix  netip.Prefix
 	reason  string
 	proto   string
+	origin  string
 	port    uint16
 	since   int64
 	expires int64
@@ -34,9 +35,9 @@ type record struct {
 // rawRecord is a line's fields before checking. The byte slices point
 // into the line (scanRecord) or at encoding/json's strings.
 type rawRecord struct {
-	op, addr, prefix, reason, proto, since, expires []byte
-	v, count                                        int64
-	port                                            uint16
+	op, addr, prefix, reason, proto, origin, since, expires []byte
+	v, count                                                int64
+	port                                                    uint16
 }
 
 // wireRecord is a line for encoding/json.
@@ -48,6 +49,7 @@ type wireRecord struct {
 	Reason  string `json:"reason"`
 	Port    uint16 `json:"port"`
 	Proto   string `json:"proto"`
+	Origin  string `json:"origin"`
 	Since   string `json:"since"`
 	Expires string `json:"expires"`
 	Count   int64  `json:"count"`
@@ -75,7 +77,7 @@ func decodeRecord(line []byte, str func([]byte) string) (record, error) {
 		}
 		w = rawRecord{
 			op: []byte(j.Op), addr: []byte(j.Addr), prefix: []byte(j.Prefix),
-			reason: []byte(j.Reason), proto: []byte(j.Proto),
+			reason: []byte(j.Reason), proto: []byte(j.Proto), origin: []byte(j.Origin),
 			since: []byte(j.Since), expires: []byte(j.Expires),
 			v: j.V, count: j.Count, port: j.Port,
 		}
@@ -131,7 +133,10 @@ func decodeRecord(line []byte, str func([]byte) string) (record, error) {
 	if len(w.reason) > maxReason {
 		return r, errors.New("ban: reason too long")
 	}
-	r.reason, r.proto = str(w.reason), str(w.proto)
+	if len(w.origin) > maxOrigin {
+		return r, errors.New("ban: origin too long")
+	}
+	r.reason, r.proto, r.origin = str(w.reason), str(w.proto), str(w.origin)
 	return r, nil
 }
 
@@ -255,6 +260,8 @@ func scanRecord(line []byte, w *rawRecord) bool {
 				w.reason = val
 			case "proto":
 				w.proto = val
+			case "origin":
+				w.origin = val
 			case "since":
 				w.since = val
 			case "expires":

@@ -47,6 +47,7 @@ func TestScanRecord(t *testing.T) {
 func FuzzScanRecord(f *testing.F) {
 	f.Add([]byte(`{"op":"ban","addr":"192.0.2.7","reason":"TCP SYN/Normal scan","port":143,"proto":"TCP","since":"2026-11-22T01:40:36Z","expires":"2026-11-22T02:40:36Z","count":1}`))
 	f.Add([]byte(`{"op":"format","v":1}`))
+	f.Add([]byte(`{"op":"ban","addr":"203.0.113.4","reason":"crowdsecurity/ssh-bf","origin":"crowdsec","since":"2026-11-22T01:42:00Z","expires":"2026-11-22T05:42:00Z","count":1}`))
 	f.Add([]byte(`{"op":"unban","prefix":"2001:db8::/32"}`))
 	f.Add([]byte(` {"count" : 0 ,"op":"past"}`))
 	f.Fuzz(func(t *testing.T, line []byte) {
@@ -60,7 +61,7 @@ func FuzzScanRecord(f *testing.F) {
 		}
 		got := wireRecord{
 			Op: string(w.op), Addr: string(w.addr), Prefix: string(w.prefix), Reason: string(w.reason),
-			Proto: string(w.proto), Since: string(w.since), Expires: string(w.expires),
+			Proto: string(w.proto), Origin: string(w.origin), Since: string(w.since), Expires: string(w.expires),
 			V: w.v, Count: w.count, Port: w.port,
 		}
 		if diff := cmp.Diff(j, got); diff != "" {

@@ -39,6 +39,7 @@ const (
 	// cut), so that a line stays small.
 	maxReason = 1024
 	maxProto  = 16
+	maxOrigin = 256
 )
 
 // journal is the Store's file. Store.mu guards what Ban and the other
@@ -468,6 +469,7 @@ func (ld *loader) apply(rec record, n int, now int64, s *Store) error {
 			addr:    rec.addr,
 			reason:  rec.reason,
 			proto:   rec.proto,
+			origin:  rec.origin,
 			port:    rec.port,
 			count:   rec.count,
 			since:   rec.since,
@@ -521,6 +523,10 @@ func encodeBan(b []byte, e *entry) []byte {
 	if e.proto != "" {
 		b = append(b, `,"proto":`...)
 		b = appendString(b, e.proto)
+	}
+	if e.origin != "" {
+		b = append(b, `,"origin":`...)
+		b = appendString(b, e.origin)
 	}
 	b = append(b, `,"since":"`...)
 	b = appendTime(b, e.since)

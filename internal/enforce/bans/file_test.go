@@ -28,7 +28,11 @@ func dump(s *Store) []string {
 	for _, e := range s.entries() {
 		b := e.ban()
 		if e.active {
-			out = append(out, fmt.Sprintf("ban %v %q %d %q since=%v expires=%v count=%d", b.Addr, b.Reason, b.Port, b.Proto, b.Since.UTC(), b.Expires.UTC(), b.Count))
+			line := fmt.Sprintf("ban %v %q %d %q since=%v expires=%v count=%d", b.Addr, b.Reason, b.Port, b.Proto, b.Since.UTC(), b.Expires.UTC(), b.Count)
+			if b.Origin != "" {
+				line += fmt.Sprintf(" origin=%q", b.Origin)
+			}
+			out = append(out, line)
 		} else {
 			out = append(out, fmt.Sprintf("past %v ended=%v count=%d", b.Addr, b.Expires.UTC(), b.Count))
 		}
@@ -248,6 +252,7 @@ func TestGoldenSnapshot(t *testing.T) {
 	c.advance(time.Second + 5*time.Millisecond)
 	s.BanFor(addr("2001:db8::7"), 0, "manual")
 	s.Ban(addr("2001:db8::8"), "UDP", 53, "UDP")
+	s.Import(addr("203.0.113.4"), 4*time.Hour, "crowdsecurity/ssh-bf", "crowdsec")
 	if err := s.Compact(); err != nil {
 		t.Fatal(err)
 	}
@@ -258,6 +263,42 @@ func TestGoldenSnapshot(t *testing.T) {
 	}
 	if diff := cmp.Diff(string(readAll(t, golden)), string(got)); diff != "" {
 		t.Errorf("snapshot (-golden +got):\n%s", diff)
+	}
+}
+
+// TestOrigin: a ban's origin survives the journal, a snapshot and a
+// reopen; a file written before origins existed reads as this host's own
+// bans; a line with an origin too long is damage, reported by line.
+func TestOrigin(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "bans.jsonl")
+	c := newClock()
+	s := open(t, path, c, Options{Policy: hour})
+	s.Import(addr("203.0.113.4"), time.Hour, "portsentry/scan", "fleet:b")
+	s.Ban(addr("192.0.2.7"), "UDP", 53, "UDP")
+	s.Sync()
+	mustClose(t, s)
+	s = open(t, path, c, Options{Policy: hour})
+	got := map[string]string{}
+	for _, b := range s.Active() {
+		got[b.Addr.String()] = b.Origin
+	}
+	if diff := cmp.Diff(map[string]string{"203.0.113.4": "fleet:b", "192.0.2.7": ""}, got); diff != "" {
+		t.Errorf("origins after reopen (-want +got):\n%s", diff)
+	}
+	mustClose(t, s)
+
+	old := `{"op":"format","v":1}` + "\n" + `{"op":"ban","addr":"192.0.2.9","reason":"UDP","port":53,"proto":"UDP","since":"2026-11-22T01:00:00Z","expires":"2026-11-22T03:00:00Z","count":1}` + "\n" +
+		`{"op":"ban","addr":"192.0.2.10","origin":"` + strings.Repeat("x", maxOrigin+1) + `","since":"2026-11-22T01:00:00Z","count":1}` + "\n"
+	write(t, path, []byte(old))
+	s, err := OpenOptions(path, Options{Policy: hour, Now: c.now})
+	var ce *CorruptError
+	if !errors.As(err, &ce) || len(ce.Lines) != 1 || ce.Lines[0].Line != 3 || !strings.Contains(ce.Lines[0].Error(), "origin too long") {
+		t.Fatalf("Open: %v, want line 3's origin reported", err)
+	}
+	defer s.Close()
+	b, ok := s.Get(addr("192.0.2.9"))
+	if !ok || b.Origin != "" || b.Reason != "UDP" {
+		t.Errorf("old line read as %+v, %v", b, ok)
 	}
 }
 
