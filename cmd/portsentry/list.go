@@ -17,7 +17,7 @@ import (
 // change to the control protocol.
 type listFilter struct {
 	within netip.Prefix // bans inside this address or prefix; the zero Prefix: all
-	origin string       // bans.OriginDetected or bans.OriginManual; "": all
+	origin string       // as bans.Ban.Source gives it; "": all
 	reason string       // bans whose reason contains this, ignoring case; "": all
 	count  bool         // print how many, not which
 	json   bool         // a JSON array (control.PrintListJSON)
@@ -25,7 +25,7 @@ type listFilter struct {
 
 func listFlags(fs *flag.FlagSet, r *opRequest) {
 	f := &r.list
-	fs.StringVar(&f.origin, "origin", "", "only bans of this `ORIGIN`: detected (a probe) or manual (portsentry block)")
+	fs.StringVar(&f.origin, "origin", "", "only bans of this `ORIGIN`: detected (a probe), manual (portsentry block), crowdsec (a CrowdSec decision)")
 	fs.StringVar(&f.reason, "reason", "", "only bans whose reason contains `TEXT` (any case): syn, udp, connect, manual")
 	fs.BoolVar(&f.count, "count", false, "print how many bans match, not the bans")
 	fs.BoolVar(&f.json, "json", false, "print one JSON array: address, reason, origin, port, proto, since, expires (null: never), count")
@@ -33,10 +33,10 @@ func listFlags(fs *flag.FlagSet, r *opRequest) {
 
 func listOperands(args []string, r *opRequest) error {
 	f := &r.list
-	switch f.origin {
-	case "", bans.OriginDetected, bans.OriginManual:
+	switch {
+	case f.origin == "", f.origin == bans.OriginDetected, f.origin == bans.OriginManual, f.origin == "crowdsec", strings.HasPrefix(f.origin, "fleet:"):
 	default:
-		return fmt.Errorf("-origin %q: want %s or %s", f.origin, bans.OriginDetected, bans.OriginManual)
+		return fmt.Errorf("-origin %q: want %s, %s, crowdsec or fleet:MEMBER", f.origin, bans.OriginDetected, bans.OriginManual)
 	}
 	switch len(args) {
 	case 0:
@@ -64,7 +64,7 @@ func (f listFilter) match(b bans.Ban) bool {
 			return false
 		}
 	}
-	if f.origin != "" && b.Origin() != f.origin {
+	if f.origin != "" && b.Source() != f.origin {
 		return false
 	}
 	if f.reason != "" && !strings.Contains(strings.ToLower(b.Reason), strings.ToLower(f.reason)) {

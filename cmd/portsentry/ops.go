@@ -52,7 +52,7 @@ type opAnswer struct {
 var opCommands = []opCommand{
 	{
 		name:     "list",
-		synopsis: "[ADDRESS|PREFIX] [-origin detected|manual] [-reason TEXT] [-count] [-json]",
+		synopsis: "[ADDRESS|PREFIX] [-origin detected|manual|crowdsec] [-reason TEXT] [-count] [-json]",
 		help:     "bans in force (address, reason, port, since, expires), those inside a prefix, of an origin or reason; -count: how many; -json: a JSON array",
 		flags:    listFlags,
 		operands: listOperands,

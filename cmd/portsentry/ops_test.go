@@ -34,7 +34,7 @@ func TestOpsArguments(t *testing.T) {
 		{[]string{"unblock", "nope"}, exitConfig, `bad address "nope"`},
 		{[]string{"list", "extra"}, exitConfig, `bad address "extra"`},
 		{[]string{"list", "10.0.0.0/8", "192.0.2.1"}, exitConfig, `want at most one ADDRESS or PREFIX`},
-		{[]string{"list", "-origin", "fleet"}, exitConfig, `-origin "fleet": want detected or manual`},
+		{[]string{"list", "-origin", "fleet"}, exitConfig, `-origin "fleet": want detected, manual, crowdsec or fleet:MEMBER`},
 		{[]string{"list", "-count", "-x"}, exitConfig, `flag provided but not defined: -x`},
 		{[]string{"block", "192.0.2.1", "-count"}, exitConfig, `flag provided but not defined: -count`}, // list's flag only
 		{[]string{"status", "extra"}, exitConfig, "takes no operand"},

@@ -90,7 +90,7 @@ type ListEntry struct {
 
 // Entry is b as `list --json` writes it.
 func Entry(b bans.Ban) ListEntry {
-	e := ListEntry{Address: b.Target(), Reason: b.Reason, Origin: b.Origin(), Port: int(b.Port), Proto: b.Proto, Since: b.Since.UTC(), Count: b.Count}
+	e := ListEntry{Address: b.Target(), Reason: b.Reason, Origin: b.Source(), Port: int(b.Port), Proto: b.Proto, Since: b.Since.UTC(), Count: b.Count}
 	if !b.Permanent() {
 		t := b.Expires.UTC()
 		e.Expires = &t

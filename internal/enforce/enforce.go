@@ -57,6 +57,9 @@ type Settings struct {
 	// Trap is the kernel trap the settings ask for; nil for none. Only a
 	// Trapper sets it.
 	Trap *block.Trap
+	// ImportMax caps the lifetime of a ban from elsewhere (Import); 0
+	// leaves bans.MaxDuration as the only cap.
+	ImportMax time.Duration
 }
 
 // current is a Settings with what it opened.
@@ -365,12 +368,17 @@ func (e *Enforcer) Expire() {
 // counts from zero again), in the firewall, in hosts.deny, and through
 // UNKILL_ROUTE. Event loop only; commands run beside it.
 func (e *Enforcer) lift(bs []bans.Ban, expired bool) {
+	e.liftAs(bs, expired, func(b bans.Ban) { e.rep.Lifted(b, expired) })
+}
+
+// liftAs is lift with report telling each ban's end.
+func (e *Enforcer) liftAs(bs []bans.Ban, expired bool, report func(bans.Ban)) {
 	c := e.cur.Load()
 	var unkill []string
 	for _, b := range bs {
 		e.engine.Unblock(b.Addr)
 		e.unlike.Unblock(b.Addr) // a peer acted on is a peer again
-		e.rep.Lifted(b, expired)
+		report(b)
 		if line := c.Plan.HostsDenyLine(b.Addr); line != "" {
 			// Queued: the writer rewrites the file once for all the lines
 			// removed meanwhile, off the loop.

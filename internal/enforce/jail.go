@@ -178,6 +178,27 @@ func (j *Jail) Record(addr netip.Addr, reason string, port uint16, proto string)
 	j.store.Ban(j.Key(addr), reason, port, proto)
 }
 
+// Import records a ban from elsewhere (bans.Store.Import) and applies it
+// natively when it is new or ends later than the ban in force; fresh
+// tells a new ban. A new ban the firewall refused is taken back from the
+// record. The ban file is written at the next Sync (within a second):
+// the origin still holds the ban after a crash, and sends it again.
+func (j *Jail) Import(addr netip.Addr, d time.Duration, reason, origin string) (b bans.Ban, fresh bool, err error) {
+	addr = j.Key(addr)
+	_, held := j.store.Get(addr)
+	b, changed := j.store.Import(addr, d, reason, origin)
+	if !changed {
+		return b, false, nil
+	}
+	if err := j.apply(addr, b.Remaining(time.Now())); err != nil {
+		if !held {
+			j.store.Unban(netip.PrefixFrom(b.Addr, b.Addr.BitLen()))
+		}
+		return bans.Ban{}, false, err
+	}
+	return j.withPrefix([]bans.Ban{b})[0], !held, nil
+}
+
 // BanFor is a ban made by hand (portsentry block), for d (0: permanent).
 func (j *Jail) BanFor(addr netip.Addr, d time.Duration, reason string) (bans.Ban, error) {
 	addr = j.Key(addr)

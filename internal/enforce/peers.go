@@ -116,6 +116,23 @@ func (v *peerView) forged(ev event.Event) ([]uint8, bool) {
 	return hops, true
 }
 
+// known reports whether addr is a peer as far as the kernel trap knows,
+// whatever the hop count: a ban from elsewhere never lands on a host that
+// has an established connection with this one. The first call after the
+// trap is set reads the kernel's peers; later ones use the last reading.
+func (p *peers) known(addr netip.Addr) bool {
+	src := p.src
+	if src == nil {
+		return false
+	}
+	v := src.view.Load()
+	if v == nil {
+		v = src.refresh()
+	}
+	_, ok := v.hops[addr]
+	return ok
+}
+
 // refresh reads the peers again and returns the most recent view. On
 // error it keeps the peers it had, with the new time: peers expire in the
 // kernel over an hour, so an old view is still mostly right. The loop and

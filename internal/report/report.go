@@ -456,6 +456,22 @@ func (r *Reporter) Lifted(b bans.Ban, expired bool) {
 	}
 }
 
+// Imported reports a ban made on another's word (a CrowdSec decision, a
+// fleet member's ban): a line, never a history or blocked-file record,
+// which fail2ban would act on.
+func (r *Reporter) Imported(b bans.Ban, how string) {
+	r.log.Info(logline.Imported(b.Target(), b.Origin, b.Reason, how), output.Source(b.Addr, "imported"))
+}
+
+// Withdrawn reports the end of an imported ban whose origin withdrew it
+// (the decision was deleted there).
+func (r *Reporter) Withdrawn(b bans.Ban) {
+	r.log.Info(logline.Unblocked(b.Addr.String(), "withdrawn by "+b.Origin), output.Source(b.Addr, ""))
+	for _, o := range r.observers {
+		o.Lifted(b, false)
+	}
+}
+
 // Reloaded reports a reload: its summary when it took effect, its error
 // when it was refused.
 func (r *Reporter) Reloaded(summary string, err error) {

@@ -316,6 +316,7 @@ func (s *Settings) Enforce() enforce.Settings {
 		Style2x:        s.Opts.Style2x,
 		ServiceGrace:   c.ServiceGrace,
 		Trap:           s.trap(),
+		ImportMax:      c.BanTimeMax,
 	}
 }
 

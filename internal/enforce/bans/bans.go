@@ -138,7 +138,7 @@ func (b Ban) Target() string {
 	return b.Addr.String()
 }
 
-// Origins of a ban, as Origin gives them.
+// Sources of a local ban, as Source gives them.
 const (
 	// OriginDetected: the daemon banned the address for a probe (or the
 	// kernel trap did, and the daemon recorded it).
@@ -147,10 +147,15 @@ const (
 	OriginManual = "manual"
 )
 
-// Origin says where the ban came from: OriginManual for a ban without a
-// triggering probe (Proto is "" only for those), else OriginDetected.
-func (b Ban) Origin() string {
-	if b.Proto == "" {
+// Source says where the ban came from, as the operator commands show it:
+// Origin for a ban from elsewhere ("crowdsec", "fleet:<member>"); for this
+// host's own, OriginManual for a ban without a triggering probe (Proto is
+// "" only for those), else OriginDetected.
+func (b Ban) Source() string {
+	switch {
+	case b.Origin != "":
+		return b.Origin
+	case b.Proto == "":
 		return OriginManual
 	}
 	return OriginDetected

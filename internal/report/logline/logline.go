@@ -248,6 +248,14 @@ func BlockedByHand(addr, how string) string {
 	return fmt.Sprintf("attackalert: Host %s blocked by hand %s", addr, how)
 }
 
+// Imported follows a ban made on another's word: origin is "crowdsec" or
+// "fleet:<member>", reason theirs, how the ban's length (Describe). Worded
+// apart from the lines of a detection ("Host ... has been blocked"), so
+// that fail2ban's filters never act on another's word.
+func Imported(target, origin, reason, how string) string {
+	return fmt.Sprintf("attackalert: Host %s banned on %q's word (reason %q) %s", target, origin, reason, how)
+}
+
 // Unblocked follows the end of a ban: why is "ban expired" or
 // "unblocked by hand".
 func Unblocked(addr, why string) string {
