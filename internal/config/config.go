@@ -221,6 +221,16 @@ type Config struct {
 	AlertDelay, AlertWindow                                  time.Duration
 	AlertMaxPerHour                                          int
 
+	// CrowdSec (CROWDSEC_*): a Local API to push bans to as a machine
+	// (CROWDSEC_MACHINE_ID and CROWDSEC_MACHINE_PASSWORD, or a cscli
+	// credentials file, CROWDSEC_CREDENTIALS) and to follow decisions
+	// from as a bouncer (CROWDSEC_BOUNCER_KEY), every CROWDSEC_POLL
+	// (seconds, 1..3600, default 10). Checked together by package
+	// settings.
+	CrowdSecURL, CrowdSecMachineID, CrowdSecMachinePassword string
+	CrowdSecCredentials, CrowdSecBouncerKey                 string
+	CrowdSecPoll                                            time.Duration
+
 	// Warnings are lines that loaded but probably do not say what was
 	// meant, each naming file, line and key.
 	Warnings []string
@@ -263,6 +273,7 @@ func Default() *Config {
 		AlertDelay:            5 * time.Second,
 		AlertWindow:           time.Minute,
 		AlertMaxPerHour:       60,
+		CrowdSecPoll:          10 * time.Second,
 	}
 	// These literals are known good; a failure here is a programming error
 	// caught by TestDefault, so the errors are deliberately dropped.

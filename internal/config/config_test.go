@@ -58,6 +58,7 @@ func TestDefault(t *testing.T) {
 		AlertDelay:            5 * time.Second,
 		AlertWindow:           time.Minute,
 		AlertMaxPerHour:       60,
+		CrowdSecPoll:          10 * time.Second,
 	}
 	if diff := cmp.Diff(want, Default(), configCmp); diff != "" {
 		t.Errorf("Default() mismatch (-want +got):\n%s", diff)
@@ -626,5 +627,23 @@ func TestTrailingTextWarns(t *testing.T) {
 	want := []string{`/etc/portsentry/portsentry.conf:2: KILL_RUN_CMD: text after the closing quote is ignored: "$TARGET$\" >> log\"" (the value is "echo ")`}
 	if diff := cmp.Diff(want, c.Warnings); diff != "" {
 		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
+}
+
+// TestKeyLines: Line tells where a key was set (the last time), for
+// errors about keys checked together.
+func TestKeyLines(t *testing.T) {
+	c, err := Parse(strings.NewReader("# c\nCROWDSEC_URL=\"http://127.0.0.1:8080\"\n\nCROWDSEC_POLL=\"5\"\nCROWDSEC_POLL=\"\"\n"), "/etc/p.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Line("CROWDSEC_URL") != 2 || c.Line("CROWDSEC_POLL") != 5 || c.Line("BLOCKER") != 0 {
+		t.Errorf("lines: URL %d, POLL %d, BLOCKER %d", c.Line("CROWDSEC_URL"), c.Line("CROWDSEC_POLL"), c.Line("BLOCKER"))
+	}
+	if got := c.ErrorAt("CROWDSEC_URL", ErrInvalidValue).Error(); got != "/etc/p.conf:2: CROWDSEC_URL: invalid value" {
+		t.Errorf("KeyError = %q", got)
+	}
+	if c.CrowdSecPoll != 10*time.Second {
+		t.Errorf(`CROWDSEC_POLL="" gave %v, want the default`, c.CrowdSecPoll)
 	}
 }

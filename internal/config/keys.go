@@ -84,6 +84,14 @@ var keys = map[string]key{
 	"ALERT_DELAY":         {"5", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.AlertDelay })},
 	"ALERT_WINDOW":        {"60", secondsKey(1, 86400, func(c *Config) *time.Duration { return &c.AlertWindow })},
 	"ALERT_MAX_PER_HOUR":  {"60", intKey(1, 100000, func(c *Config) *int { return &c.AlertMaxPerHour })},
+
+	// CrowdSec's Local API; checked together by package settings.
+	"CROWDSEC_URL":              {"", stringKey(func(c *Config) *string { return &c.CrowdSecURL })},
+	"CROWDSEC_MACHINE_ID":       {"", stringKey(func(c *Config) *string { return &c.CrowdSecMachineID })},
+	"CROWDSEC_MACHINE_PASSWORD": {"", stringKey(func(c *Config) *string { return &c.CrowdSecMachinePassword })},
+	"CROWDSEC_CREDENTIALS":      {"", pathKey(func(c *Config) *string { return &c.CrowdSecCredentials })},
+	"CROWDSEC_BOUNCER_KEY":      {"", stringKey(func(c *Config) *string { return &c.CrowdSecBouncerKey })},
+	"CROWDSEC_POLL":             {"10", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.CrowdSecPoll })},
 }
 
 // streamKey is a path, or "-"/"stdout" for standard output.

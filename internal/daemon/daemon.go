@@ -109,10 +109,16 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	defer d.enf.Jail().Close()
 	dest := s.Destinations(Version, d.gauges())
 	dest.LastDetection = sdnotify.Enabled()
+	crowdObs, crowdRun, err := d.openCrowdSec(s)
+	if err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
+	dest.Observers = crowdObs
 	serve, err := d.rep.Open(dest)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	serve = append(serve, crowdRun...)
 	defer d.rep.Close()
 	if err := d.openSensors(s); err != nil {
 		return fmt.Errorf("daemon: %w", err)
@@ -319,6 +325,9 @@ func startOnly(old, new *config.Config) []string {
 		{"BAN_TIME_MAX", old.BanTimeMax != new.BanTimeMax},
 		{"BAN_PREFIX6", old.BanPrefix6 != new.BanPrefix6},
 		{"BAN_FORWARD", old.BanForward != new.BanForward},
+		{"CROWDSEC_*", old.CrowdSecURL != new.CrowdSecURL || old.CrowdSecMachineID != new.CrowdSecMachineID ||
+			old.CrowdSecMachinePassword != new.CrowdSecMachinePassword || old.CrowdSecCredentials != new.CrowdSecCredentials ||
+			old.CrowdSecBouncerKey != new.CrowdSecBouncerKey || old.CrowdSecPoll != new.CrowdSecPoll},
 	} {
 		if k.changed {
 			keys = append(keys, k.name)

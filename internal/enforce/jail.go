@@ -226,8 +226,14 @@ func (j *Jail) Over(addr netip.Addr, t time.Time) bool {
 	return ok && !b.Permanent() && !t.Before(b.Expires)
 }
 
-// Get returns addr's ban in force.
-func (j *Jail) Get(addr netip.Addr) (bans.Ban, bool) { return j.store.Get(j.Key(addr)) }
+// Get returns addr's ban in force, with Bits set when it covers a prefix.
+func (j *Jail) Get(addr netip.Addr) (bans.Ban, bool) {
+	b, ok := j.store.Get(j.Key(addr))
+	if !ok {
+		return b, false
+	}
+	return j.withPrefix([]bans.Ban{b})[0], true
+}
 
 // Active lists the bans in force.
 func (j *Jail) Active() []bans.Ban { return j.withPrefix(j.store.Active()) }

@@ -59,6 +59,9 @@ type Destinations struct {
 	// LastDetection keeps the last probe detected, for LastDetection (the
 	// status systemd shows).
 	LastDetection bool
+	// Observers are more destinations, opened by the caller (CrowdSec's
+	// pusher).
+	Observers []Observer
 }
 
 // Open starts the observers d asks for and returns what must run for them
@@ -68,6 +71,7 @@ func (r *Reporter) Open(d Destinations) (serve []func(context.Context), err erro
 		r.last = &lastDetection{}
 		r.observers = append(r.observers, r.last)
 	}
+	r.observers = append(r.observers, d.Observers...)
 	if d.EventLog != "" {
 		w, err := jsonlog.Open(d.EventLog, d.Version)
 		if err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/crowdsec"
 	"github.com/portsentry-go/portsentry/internal/enforce"
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 	"github.com/portsentry-go/portsentry/internal/enforce/block"
@@ -60,6 +61,8 @@ type Settings struct {
 	// it nor its .static companion exists.
 	IgnoreMissing bool
 	Warnings      []string
+	// crowdsec is CROWDSEC_*, checked; nil when not configured.
+	crowdsec *crowdsec.Config
 }
 
 // ConfigError wraps every error of Load: the configuration, not the
@@ -120,6 +123,9 @@ func load(opts Options) (*Settings, error) {
 	if len(errs) > 0 {
 		slices.SortStableFunc(errs, func(a, b error) int { return lineOf(a) - lineOf(b) })
 		return nil, errors.Join(errs...)
+	}
+	if s.crowdsec, err = loadCrowdSec(conf); err != nil {
+		return nil, err
 	}
 	if s.Modes, err = resolveModes(opts.Modes, conf); err != nil {
 		return nil, err
