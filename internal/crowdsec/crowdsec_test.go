@@ -148,7 +148,13 @@ func client(t *testing.T, f *fakeLAPI, mod func(*Config)) *Client {
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitLong(t, what, 5*time.Second, cond)
+}
+
+// waitLong polls cond for up to d.
+func waitLong(t *testing.T, what string, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -247,6 +253,7 @@ func TestPushFailures(t *testing.T) {
 		p.Push(Ban{Prefix: netip.PrefixFrom(netip.AddrFrom4([4]byte{198, 51, 100, byte(i + 1)}), 32), Reason: "UDP", Since: time.Now(), Expires: time.Now().Add(time.Hour)})
 	}
 	waitFor(t, "five alerts after three failures", func() bool { return len(f.received()) == 5 })
+	waitFor(t, "the recovery logged", func() bool { return strings.Contains(out.String(), "CrowdSec: pushing bans to "+f.URL+"/ again") })
 	if n := strings.Count(out.String(), "pushing bans to"); n != 2 {
 		t.Errorf("%d lines about pushing, want the failure and the recovery:\n%s", n, out.String())
 	}
@@ -297,7 +304,8 @@ func TestPushQueueBounded(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.Run(ctx)
-	waitFor(t, "the queue sent", func() bool { return len(f.received()) == QueueSize })
+	// 41 requests of 100 alerts: seconds under the race detector.
+	waitLong(t, "the queue sent", time.Minute, func() bool { return len(f.received()) == QueueSize })
 	if first := f.received()[0].Source.Value; first != "10.0.0.10" {
 		t.Errorf("first alert sent is for %s, want 10.0.0.10 (the %d oldest dropped)", first, extra)
 	}
