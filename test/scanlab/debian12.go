@@ -59,6 +59,10 @@ func fetchDebian12(ctx context.Context, root string) (*debian12, error) {
 		if len(debs) == 0 {
 			return nil, errors.New("apt-get download portsentry fetched no portsentry_1.2*.deb")
 		}
+		// dpkg-deb makes dir but not its parents (.cache in a fresh clone).
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, err
+		}
 		if out, err := exec.CommandContext(ctx, "dpkg-deb", "-x", debs[0], dir).CombinedOutput(); err != nil {
 			return nil, fmt.Errorf("dpkg-deb -x %s: %v\n%s", filepath.Base(debs[0]), err, out)
 		}
