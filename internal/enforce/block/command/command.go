@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -75,6 +76,9 @@ type Started struct {
 	timeout time.Duration
 	out     *os.File
 	err     error // from the start
+	// program is the program's name when its path came from programs:
+	// Wait searches for it again, for the next line.
+	program string
 }
 
 // Start starts line under the timeout, as Run does, and returns at once;
@@ -85,11 +89,6 @@ func (s Shell) Start(ctx context.Context, line string) *Started {
 		p.timeout = 30 * time.Second
 	}
 	p.ctx, p.cancel = context.WithTimeout(ctx, p.timeout)
-	cmd := command(p.ctx, line)
-	// Its own process group, so that the kill reaches what the shell started.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = time.Second
 	// Output goes to an unlinked file, not a pipe: a template that starts a
 	// background job ("notify.sh $TARGET$ &", as system() allowed in 1.2)
 	// keeps the file open, and with a pipe Run would then wait WaitDelay,
@@ -99,17 +98,34 @@ func (s Shell) Start(ctx context.Context, line string) *Started {
 		p.err = fmt.Errorf("command: %w", err)
 		return p
 	}
+	p.out = out
+	var cmd *exec.Cmd
+	cmd, p.program = command(p.ctx, line)
+	p.err = s.start(cmd, out)
+	if p.program != "" && errors.Is(p.err, fs.ErrNotExist) {
+		// Where the program was found before, it is no longer: search
+		// again, as a shell would have.
+		programs.forget(p.program)
+		cmd, p.program = command(p.ctx, line)
+		p.err = s.start(cmd, out)
+	}
+	p.cmd = cmd
+	return p
+}
+
+// start starts cmd with its output to out.
+func (s Shell) start(cmd *exec.Cmd, out *os.File) error {
+	// Its own process group, so that the kill reaches what the shell started.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = time.Second
 	cmd.Stdout = out
 	cmd.Stderr = out
-	p.cmd, p.out = cmd, out
 	if s.Raise > 0 {
 		restore := raisePriority(s.Raise)
-		p.err = cmd.Start()
-		restore()
-	} else {
-		p.err = cmd.Start()
+		defer restore()
 	}
-	return p
+	return cmd.Start()
 }
 
 // Wait waits for the command to end and returns an error when it could
@@ -125,6 +141,11 @@ func (p *Started) Wait() error {
 	if err == nil {
 		err = p.cmd.Wait()
 	}
+	if p.program != "" {
+		// Off the way to the block, which has run: the next line finds
+		// the program where a shell would.
+		_, _ = programs.search(p.program)
+	}
 	if err == nil {
 		return nil
 	}
@@ -138,19 +159,28 @@ func (p *Started) Wait() error {
 }
 
 // command is line as a command: the program itself when line is a simple
-// command (Simple), else /bin/sh -c line.
-func command(ctx context.Context, line string) *exec.Cmd {
+// command (Simple), else /bin/sh -c line. program is the program's name
+// when its path came from programs (see there), else "".
+func command(ctx context.Context, line string) (cmd *exec.Cmd, program string) {
 	if argv, ok := Simple(line); ok {
 		// /bin/sh would find the program the same way, on the same PATH
 		// (the daemon's, which it inherits). When it cannot be found, the
 		// shell runs the line, so that the failure reads as before.
-		if path, err := exec.LookPath(argv[0]); err == nil {
+		path, cached := programs.lookup(argv[0])
+		if cached {
+			program = argv[0]
+		} else {
+			var err error
+			path, err = programs.search(argv[0])
+			cached = err == nil
+		}
+		if cached {
 			cmd := exec.CommandContext(ctx, path, argv[1:]...)
 			cmd.Args[0] = argv[0]
-			return cmd
+			return cmd, program
 		}
 	}
-	return exec.CommandContext(ctx, "/bin/sh", "-c", line)
+	return exec.CommandContext(ctx, "/bin/sh", "-c", line), ""
 }
 
 // Simple splits line into words when /bin/sh would do nothing else with

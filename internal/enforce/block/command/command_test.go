@@ -329,15 +329,112 @@ func TestShellRunDirect(t *testing.T) {
 	if want := prog + "|-I|INPUT|-s|2001:db8::1|-j|DROP|"; string(b) != want {
 		t.Errorf("ran with %q, want %q", b, want)
 	}
-	cmd := command(context.Background(), "ps-kill-route -L")
+	cmd, _ := command(context.Background(), "ps-kill-route -L")
 	if cmd.Path != prog || cmd.Args[0] != "ps-kill-route" {
 		t.Errorf("command: path %q, argv[0] %q; want %q run as ps-kill-route", cmd.Path, cmd.Args[0], prog)
 	}
-	if cmd := command(context.Background(), "ps-kill-route -L; true"); cmd.Path != "/bin/sh" {
+	if cmd, _ := command(context.Background(), "ps-kill-route -L; true"); cmd.Path != "/bin/sh" {
 		t.Errorf("a line with an operator runs as %q, want /bin/sh", cmd.Path)
 	}
 	err = sh.Run(context.Background(), "ps-no-such-program 192.0.2.1")
 	if err == nil || !strings.Contains(err.Error(), "exit status 127") {
 		t.Errorf("missing program: %v, want the shell's exit status 127", err)
+	}
+}
+
+// writeProgram writes a program at dir/name that appends dir to out.
+func writeProgram(t *testing.T, dir, name, out string) {
+	t.Helper()
+	script := "#!/bin/sh\nprintf '%s\\n' " + dir + " >> " + out + "\n"
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// ranFrom returns the directories the programs of writeProgram ran from.
+func ranFrom(t *testing.T, out string) []string {
+	t.Helper()
+	b, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.Fields(string(b))
+}
+
+// TestShellRunProgramGone: a program run directly whose path was
+// remembered, and that is no longer there, is searched for again at once:
+// the line runs the one PATH holds now, as a shell would have.
+func TestShellRunProgramGone(t *testing.T) {
+	first, second, out := t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "out")
+	t.Setenv("PATH", first+string(os.PathListSeparator)+second+string(os.PathListSeparator)+os.Getenv("PATH"))
+	writeProgram(t, first, "ps-gone", out)
+	writeProgram(t, second, "ps-gone", out)
+	sh := Shell{Timeout: 20 * time.Second}
+	if err := sh.Run(context.Background(), "ps-gone 192.0.2.1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(first, "ps-gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Run(context.Background(), "ps-gone 192.0.2.1"); err != nil {
+		t.Fatalf("after the program moved: %v", err)
+	}
+	if diff := cmp.Diff([]string{first, second}, ranFrom(t, out)); diff != "" {
+		t.Errorf("ran from (-want +got):\n%s", diff)
+	}
+	// Gone from PATH altogether: the shell runs the line and fails as
+	// it would have.
+	if err := os.Remove(filepath.Join(second, "ps-gone")); err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Run(context.Background(), "ps-gone 192.0.2.1"); err == nil || !strings.Contains(err.Error(), "exit status 127") {
+		t.Errorf("program gone: %v, want the shell's exit status 127", err)
+	}
+}
+
+// TestShellRunProgramInstalledEarlier: a program installed in an earlier
+// PATH directory than the one remembered is run from the line after the
+// next on (the search that finds it follows a line that used the path
+// remembered), not never.
+func TestShellRunProgramInstalledEarlier(t *testing.T) {
+	first, second, out := t.TempDir(), t.TempDir(), filepath.Join(t.TempDir(), "out")
+	t.Setenv("PATH", first+string(os.PathListSeparator)+second+string(os.PathListSeparator)+os.Getenv("PATH"))
+	writeProgram(t, second, "ps-shadowed", out)
+	sh := Shell{Timeout: 20 * time.Second}
+	run := func() {
+		t.Helper()
+		if err := sh.Run(context.Background(), "ps-shadowed 192.0.2.1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run()
+	writeProgram(t, first, "ps-shadowed", out)
+	run()
+	run()
+	got := ranFrom(t, out)
+	if len(got) != 3 || got[0] != second || got[2] != first {
+		t.Errorf("ran from %q, want %s first and %s last", got, second, first)
+	}
+}
+
+// TestProgramsBounded: however many programs are searched for, the cache
+// holds at most programsMax.
+func TestProgramsBounded(t *testing.T) {
+	c := programCache{m: map[programKey]string{}}
+	for i := range programsMax * 3 {
+		name := "sh"
+		if i%2 == 1 {
+			name = "ls"
+		}
+		t.Setenv("PATH", strconv.Itoa(i)+string(os.PathListSeparator)+"/bin:/usr/bin")
+		if _, err := c.search(name); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.m) > programsMax {
+			t.Fatalf("after %d searches the cache holds %d, want at most %d", i+1, len(c.m), programsMax)
+		}
+	}
+	if _, ok := c.lookup("ls"); !ok {
+		t.Error("the last search is not remembered")
 	}
 }
