@@ -66,6 +66,7 @@ type pushBans struct{ p *crowdsec.Pusher }
 func (pushBans) Decided(event.Event, metrics.Action) {}
 func (pushBans) Lifted(bans.Ban, bool)               {}
 func (pushBans) Reloaded(bool)                       {}
+func (pushBans) Imported(bans.Ban, string)           {}
 
 func (o pushBans) Record(r report.Record) {
 	b := r.Ban

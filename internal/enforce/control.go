@@ -91,6 +91,7 @@ func (c *Control) Block(addr netip.Addr, d time.Duration, reason string) (bans.B
 		b, _ = e.jail.BanFor(addr, d, reason)
 	}
 	e.log.Info(logline.BlockedByHand(addr.String(), Describe(b)))
+	e.sharer.share(b)
 	return b, e.inLoop(func() { e.engine.MarkBlocked(addr) })
 }
 
@@ -114,6 +115,9 @@ func (c *Control) Unblock(p netip.Prefix) ([]bans.Ban, error) {
 		lifted = append(lifted, stray...)
 		e.lift(lifted, false)
 	})
+	// The operator's word goes to the fleet: its members lift their
+	// fleet bans inside p (their own detections stand).
+	e.sharer.lift(p)
 	if err == nil && heldErr != nil {
 		err = fmt.Errorf("%d recorded bans lifted, but the %s ban sets could not be read for bans the daemon never recorded: %w", len(lifted), e.jail.Kind(), heldErr)
 	}

@@ -99,6 +99,8 @@ type Enforcer struct {
 	flood *flood
 	// rpath is the reverse-path check of probes' sources.
 	rpath reversePath
+	// sharer hears of the bans to share with the fleet.
+	sharer sharer
 }
 
 type job struct {
@@ -334,6 +336,11 @@ func (e *Enforcer) respond(ctx context.Context, j job) bool {
 	r := report.Response{Event: ev, Verdict: j.v, Result: res, Blocker: e.jail.Kind(), Name: <-names}
 	if b, ok := e.jail.Get(ev.Src); ok && res.Blocked {
 		r.Ban = &b
+		// A ban on this host's evidence: probes that reached a response
+		// (a flood's single probes and forged-looking ones never do).
+		if j.v.Response != engine.LogOnly {
+			e.sharer.share(b)
+		}
 	}
 	e.rep.Responded(r)
 	return res.Blocked

@@ -70,7 +70,7 @@ func (e *Enforcer) importBan(addr netip.Addr, ttl time.Duration, reason, origin 
 	}
 	e.engine.MarkBlocked(addr)
 	if fresh {
-		e.rep.Imported(b, Describe(b))
+		e.rep.Imported(b, Describe(b), e.jail.Kind())
 	}
 	return nil
 }

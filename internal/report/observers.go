@@ -29,6 +29,9 @@ type Observer interface {
 	Record(r Record)
 	// Lifted is told of the end of a ban.
 	Lifted(b bans.Ban, expired bool)
+	// Imported is told of a ban decided elsewhere (b.Origin: the fleet,
+	// CrowdSec) and applied here by blocker.
+	Imported(b bans.Ban, blocker string)
 	// Reloaded is told of a reload, taken or refused.
 	Reloaded(ok bool)
 }
@@ -159,6 +162,11 @@ func (c counters) Lifted(_ bans.Ban, expired bool) {
 
 func (c counters) Reloaded(ok bool) { c.m.Reload(ok) }
 
+func (c counters) Imported(b bans.Ban, blocker string) {
+	c.m.Ban(blocker)
+	c.m.Imported(b.Origin)
+}
+
 // eventLog is the JSON event stream (EVENT_LOG).
 type eventLog struct {
 	w   *jsonlog.Writer
@@ -168,6 +176,16 @@ type eventLog struct {
 func (eventLog) Decided(event.Event, metrics.Action) {}
 func (eventLog) Lifted(bans.Ban, bool)               {}
 func (eventLog) Reloaded(bool)                       {}
+
+// Imported writes a line with action "imported": the address as src, the
+// ban's reason as type, its origin.
+func (e *eventLog) Imported(b bans.Ban, blocker string) {
+	rec := jsonlog.Record{Action: jsonlog.Imported, Blocker: blocker, BanExpires: b.Expires, BanCount: b.Count,
+		Origin: b.Origin, Type: b.Reason, Event: event.Event{Src: b.Addr, Port: b.Port}}
+	if err := e.w.Write(rec); err != nil {
+		e.log.Error(logline.Error("EVENT_LOG: " + err.Error()))
+	}
+}
 
 func (e *eventLog) Record(r Record) {
 	rec := jsonlog.Record{Event: r.Event, Action: r.Action.String(), Hits: r.Hits}
@@ -188,6 +206,7 @@ type alerts struct{ a *alert.Alerter }
 func (alerts) Decided(event.Event, metrics.Action) {}
 func (alerts) Lifted(bans.Ban, bool)               {}
 func (alerts) Reloaded(bool)                       {}
+func (alerts) Imported(bans.Ban, string)           {}
 
 func (al alerts) Record(r Record) {
 	var action string
@@ -260,3 +279,4 @@ func (l *lastDetection) see(ev event.Event) {
 
 func (*lastDetection) Lifted(bans.Ban, bool) {}
 func (*lastDetection) Reloaded(bool)         {}
+func (*lastDetection) Imported(bans.Ban, string) {}

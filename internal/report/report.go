@@ -457,10 +457,23 @@ func (r *Reporter) Lifted(b bans.Ban, expired bool) {
 }
 
 // Imported reports a ban made on another's word (a CrowdSec decision, a
-// fleet member's ban): a line, never a history or blocked-file record,
-// which fail2ban would act on.
-func (r *Reporter) Imported(b bans.Ban, how string) {
+// fleet member's ban), applied by blocker: a line, never a history or
+// blocked-file record, which fail2ban would act on; the observers hear of
+// it (the event stream's "imported" line, the metrics).
+func (r *Reporter) Imported(b bans.Ban, how, blocker string) {
 	r.log.Info(logline.Imported(b.Target(), b.Origin, b.Reason, how), output.Source(b.Addr, "imported"))
+	for _, o := range r.observers {
+		o.Imported(b, blocker)
+	}
+}
+
+// Revoked reports the end of imported bans lifted by another origin's
+// word (by: "fleet:web1", whose operator unblocked the address).
+func (r *Reporter) Revoked(b bans.Ban, by string) {
+	r.log.Info(logline.Revoked(b.Target(), by), output.Source(b.Addr, ""))
+	for _, o := range r.observers {
+		o.Lifted(b, false)
+	}
 }
 
 // Withdrawn reports the end of an imported ban whose origin withdrew it

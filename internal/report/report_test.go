@@ -63,6 +63,8 @@ func (o *observed) Lifted(_ bans.Ban, expired bool) {
 	o.lifted = append(o.lifted, expired)
 }
 
+func (o *observed) Imported(bans.Ban, string) {}
+
 func (o *observed) Reloaded(ok bool) {
 	o.mu.Lock()
 	defer o.mu.Unlock()

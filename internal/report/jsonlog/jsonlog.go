@@ -53,6 +53,10 @@ const (
 	Reported        = "reported"
 	Blocked         = "blocked"
 	BlockFailed     = "block_failed"
+	// Imported is a ban decided elsewhere (Origin) and applied here: src
+	// is the address, type the ban's reason; the probe's fields are
+	// empty.
+	Imported = "imported"
 )
 
 // MaxSize is the size at which the file rotates to FILE.1.
@@ -78,6 +82,12 @@ type Record struct {
 	// BanCount is how many times the source has been banned, this ban
 	// included; 0 when not banned.
 	BanCount int
+	// Origin is where a ban was decided: "" here, "fleet:<member>",
+	// "crowdsec".
+	Origin string
+	// Type, when set, replaces the event's description (an imported
+	// ban's reason).
+	Type string
 }
 
 // line is the JSON shape; the field order here is the order in the file.
@@ -100,6 +110,7 @@ type line struct {
 	Blocker    *string `json:"blocker"`
 	BanExpires *string `json:"ban_expires"`
 	BanCount   int     `json:"ban_count"`
+	Origin     *string `json:"origin"`
 }
 
 // Writer appends records to a file or to standard output. It is safe for
@@ -271,6 +282,15 @@ func (w *Writer) encode(r Record) ([]byte, error) {
 	if !r.BanExpires.IsZero() {
 		s := r.BanExpires.UTC().Format(time.RFC3339)
 		l.BanExpires = &s
+	}
+	if r.Origin != "" {
+		l.Origin = &r.Origin
+	}
+	if r.Action == Imported {
+		l.Proto, l.Kind, l.Mode = "", "", ""
+	}
+	if r.Type != "" {
+		l.Type = r.Type
 	}
 	b, err := json.Marshal(&l)
 	if err != nil {

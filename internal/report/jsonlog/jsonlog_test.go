@@ -52,6 +52,8 @@ func records() []Record {
 			Action: Blocked, Hits: 3, Blocker: "route", BanCount: 4}, // permanent: ban_expires null
 		{Event: event.Event{Src: v4, Port: 4, Proto: event.TCP, Kind: event.OddTCP, Flags: event.FlagSYN | event.FlagFIN, Mode: event.ModeSTCP},
 			Action: Service},
+		{Event: event.Event{Time: t0, Src: netip.MustParseAddr("192.0.2.8")}, Type: "TCP SYN/Normal scan",
+			Action: Imported, Blocker: "nftables", BanExpires: t0.Add(time.Hour), BanCount: 1, Origin: "fleet:web1"},
 	}
 }
 
@@ -79,7 +81,7 @@ func TestGolden(t *testing.T) {
 }
 
 var allKeys = []string{"action", "ban_count", "ban_expires", "blocker", "dst", "hits", "host", "hostname",
-	"ip_opts", "kind", "mode", "port", "proto", "src", "time", "type", "version"}
+	"ip_opts", "kind", "mode", "origin", "port", "proto", "src", "time", "type", "version"}
 
 func TestEveryFieldPresent(t *testing.T) {
 	var buf bytes.Buffer
@@ -130,6 +132,7 @@ type decoded struct {
 	Blocker    *string     `json:"blocker"`
 	BanExpires *time.Time  `json:"ban_expires"`
 	BanCount   int         `json:"ban_count"`
+	Origin     *string     `json:"origin"`
 }
 
 func TestRoundTrip(t *testing.T) {
@@ -160,8 +163,12 @@ func TestRoundTrip(t *testing.T) {
 		if ev.Dst.IsValid() != (d.Dst != nil) || (d.Dst != nil && *d.Dst != ev.Dst.Unmap().WithZone("")) {
 			t.Errorf("record %d: dst %v, want %v", i, d.Dst, ev.Dst)
 		}
-		if d.Port != ev.Port || d.Proto != strings.ToLower(ev.Proto.String()) || d.Type != ev.Describe() ||
-			d.Mode != ev.Mode.String() || d.Kind != ev.Kind.Name() {
+		if r.Action == Imported {
+			if d.Type != r.Type || d.Proto != "" || d.Kind != "" || d.Mode != "" || d.Origin == nil || *d.Origin != r.Origin {
+				t.Errorf("record %d: imported ban's fields %+v", i, d)
+			}
+		} else if d.Port != ev.Port || d.Proto != strings.ToLower(ev.Proto.String()) || d.Type != ev.Describe() ||
+			d.Mode != ev.Mode.String() || d.Kind != ev.Kind.Name() || d.Origin != nil {
 			t.Errorf("record %d: probe fields %+v", i, d)
 		}
 		if (ev.IPOpts == event.IPOptsUnknown) != (d.IPOpts == nil) || (d.IPOpts != nil && *d.IPOpts != (ev.IPOpts == event.IPOptsSet)) {

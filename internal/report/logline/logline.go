@@ -310,3 +310,8 @@ func Status(watch []Watch, bans int, last event.Event) string {
 	fmt.Fprintf(&b, "; last detection %s: %s from %s to %s port %d", last.Time.Format("Jan 2 15:04:05"), last.Describe(), last.Src, last.Proto, last.Port)
 	return b.String()
 }
+
+// Revoked follows a ban lifted because its origin lifted it.
+func Revoked(addr, by string) string {
+	return Unblocked(addr, "lifted by "+by)
+}

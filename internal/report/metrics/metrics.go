@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -107,6 +109,10 @@ const numProtos = len(protoNames)
 var (
 	blockerNames = []string{"nftables", "iptables", "route", "hostsdeny", "command"}
 	unbanReasons = []string{"expired", "manual"}
+	// originKinds label imported bans by where they come from, without
+	// the member's name (a fleet of thousands must not make thousands of
+	// series).
+	originKinds  = []string{"fleet", "crowdsec"}
 	commandSteps = []string{"route", "hostsdeny", "runcmd", "native"}
 )
 
@@ -138,6 +144,16 @@ type Funcs struct {
 	// Flooding: 1 while a flood of single probes is being summarized
 	// (portsentry_flooding).
 	Flooding func() float64
+	// The fleet (FLEET_URL, FLEET_LISTEN); nil when not in one.
+	// FleetConnected is 1 while connected; FleetMembers the members
+	// heard from; FleetLag the age in seconds of the last ban applied
+	// when it was applied; FleetPublished the bans and lifts this member
+	// sent; FleetReceived those of others it read; FleetRefused those
+	// local policy refused; FleetThrottled those dropped because their
+	// member was over FLEET_MAX_RATE; FleetQueued those waiting to go out.
+	FleetConnected, FleetMembers, FleetLag                      func() float64
+	FleetPublished, FleetReceived, FleetRefused, FleetThrottled func() float64
+	FleetQueued                                                 func() float64
 }
 
 // Metrics holds the daemon's metrics. Its methods are safe for concurrent
@@ -149,6 +165,7 @@ type Metrics struct {
 	unbans   *prometheus.CounterVec
 	failures *prometheus.CounterVec
 	reloads  [2]prometheus.Counter // failure, success
+	imported *prometheus.CounterVec
 }
 
 // New returns metrics registered in a fresh private registry. version is
@@ -165,6 +182,10 @@ func New(version string, funcs Funcs) *Metrics {
 			Namespace: namespace, Name: "unbans_total",
 			Help: "Bans lifted, by reason.",
 		}, []string{"reason"}),
+		imported: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: namespace, Name: "imported_bans_total",
+			Help: "Bans decided elsewhere and applied here, by origin: fleet, crowdsec.",
+		}, []string{"origin"}),
 		failures: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: namespace, Name: "command_failures_total",
 			Help: "Response steps that failed, by step.",
@@ -185,13 +206,16 @@ func New(version string, funcs Funcs) *Metrics {
 	for _, v := range commandSteps {
 		m.failures.WithLabelValues(v)
 	}
+	for _, v := range originKinds {
+		m.imported.WithLabelValues(v)
+	}
 	build := prometheus.NewGauge(prometheus.GaugeOpts{
 		Namespace: namespace, Name: "build_info",
 		Help:        "Always 1; the version label tells the running build.",
 		ConstLabels: prometheus.Labels{"version": version},
 	})
 	build.Set(1)
-	m.reg.MustRegister(m.events, m.bans, m.unbans, m.failures, reloads, build,
+	m.reg.MustRegister(m.events, m.bans, m.unbans, m.failures, m.imported, reloads, build,
 		// The Go runtime and process collectors show the daemon's memory
 		// and file descriptors, the bounds an operator wants to watch.
 		collectors.NewGoCollector(),
@@ -212,6 +236,14 @@ func New(version string, funcs Funcs) *Metrics {
 		{"alerts_sent_total", "Administrator notifications delivered.", funcs.AlertsSent, false},
 		{"alerts_failed_total", "Administrator notifications that could not be delivered.", funcs.AlertsFailed, false},
 		{"alerts_dropped_total", "Administrator notifications not sent: queue full or rate limit.", funcs.AlertsDropped, false},
+		{"fleet_connected", "1 while connected to the fleet's NATS servers.", funcs.FleetConnected, true},
+		{"fleet_members", "Members of the fleet heard from (bans, lifts or presence).", funcs.FleetMembers, true},
+		{"fleet_lag_seconds", "Age of the last fleet ban when it was applied here.", funcs.FleetLag, true},
+		{"fleet_published_total", "Bans and lifts this member shared with the fleet.", funcs.FleetPublished, false},
+		{"fleet_received_total", "Bans and lifts of other members read from the fleet.", funcs.FleetReceived, false},
+		{"fleet_refused_total", "Fleet bans local policy refused (ignore list, own addresses, infrastructure, peers).", funcs.FleetRefused, false},
+		{"fleet_throttled_total", "Fleet bans dropped because their member was over FLEET_MAX_RATE.", funcs.FleetThrottled, false},
+		{"fleet_queued", "Bans and lifts waiting to be shared (the fleet unreachable).", funcs.FleetQueued, true},
 	} {
 		if f.fn == nil {
 			continue
@@ -253,6 +285,19 @@ func (m *Metrics) Unban(reason string) {
 
 // CommandFailure counts a response step that failed: "route", "hostsdeny",
 // "runcmd" or "native".
+// Imported counts a ban decided elsewhere and applied here; origin is
+// the ban's ("fleet:web1" counts as "fleet").
+func (m *Metrics) Imported(origin string) {
+	if m == nil {
+		return
+	}
+	kind, _, _ := strings.Cut(origin, ":")
+	if !slices.Contains(originKinds, kind) {
+		kind = "other"
+	}
+	m.imported.WithLabelValues(kind).Inc()
+}
+
 func (m *Metrics) CommandFailure(step string) {
 	if m == nil {
 		return
