@@ -277,6 +277,6 @@ func (l *lastDetection) see(ev event.Event) {
 	}
 }
 
-func (*lastDetection) Lifted(bans.Ban, bool) {}
-func (*lastDetection) Reloaded(bool)         {}
+func (*lastDetection) Lifted(bans.Ban, bool)     {}
+func (*lastDetection) Reloaded(bool)             {}
 func (*lastDetection) Imported(bans.Ban, string) {}
