@@ -1,0 +1,639 @@
+// Package fleet shares bans between portsentry daemons over NATS
+// JetStream: each member publishes the bans it decided on its own evidence
+// and the operator's unblocks, and applies the others' through its own
+// enforcement (package enforce's Import, after local policy). See
+// README.md for the design, the subjects and the stream, and what a
+// compromised member can and cannot do.
+package fleet
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+)
+
+// Config is the fleet's part of the configuration (FLEET_*).
+type Config struct {
+	URLs    []string // FLEET_URL: nats:// (or tls://) URLs of the fleet's servers
+	Listen  string   // FLEET_LISTEN: HOST:PORT of the embedded server; "" for none
+	Cluster string   // FLEET_CLUSTER: HOST:PORT the embedded server's routes listen on
+	Routes  []string // FLEET_ROUTES: HOST:PORT of the other members' FLEET_CLUSTER
+	Store   string   // FLEET_STORE: the embedded server's JetStream directory
+	Name    string   // FLEET_NAME: this member (ValidMember)
+	Token   string   // FLEET_TOKEN
+	Creds   string   // FLEET_CREDS: a NATS credentials file
+	// FLEET_TLS_CA, FLEET_TLS_CERT, FLEET_TLS_KEY.
+	TLSCA, TLSCert, TLSKey string
+	// MaxBanTime caps the lifetime of a ban accepted from the fleet,
+	// counted from when its member published it (FLEET_MAX_BAN_TIME).
+	MaxBanTime time.Duration
+	// MaxRate is how many bans and lifts a second one member may publish
+	// before the rest are dropped here (FLEET_MAX_RATE), with a burst of
+	// as many.
+	MaxRate int
+}
+
+// Enabled reports whether the configuration joins a fleet.
+func (c Config) Enabled() bool { return len(c.URLs) > 0 || c.Listen != "" }
+
+// Sink applies what the fleet says. The daemon's runs Import and Revoke
+// in its event loop and returns Import's error (package enforce).
+type Sink interface {
+	Import(addr netip.Addr, ttl time.Duration, reason, origin string) error
+	Revoke(p netip.Prefix, originPrefix, by string)
+}
+
+// Bounds and pacing.
+const (
+	// maxQueued bounds the bans and lifts waiting to go out while the
+	// fleet is unreachable; past it the oldest is dropped (counted).
+	maxQueued = 10000
+	// maxMembers bounds the members remembered (rate buckets, presence);
+	// members beyond share one bucket.
+	maxMembers = 65536
+	// retry is how soon a failed step (connecting a consumer, creating
+	// the stream, publishing) is tried again.
+	retry = 250 * time.Millisecond
+	// requestTimeout bounds one JetStream request.
+	requestTimeout = 2 * time.Second
+	// helloEvery is how often a member says it is there; a member not
+	// heard from for memberGone is not counted as seen.
+	helloEvery = 5 * time.Second
+	memberGone = time.Minute
+	// streamMaxMsgs bounds the stream whatever its age limit.
+	streamMaxMsgs = 1_000_000
+	// dedupWindow is JetStream's duplicate window: a publish retried
+	// after a lost acknowledgement is stored once.
+	dedupWindow = 2 * time.Minute
+	// refusedLogs is how many refused or throttled bans are logged one
+	// by one per minute; the rest are counted.
+	refusedLogs = 10
+)
+
+// Origin is the origin of a ban from member name, as bans.Ban records it.
+func Origin(member string) string { return "fleet:" + member }
+
+// OriginPrefix matches every fleet origin (enforce.Revoke).
+const OriginPrefix = "fleet:"
+
+// Member is this daemon in the fleet.
+type Member struct {
+	cfg  Config
+	log  *slog.Logger
+	sink Sink
+	// clientTLS and serverTLS are loaded once, at New.
+	clientTLS, serverTLS *tls.Config
+
+	out  queue
+	wake chan struct{} // something to publish, or connected again
+
+	connected atomic.Bool
+	server    atomic.Pointer[string] // the server connected to
+	lag       atomic.Int64           // ns: the last ban applied, how old
+	pending   atomic.Uint64          // messages the consumer has not read yet
+	published atomic.Uint64
+	received  atomic.Uint64
+	applied   atomic.Uint64
+	refused   atomic.Uint64
+	throttled atomic.Uint64
+	malformed atomic.Uint64
+
+	mu      sync.Mutex
+	seen    map[string]time.Time // members heard from
+	buckets map[string]*bucket
+	overall bucket // members beyond maxMembers
+	logged  int    // refused lines logged this minute
+	logMin  time.Time
+
+	embedded atomic.Pointer[server.Server]
+	// restart asks the consumer to start again from the next message.
+	restart chan struct{}
+	lastSeq atomic.Uint64 // the last message of the stream read
+}
+
+// New checks c and loads its TLS files. It connects to nothing: Run does,
+// in the background, so that the daemon never waits for the fleet.
+func New(c Config, sink Sink, log *slog.Logger) (*Member, error) {
+	if !ValidMember(c.Name) {
+		return nil, fmt.Errorf("fleet: member name %q: want 1 to %d letters, digits, - or _", c.Name, MaxMemberName)
+	}
+	if c.MaxBanTime <= 0 {
+		c.MaxBanTime = 24 * time.Hour
+	}
+	if c.MaxRate <= 0 {
+		c.MaxRate = 100
+	}
+	m := &Member{cfg: c, log: log, sink: sink, wake: make(chan struct{}, 1), restart: make(chan struct{}, 1),
+		seen: map[string]time.Time{}, buckets: map[string]*bucket{}}
+	if c.TLSCA != "" || c.TLSCert != "" {
+		var err error
+		if m.clientTLS, m.serverTLS, err = loadTLS(c); err != nil {
+			return nil, err
+		}
+	}
+	if c.Listen != "" && len(c.URLs) == 0 {
+		m.cfg.URLs = []string{ownURL(c.Listen, m.clientTLS != nil)}
+	}
+	return m, nil
+}
+
+func loadTLS(c Config) (client, srv *tls.Config, err error) {
+	client = &tls.Config{MinVersion: tls.VersionTLS12}
+	srv = &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, nil, fmt.Errorf("FLEET_TLS_CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("FLEET_TLS_CA: %s: no PEM certificate", c.TLSCA)
+		}
+		client.RootCAs, srv.ClientCAs = pool, pool
+		srv.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if c.TLSCert != "" || c.TLSKey != "" {
+		cert, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("FLEET_TLS_CERT, FLEET_TLS_KEY: %w", err)
+		}
+		client.Certificates, srv.Certificates = []tls.Certificate{cert}, []tls.Certificate{cert}
+	}
+	if c.Listen != "" && len(srv.Certificates) == 0 {
+		return nil, nil, errors.New("FLEET_TLS_CERT: the embedded server (FLEET_LISTEN) needs a certificate for TLS")
+	}
+	return client, srv, nil
+}
+
+// Run serves the fleet until ctx is done: the embedded server if asked,
+// the connection (retried forever), the publisher, the consumer and the
+// presence messages.
+func (m *Member) Run(ctx context.Context) {
+	if m.cfg.Listen != "" {
+		s, err := startServer(m.cfg, m.serverTLS, m.log)
+		if err != nil {
+			m.log.Error("fleet: " + err.Error() + "; sharing through FLEET_URL only")
+		} else {
+			m.embedded.Store(s)
+			defer s.Shutdown()
+			m.log.Info(fmt.Sprintf("fleet: embedded NATS server listening on %s", m.cfg.Listen))
+		}
+	}
+	nc, err := nats.Connect(strings.Join(m.cfg.URLs, ","), m.natsOptions()...)
+	if err != nil {
+		m.log.Error("fleet: " + err.Error())
+		return
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		m.log.Error("fleet: " + err.Error())
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { m.publish(ctx, nc, js) })
+	wg.Go(func() { m.consume(ctx, js) })
+	wg.Go(func() { m.hello(ctx, nc) })
+	wg.Wait()
+}
+
+func (m *Member) natsOptions() []nats.Option {
+	o := []nats.Option{
+		nats.Name("portsentry " + m.cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(retry),
+		nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
+		nats.RetryOnFailedConnect(true),
+		nats.Timeout(requestTimeout),
+		// A dead connection (a partition) is found within about 6 s.
+		nats.PingInterval(2 * time.Second),
+		nats.MaxPingsOutstanding(3),
+		// Outgoing bans wait in this package's own bounded queue, not in
+		// the client's buffer: publishing fails at once while away.
+		nats.ReconnectBufSize(-1),
+		nats.ConnectHandler(func(c *nats.Conn) { m.up(c, false) }),
+		nats.ReconnectHandler(func(c *nats.Conn) { m.up(c, true) }),
+		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
+			if m.connected.Swap(false) && !c.IsClosed() {
+				why := "connection lost"
+				if err != nil {
+					why = err.Error()
+				}
+				m.log.Warn("fleet: disconnected from " + *m.server.Load() + " (" + why + "); detection and local bans go on, bans to share wait")
+			}
+		}),
+	}
+	if m.cfg.Token != "" {
+		o = append(o, nats.Token(m.cfg.Token))
+	}
+	if m.cfg.Creds != "" {
+		o = append(o, nats.UserCredentials(m.cfg.Creds))
+	}
+	if m.clientTLS != nil {
+		o = append(o, nats.Secure(m.clientTLS))
+	}
+	return o
+}
+
+// up notes a connection made.
+func (m *Member) up(c *nats.Conn, again bool) {
+	u := c.ConnectedUrlRedacted()
+	m.server.Store(&u)
+	m.connected.Store(true)
+	if again {
+		m.log.Info("fleet: reconnected to " + u)
+	} else {
+		m.log.Info("fleet: connected to " + u + " as " + m.cfg.Name)
+	}
+	m.poke(m.wake)
+	m.poke(m.restart)
+}
+
+func (m *Member) poke(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// Share queues b for the fleet (enforce.Sharer). Never blocks.
+func (m *Member) Share(b bans.Ban) {
+	data, subj := encodeBan(m.cfg.Name, b.Addr, b.Reason, b.Port, b.Proto, time.Now(), b.Expires, b.Count)
+	m.enqueue(subj, data)
+}
+
+// ShareLift queues the operator's unblock of p for the fleet.
+func (m *Member) ShareLift(p netip.Prefix) {
+	data, subj := encodeLift(m.cfg.Name, p.Masked(), time.Now())
+	m.enqueue(subj, data)
+}
+
+func (m *Member) enqueue(subj string, data []byte) {
+	if m.out.push(outgoing{subj: subj, data: data}) {
+		m.log.Warn(fmt.Sprintf("fleet: %d bans waiting to be shared: dropping the oldest", maxQueued))
+	}
+	m.poke(m.wake)
+}
+
+// publish sends the queue, in order, whenever connected.
+func (m *Member) publish(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) {
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	failing := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.wake:
+		case <-tick.C:
+		}
+		for nc.IsConnected() {
+			it, ok := m.out.peek()
+			if !ok {
+				break
+			}
+			pctx, cancel := context.WithTimeout(ctx, requestTimeout)
+			_, err := js.Publish(pctx, it.subj, it.data, jetstream.WithExpectStream(StreamName), jetstream.WithMsgID(it.id()))
+			cancel()
+			if ctx.Err() != nil {
+				return
+			}
+			if err != nil {
+				if !failing {
+					m.log.Warn("fleet: sharing a ban failed (" + err.Error() + "); retrying, bans wait in the queue")
+					failing = true
+				}
+				sleep(ctx, retry)
+				continue
+			}
+			if failing {
+				m.log.Info("fleet: sharing bans again")
+				failing = false
+			}
+			m.out.pop(it)
+			m.published.Add(1)
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
+
+// streamConfig is the stream as the first member to need it creates it:
+// one message per subject (a member's last word on an address), none
+// older than the longest ban accepted.
+func (m *Member) streamConfig(replicas int) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:              StreamName,
+		Description:       "portsentry fleet: bans and lifts, one per member and address",
+		Subjects:          []string{banSubjectPrefix + ">"},
+		Storage:           jetstream.FileStorage,
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: 1,
+		MaxMsgs:           streamMaxMsgs,
+		MaxAge:            m.cfg.MaxBanTime,
+		MaxMsgSize:        maxMessage,
+		Duplicates:        dedupWindow,
+		Replicas:          replicas,
+	}
+}
+
+// ensureStream creates the stream unless it exists: with three replicas
+// where the cluster has three servers, else fewer.
+func (m *Member) ensureStream(ctx context.Context, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
+	_, err := js.Stream(ctx, StreamName)
+	if err == nil || !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return err
+	}
+	replicas := []int{3, 1}
+	if m.embedded.Load() != nil && m.cfg.Cluster != "" {
+		replicas = []int{min(3, 1+len(m.cfg.Routes))}
+	} else if m.embedded.Load() != nil {
+		replicas = []int{1}
+	}
+	for _, r := range replicas {
+		if _, err = js.CreateStream(ctx, m.streamConfig(r)); err == nil || errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			return nil
+		}
+	}
+	return err
+}
+
+// consume reads the stream from its first message (every ban in force,
+// after a restart) and then as it grows, starting again from the next
+// message whenever the connection comes back or the server goes quiet
+// (a partition).
+func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
+	failing := ""
+	fail := func(what string, err error) {
+		if s := what + ": " + err.Error(); s != failing && !errors.Is(err, context.Canceled) {
+			m.log.Debug("fleet: " + s)
+			failing = s
+		}
+		sleep(ctx, retry)
+	}
+	for ctx.Err() == nil {
+		if err := m.ensureStream(ctx, js); err != nil {
+			fail("stream", err)
+			continue
+		}
+		cfg := jetstream.ConsumerConfig{
+			DeliverPolicy:     jetstream.DeliverAllPolicy,
+			AckPolicy:         jetstream.AckNonePolicy,
+			FilterSubject:     banSubjectPrefix + ">",
+			InactiveThreshold: time.Minute,
+			Replicas:          1,
+			MemoryStorage:     true,
+		}
+		if last := m.lastSeq.Load(); last > 0 {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+		}
+		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		cons, err := js.CreateConsumer(cctx, StreamName, cfg)
+		cancel()
+		if err != nil {
+			fail("consumer", err)
+			continue
+		}
+		stopped := make(chan struct{}, 1)
+		cc, err := cons.Consume(m.handle,
+			jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+					m.poke(stopped)
+				}
+			}))
+		if err != nil {
+			fail("consume", err)
+			continue
+		}
+		if failing != "" {
+			m.log.Debug("fleet: reading the fleet's bans")
+			failing = ""
+		}
+		select {
+		case <-ctx.Done():
+		case <-stopped:
+		case <-m.restart:
+		}
+		cc.Stop()
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = js.DeleteConsumer(dctx, StreamName, cons.CachedInfo().Name)
+		cancel()
+	}
+}
+
+// handle applies one message of the stream. The consumer's goroutine.
+func (m *Member) handle(msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		return
+	}
+	if md.Sequence.Stream <= m.lastSeq.Load() {
+		return // read already, before a restart of the consumer
+	}
+	m.lastSeq.Store(md.Sequence.Stream)
+	m.pending.Store(md.NumPending)
+	b, err := decode(msg.Subject(), msg.Data())
+	if err != nil {
+		m.malformed.Add(1)
+		m.logLimited("fleet: ignoring a message: " + err.Error())
+		return
+	}
+	m.see(b.Member, time.Now())
+	if b.Member == m.cfg.Name {
+		return
+	}
+	m.received.Add(1)
+	// The server's time, not the member's: a member cannot date its
+	// messages into the future to lengthen its bans or dodge the rate.
+	at := md.Timestamp
+	if b.At.Before(at) {
+		at = b.At
+	}
+	if !m.allow(b.Member, md.Timestamp) {
+		m.throttled.Add(1)
+		return
+	}
+	origin := Origin(b.Member)
+	if b.Lift {
+		m.sink.Revoke(b.Prefix, OriginPrefix, origin)
+		return
+	}
+	now := time.Now()
+	end := at.Add(m.cfg.MaxBanTime)
+	if !b.Expires.IsZero() && b.Expires.Before(end) {
+		end = b.Expires
+	}
+	ttl := end.Sub(now)
+	if ttl <= 0 {
+		return // over: a ban replayed after its end
+	}
+	if err := m.sink.Import(b.Addr(), ttl, b.Reason, origin); err != nil {
+		m.refused.Add(1)
+		m.logLimited(fmt.Sprintf("fleet: ban of %s from %s not applied: %v", b.Addr(), origin, err))
+		return
+	}
+	m.applied.Add(1)
+	m.lag.Store(int64(now.Sub(at)))
+}
+
+// logLimited logs s unless refusedLogs lines were logged this minute.
+func (m *Member) logLimited(s string) {
+	m.mu.Lock()
+	now := time.Now()
+	if now.Sub(m.logMin) >= time.Minute {
+		m.logMin, m.logged = now, 0
+	}
+	m.logged++
+	ok := m.logged <= refusedLogs
+	m.mu.Unlock()
+	if ok {
+		m.log.Info(s)
+	}
+}
+
+// hello says this member is there, and listens for the others.
+func (m *Member) hello(ctx context.Context, nc *nats.Conn) {
+	sub, err := nc.Subscribe(helloSubjectPrefix+"*", func(msg *nats.Msg) {
+		if name, ok := strings.CutPrefix(msg.Subject, helloSubjectPrefix); ok && ValidMember(name) {
+			m.see(name, time.Now())
+		}
+	})
+	if err == nil {
+		defer sub.Unsubscribe()
+	}
+	t := time.NewTicker(helloEvery)
+	defer t.Stop()
+	for {
+		_ = nc.Publish(helloSubjectPrefix+m.cfg.Name, nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (m *Member) see(name string, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.seen[name]; ok || len(m.seen) < maxMembers {
+		m.seen[name] = now
+	}
+}
+
+// allow takes a token from member's bucket at t (the server's time of
+// its message, so that a replay is judged as the live stream was).
+func (m *Member) allow(member string, t time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	b := m.buckets[member]
+	if b == nil {
+		if len(m.buckets) < maxMembers {
+			b = &bucket{}
+			m.buckets[member] = b
+		} else {
+			b = &m.overall
+		}
+	}
+	ok := b.take(t, float64(m.cfg.MaxRate))
+	if !ok && t.Sub(b.warned) >= time.Minute {
+		b.warned = t
+		m.log.Warn(fmt.Sprintf("fleet: member %s publishes more than FLEET_MAX_RATE=%d bans a second: its bans beyond are dropped here", member, m.cfg.MaxRate))
+	}
+	return ok
+}
+
+// bucket is a token bucket of rate tokens a second, holding at most rate.
+type bucket struct {
+	tokens float64
+	last   time.Time
+	warned time.Time
+}
+
+func (b *bucket) take(t time.Time, rate float64) bool {
+	if b.last.IsZero() {
+		b.tokens = rate
+	} else if d := t.Sub(b.last); d > 0 {
+		b.tokens = min(rate, b.tokens+d.Seconds()*rate)
+	}
+	if t.After(b.last) {
+		b.last = t
+	}
+	if b.tokens >= 1 {
+		b.tokens--
+		return true
+	}
+	return false
+}
+
+// Status is the fleet as portsentry status shows it.
+type Status struct {
+	Name      string
+	Connected bool
+	Server    string   // the server connected to, last
+	Embedded  string   // FLEET_LISTEN, when the embedded server runs
+	Members   []string // heard from within the last minute, this one included
+	Lag       time.Duration
+	Pending   uint64 // messages not read yet
+	Published uint64
+	Received  uint64
+	Applied   uint64
+	Refused   uint64
+	Throttled uint64
+	Queued    int
+	Dropped   uint64 // bans dropped from a full queue
+}
+
+// Status describes the member now.
+func (m *Member) Status() Status {
+	st := Status{Name: m.cfg.Name, Connected: m.connected.Load(), Lag: time.Duration(m.lag.Load()),
+		Pending: m.pending.Load(), Published: m.published.Load(), Received: m.received.Load(),
+		Applied: m.applied.Load(), Refused: m.refused.Load(), Throttled: m.throttled.Load()}
+	if s := m.server.Load(); s != nil {
+		st.Server = *s
+	}
+	if m.embedded.Load() != nil {
+		st.Embedded = m.cfg.Listen
+	}
+	st.Queued, st.Dropped = m.out.len()
+	now := time.Now()
+	m.mu.Lock()
+	for name, t := range m.seen {
+		if now.Sub(t) < memberGone {
+			st.Members = append(st.Members, name)
+		}
+	}
+	m.mu.Unlock()
+	if !slices.Contains(st.Members, m.cfg.Name) {
+		st.Members = append(st.Members, m.cfg.Name)
+	}
+	slices.Sort(st.Members)
+	return st
+}

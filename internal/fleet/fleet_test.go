@@ -1,0 +1,268 @@
+package fleet
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/syncbuf"
+)
+
+// sink records what a member applies, refusing the addresses in refuse.
+type sink struct {
+	mu      sync.Mutex
+	imports map[netip.Addr]imported
+	revoked []netip.Prefix
+	refuse  map[netip.Addr]bool
+}
+
+type imported struct {
+	ttl            time.Duration
+	reason, origin string
+}
+
+func newSink() *sink {
+	return &sink{imports: map[netip.Addr]imported{}, refuse: map[netip.Addr]bool{}}
+}
+
+func (s *sink) Import(a netip.Addr, ttl time.Duration, reason, origin string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.refuse[a] {
+		return errors.New("on the ignore list")
+	}
+	s.imports[a] = imported{ttl, reason, origin}
+	return nil
+}
+
+func (s *sink) Revoke(p netip.Prefix, originPrefix, by string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.revoked = append(s.revoked, p)
+	for a, im := range s.imports {
+		if p.Contains(a) && strings.HasPrefix(im.origin, originPrefix) {
+			delete(s.imports, a)
+		}
+	}
+}
+
+func (s *sink) get(a netip.Addr) (imported, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	im, ok := s.imports[a]
+	return im, ok
+}
+
+func (s *sink) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.imports)
+}
+
+// freePort is a loopback port nothing listens on now.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// start runs a member until the test ends.
+func start(t *testing.T, c Config, s Sink) (*Member, *syncbuf.Buffer) {
+	t.Helper()
+	log := &syncbuf.Buffer{}
+	m, err := New(c, s, slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { m.Run(ctx); close(done) }()
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		if t.Failed() {
+			t.Logf("%s's log:\n%s", c.Name, log.String())
+		}
+	})
+	return m, log
+}
+
+// eventually waits up to 10 s for cond.
+func eventually(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 10 s: %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func ban(addr string, d time.Duration) bans.Ban {
+	now := time.Now()
+	b := bans.Ban{Addr: netip.MustParseAddr(addr), Reason: "TCP SYN/Normal scan", Port: 143, Proto: "TCP", Since: now, Count: 1}
+	if d > 0 {
+		b.Expires = now.Add(d)
+	}
+	return b
+}
+
+// Two members on A's embedded server: A's bans and lifts reach B with
+// their origin and remaining lifetime, capped by B's FLEET_MAX_BAN_TIME;
+// B's refusal is counted; a member started later catches up on every ban
+// still in force, and not on bans that have ended or were lifted.
+func TestShareImportLiftCatchUp(t *testing.T) {
+	listen := freePort(t)
+	a, _ := start(t, Config{Name: "a", Listen: listen, Store: t.TempDir(), Token: "s3cret"}, newSink())
+	url := "nats://" + listen
+	sb := newSink()
+	sb.refuse[netip.MustParseAddr("192.0.2.9")] = true
+	b, _ := start(t, Config{Name: "b", URLs: []string{url}, Token: "s3cret", MaxBanTime: 30 * time.Minute}, sb)
+	eventually(t, "both connected", func() bool { return a.Status().Connected && b.Status().Connected })
+
+	a.Share(ban("192.0.2.7", time.Hour))
+	a.Share(ban("192.0.2.8", 10*time.Minute))
+	a.Share(ban("192.0.2.9", time.Hour))
+	a.Share(ban("2001:db8::7", 0)) // permanent on A: capped on B
+	a.Share(ban("192.0.2.10", time.Nanosecond))
+	for _, addr := range []string{"192.0.2.7", "192.0.2.8", "2001:db8::7"} {
+		eventually(t, "B imports "+addr, func() bool { _, ok := sb.get(netip.MustParseAddr(addr)); return ok })
+	}
+	im, _ := sb.get(netip.MustParseAddr("192.0.2.7"))
+	if im.origin != "fleet:a" || im.reason != "TCP SYN/Normal scan" || im.ttl > 30*time.Minute || im.ttl < 29*time.Minute {
+		t.Errorf("192.0.2.7 imported as %+v, want origin fleet:a, capped at 30m", im)
+	}
+	if im, _ := sb.get(netip.MustParseAddr("192.0.2.8")); im.ttl > 10*time.Minute || im.ttl < 9*time.Minute {
+		t.Errorf("192.0.2.8 imported for %v, want its remaining 10m", im.ttl)
+	}
+	if im, _ := sb.get(netip.MustParseAddr("2001:db8::7")); im.ttl > 30*time.Minute || im.ttl < 29*time.Minute {
+		t.Errorf("a permanent ban imported for %v, want FLEET_MAX_BAN_TIME", im.ttl)
+	}
+	eventually(t, "B counts the refusal", func() bool { return b.Status().Refused == 1 })
+	if _, ok := sb.get(netip.MustParseAddr("192.0.2.10")); ok {
+		t.Error("a ban over before it arrived was applied")
+	}
+
+	a.ShareLift(netip.MustParsePrefix("192.0.2.8/32"))
+	eventually(t, "B lifts 192.0.2.8", func() bool { _, ok := sb.get(netip.MustParseAddr("192.0.2.8")); return !ok })
+
+	// B's own bans come back to B as nothing.
+	b.Share(ban("198.51.100.1", time.Hour))
+	eventually(t, "A publishes, B publishes", func() bool { return a.Status().Published == 6 && b.Status().Published == 1 })
+
+	sc := newSink()
+	sc.refuse[netip.MustParseAddr("192.0.2.9")] = true
+	c, _ := start(t, Config{Name: "c", URLs: []string{url}, Token: "s3cret"}, sc)
+	eventually(t, "C catches up", func() bool { return sc.count() == 3 })
+	for _, addr := range []string{"192.0.2.7", "2001:db8::7", "198.51.100.1"} {
+		if _, ok := sc.get(netip.MustParseAddr(addr)); !ok {
+			t.Errorf("C did not catch up on %s", addr)
+		}
+	}
+	if _, ok := sc.get(netip.MustParseAddr("192.0.2.8")); ok {
+		t.Error("C applied a lifted ban")
+	}
+	st := c.Status()
+	if !st.Connected || strings.Join(st.Members, ",") != "a,b,c" {
+		t.Errorf("C's status: %+v", st)
+	}
+}
+
+// A client without the token can neither read nor publish.
+func TestNoCredentialsRefused(t *testing.T) {
+	listen := freePort(t)
+	a, _ := start(t, Config{Name: "a", Listen: listen, Store: t.TempDir(), Token: "s3cret"}, newSink())
+	eventually(t, "A connected", func() bool { return a.Status().Connected })
+	for _, opts := range [][]nats.Option{nil, {nats.Token("wrong")}} {
+		nc, err := nats.Connect("nats://"+listen, opts...)
+		if err == nil {
+			nc.Close()
+			t.Fatalf("connected without the token (%d options)", len(opts))
+		}
+		if !strings.Contains(strings.ToLower(err.Error()), "authorization") {
+			t.Errorf("refused with %v, want an authorization violation", err)
+		}
+	}
+}
+
+// A member publishing faster than FLEET_MAX_RATE is throttled: the
+// others apply about a second's worth, count the rest, and say so.
+func TestRateThrottled(t *testing.T) {
+	listen := freePort(t)
+	a, _ := start(t, Config{Name: "a", Listen: listen, Store: t.TempDir()}, newSink())
+	sb := newSink()
+	b, blog := start(t, Config{Name: "b", URLs: []string{"nats://" + listen}, MaxRate: 5}, sb)
+	eventually(t, "both connected", func() bool { return a.Status().Connected && b.Status().Connected })
+	start := time.Now()
+	for i := range 100 {
+		a.Share(ban(fmt.Sprintf("192.0.2.%d", i+1), time.Hour))
+	}
+	eventually(t, "B reads all 100", func() bool { return b.Status().Received == 100 })
+	elapsed := time.Since(start)
+	st := b.Status()
+	// A burst of 5, then 5 a second for as long as the publishing took.
+	max := 5 + int(elapsed.Seconds()*5) + 1
+	if n := sb.count(); n < 5 || n > max || st.Throttled != uint64(100-n) {
+		t.Errorf("B applied %d and throttled %d of 100 sent within %v; want 5 to %d applied, the rest throttled", n, st.Throttled, elapsed, max)
+	}
+	if !strings.Contains(blog.String(), "fleet: member a publishes more than FLEET_MAX_RATE=5 bans a second") {
+		t.Errorf("no warning in B's log:\n%s", blog.String())
+	}
+}
+
+// With its server unreachable a member keeps its bans in the queue and
+// starts without waiting; they go out once the server is there.
+func TestQueueWhileUnreachable(t *testing.T) {
+	listen := freePort(t)
+	a, _ := start(t, Config{Name: "a", URLs: []string{"nats://" + listen}}, newSink())
+	for i := range 20 {
+		a.Share(ban(fmt.Sprintf("192.0.2.%d", i+1), time.Hour))
+	}
+	time.Sleep(300 * time.Millisecond)
+	if st := a.Status(); st.Connected || st.Queued != 20 || st.Published != 0 {
+		t.Fatalf("unreachable: %+v", st)
+	}
+	sb := newSink()
+	start(t, Config{Name: "b", Listen: listen, Store: t.TempDir()}, sb)
+	eventually(t, "A's queued bans reach B", func() bool { return sb.count() == 20 })
+	if st := a.Status(); st.Queued != 0 || st.Published != 20 {
+		t.Errorf("after reconnecting: %+v", st)
+	}
+}
+
+func TestQueueBounded(t *testing.T) {
+	var q queue
+	for i := range maxQueued + 5 {
+		began := q.push(outgoing{subj: fmt.Sprint(i)})
+		if began != (i == maxQueued) {
+			t.Fatalf("push %d: drops begin %v", i, began)
+		}
+	}
+	n, dropped := q.len()
+	first, _ := q.peek()
+	if n != maxQueued || dropped != 5 || first.subj != "5" {
+		t.Fatalf("len %d dropped %d first %q", n, dropped, first.subj)
+	}
+	for range maxQueued {
+		it, _ := q.peek()
+		q.pop(it)
+	}
+	if n, _ := q.len(); n != 0 {
+		t.Fatalf("%d left", n)
+	}
+}
