@@ -128,11 +128,17 @@ func ownURL(listen string, secure bool) string {
 // errors.
 type serverLog struct{ log *slog.Logger }
 
-func (l serverLog) Noticef(format string, v ...any) { l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...)) }
-func (l serverLog) Warnf(format string, v ...any)   { l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...)) }
-func (l serverLog) Errorf(format string, v ...any)  { l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...)) }
-func (l serverLog) Debugf(format string, v ...any)  {}
-func (l serverLog) Tracef(format string, v ...any)  {}
+func (l serverLog) Noticef(format string, v ...any) {
+	l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...))
+}
+func (l serverLog) Warnf(format string, v ...any) {
+	l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...))
+}
+func (l serverLog) Errorf(format string, v ...any) {
+	l.log.Debug("fleet: nats: " + fmt.Sprintf(format, v...))
+}
+func (l serverLog) Debugf(format string, v ...any) {}
+func (l serverLog) Tracef(format string, v ...any) {}
 func (l serverLog) Fatalf(format string, v ...any) {
 	l.log.Error("fleet: nats: " + strings.TrimSpace(fmt.Sprintf(format, v...)))
 }
