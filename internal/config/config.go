@@ -206,6 +206,21 @@ type Config struct {
 	// commands; "" turns it off.
 	ControlSocket string
 
+	// The fleet (FLEET_*; docs/configuration.md, package fleet): bans
+	// shared with other portsentry daemons over NATS JetStream. FleetURL
+	// lists the servers; FleetListen runs an embedded one (JetStream data
+	// in FleetStore), clustered on FleetCluster with FleetRoutes;
+	// FleetName is this member (default: the host name); FleetToken or
+	// FleetCreds authenticate, FleetTLS* encrypt; FleetMaxBanTime caps
+	// the bans accepted, FleetMaxRate the bans a second accepted from one
+	// member.
+	FleetURL, FleetRoutes                 []string
+	FleetListen, FleetCluster, FleetStore string
+	FleetName, FleetToken, FleetCreds     string
+	FleetTLSCA, FleetTLSCert, FleetTLSKey string
+	FleetMaxBanTime                       time.Duration
+	FleetMaxRate                          int
+
 	// MetricsAddress (METRICS_ADDRESS, e.g. "127.0.0.1:9617") serves
 	// Prometheus metrics on /metrics; "" (the default) serves none.
 	MetricsAddress string
@@ -269,6 +284,9 @@ func Default() *Config {
 		BanPrefix6:            128,
 		BanForward:            true,
 		ControlSocket:         DefaultControlSocket,
+		FleetStore:            DefaultFleetStore,
+		FleetMaxBanTime:       24 * time.Hour,
+		FleetMaxRate:          100,
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,
 		AlertWindow:           time.Minute,

@@ -34,6 +34,43 @@ func ports(t *testing.T, s string) portset.Set {
 	return p
 }
 
+// The fleet's keys: lists split on commas and spaces, URLs, addresses
+// and names checked, each error naming the key.
+func TestFleetKeys(t *testing.T) {
+	c, err := Parse(strings.NewReader(`FLEET_URL="nats://10.0.0.1:4222, nats://10.0.0.2:4222 tls://[fd00::3]:4222"
+FLEET_LISTEN="0.0.0.0:4222"
+FLEET_CLUSTER=":6222"
+FLEET_ROUTES="10.0.0.2:6222,10.0.0.3:6222"
+FLEET_NAME="web1"
+FLEET_MAX_BAN_TIME="3600"
+FLEET_MAX_RATE="20"
+`), "/etc/portsentry/portsentry.conf")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"nats://10.0.0.1:4222", "nats://10.0.0.2:4222", "tls://[fd00::3]:4222"}, c.FleetURL); diff != "" {
+		t.Error(diff)
+	}
+	if c.FleetListen != "0.0.0.0:4222" || c.FleetCluster != ":6222" || len(c.FleetRoutes) != 2 || c.FleetName != "web1" ||
+		c.FleetMaxBanTime != time.Hour || c.FleetMaxRate != 20 {
+		t.Errorf("parsed %+v", c)
+	}
+	for _, tt := range []struct{ line, want string }{
+		{`FLEET_URL="http://10.0.0.1:4222"`, `f.conf:1: FLEET_URL: invalid value "http://10.0.0.1:4222": want nats://HOST:PORT`},
+		{`FLEET_URL="nats://10.0.0.1"`, `f.conf:1: FLEET_URL: invalid value "nats://10.0.0.1"`},
+		{`FLEET_LISTEN="4222"`, `f.conf:1: FLEET_LISTEN: invalid value "4222": want HOST:PORT`},
+		{`FLEET_ROUTES="10.0.0.2:6222 10.0.0.3:99999"`, `f.conf:1: FLEET_ROUTES: invalid value "10.0.0.3:99999": port must be from 1 to 65535`},
+		{`FLEET_NAME="web1.example.net"`, `f.conf:1: FLEET_NAME: invalid value "web1.example.net": want 1 to 64 letters, digits, - or _`},
+		{`FLEET_MAX_RATE="0"`, `f.conf:1: FLEET_MAX_RATE: invalid value "0"`},
+		{`FLEET_MAX_BAN_TIME="10"`, `f.conf:1: FLEET_MAX_BAN_TIME: invalid value "10"`},
+	} {
+		_, err := Parse(strings.NewReader(tt.line), "f.conf")
+		if err == nil || !strings.HasPrefix(err.Error(), tt.want) {
+			t.Errorf("%s: %v, want %s…", tt.line, err, tt.want)
+		}
+	}
+}
+
 func TestDefault(t *testing.T) {
 	want := &Config{
 		AdvancedPortsTCP:      1024,
@@ -54,6 +91,9 @@ func TestDefault(t *testing.T) {
 		BanPrefix6:            128,
 		BanForward:            true,
 		ControlSocket:         "/run/portsentry/portsentry.sock",
+		FleetStore:            "/var/lib/portsentry/fleet",
+		FleetMaxBanTime:       24 * time.Hour, // the longest ban accepted from the fleet
+		FleetMaxRate:          100,            // bans a second from one member
 		AlertSendmail:         "/usr/sbin/sendmail",
 		AlertDelay:            5 * time.Second,
 		AlertWindow:           time.Minute,

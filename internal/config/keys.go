@@ -3,6 +3,7 @@ package config
 import (
 	"fmt"
 	"net"
+	"net/url"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -68,6 +69,21 @@ var keys = map[string]key{
 	"BAN_FILE":               {"", pathKey(func(c *Config) *string { return &c.BanFile })},
 	"CONTROL_SOCKET":         {DefaultControlSocket, pathKey(func(c *Config) *string { return &c.ControlSocket })},
 
+	// The fleet: bans shared over NATS JetStream (package fleet).
+	"FLEET_URL":          {"", urlsKey(func(c *Config) *[]string { return &c.FleetURL })},
+	"FLEET_LISTEN":       {"", hostPortKey(func(c *Config) *string { return &c.FleetListen })},
+	"FLEET_CLUSTER":      {"", hostPortKey(func(c *Config) *string { return &c.FleetCluster })},
+	"FLEET_ROUTES":       {"", hostPortsKey(func(c *Config) *[]string { return &c.FleetRoutes })},
+	"FLEET_STORE":        {DefaultFleetStore, pathKey(func(c *Config) *string { return &c.FleetStore })},
+	"FLEET_NAME":         {"", memberKey(func(c *Config) *string { return &c.FleetName })},
+	"FLEET_TOKEN":        {"", stringKey(func(c *Config) *string { return &c.FleetToken })},
+	"FLEET_CREDS":        {"", pathKey(func(c *Config) *string { return &c.FleetCreds })},
+	"FLEET_TLS_CA":       {"", pathKey(func(c *Config) *string { return &c.FleetTLSCA })},
+	"FLEET_TLS_CERT":     {"", pathKey(func(c *Config) *string { return &c.FleetTLSCert })},
+	"FLEET_TLS_KEY":      {"", pathKey(func(c *Config) *string { return &c.FleetTLSKey })},
+	"FLEET_MAX_BAN_TIME": {"86400", secondsKey(60, maxBanSeconds, func(c *Config) *time.Duration { return &c.FleetMaxBanTime })},
+	"FLEET_MAX_RATE":     {"100", intKey(1, 1000000, func(c *Config) *int { return &c.FleetMaxRate })},
+
 	// Observability and alerts.
 	"METRICS_ADDRESS":     {"", listenKey(func(c *Config) *string { return &c.MetricsAddress })},
 	"EVENT_LOG":           {"", streamKey(func(c *Config) *string { return &c.EventLog })},
@@ -92,6 +108,84 @@ var keys = map[string]key{
 	"CROWDSEC_CREDENTIALS":      {"", pathKey(func(c *Config) *string { return &c.CrowdSecCredentials })},
 	"CROWDSEC_BOUNCER_KEY":      {"", stringKey(func(c *Config) *string { return &c.CrowdSecBouncerKey })},
 	"CROWDSEC_POLL":             {"10", secondsKey(1, 3600, func(c *Config) *time.Duration { return &c.CrowdSecPoll })},
+}
+
+// DefaultFleetStore is where the embedded NATS server (FLEET_LISTEN)
+// keeps its JetStream data.
+const DefaultFleetStore = "/var/lib/portsentry/fleet"
+
+// fields splits a list on commas and white space.
+func fields(v string) []string {
+	return strings.FieldsFunc(v, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' })
+}
+
+// urlsKey is one or more nats:// or tls:// URLs of NATS servers.
+func urlsKey(field func(*Config) *[]string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		var out []string
+		for _, f := range fields(v) {
+			u, err := url.Parse(f)
+			if err != nil || (u.Scheme != "nats" && u.Scheme != "tls") || u.Host == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+				return invalid("%q: want nats://HOST:PORT or tls://HOST:PORT, one or more, separated by commas or spaces", f)
+			}
+			out = append(out, f)
+		}
+		*field(c) = out
+		return nil
+	}
+}
+
+// checkHostPort accepts "HOST:PORT" and ":PORT".
+func checkHostPort(v string) error {
+	_, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return invalid("%q: want HOST:PORT", v)
+	}
+	if _, ok := parseDecimal(p, 1, 65535); !ok {
+		return invalid("%q: port must be from 1 to 65535", v)
+	}
+	return nil
+}
+
+func hostPortKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		if v != "" {
+			if err := checkHostPort(v); err != nil {
+				return err
+			}
+		}
+		*field(c) = v
+		return nil
+	}
+}
+
+func hostPortsKey(field func(*Config) *[]string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		var out []string
+		for _, f := range fields(v) {
+			out = append(out, f)
+			if err := checkHostPort(f); err != nil {
+				return err
+			}
+		}
+		*field(c) = out
+		return nil
+	}
+}
+
+// memberKey is a fleet member's name: a NATS subject token.
+func memberKey(field func(*Config) *string) func(*Config, string, string) error {
+	return func(c *Config, v, _ string) error {
+		ok := len(v) <= 64
+		for _, r := range v {
+			ok = ok && (r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_')
+		}
+		if !ok {
+			return invalid("%q: want 1 to 64 letters, digits, - or _", v)
+		}
+		*field(c) = v
+		return nil
+	}
 }
 
 // streamKey is a path, or "-"/"stdout" for standard output.

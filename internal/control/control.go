@@ -109,6 +109,26 @@ type Status struct {
 	// Coverage is which ways in the bans cover; nil when commands apply
 	// them (BLOCKER="command").
 	Coverage *Coverage `json:"coverage,omitempty"`
+	// Fleet is the daemon in its fleet; nil when in none.
+	Fleet *Fleet `json:"fleet,omitempty"`
+}
+
+// Fleet is the daemon's view of its fleet (FLEET_URL, FLEET_LISTEN).
+type Fleet struct {
+	Name      string        `json:"name"`               // this member
+	Connected bool          `json:"connected"`          // to a NATS server now
+	Server    string        `json:"server,omitempty"`   // the server connected to, last
+	Embedded  string        `json:"embedded,omitempty"` // the embedded server's address
+	Members   []string      `json:"members"`            // heard from within a minute, this one included
+	Lag       time.Duration `json:"lag"`                // how old the last ban applied was
+	Pending   uint64        `json:"pending"`            // messages of the fleet not read yet
+	Out       uint64        `json:"out"`                // bans and lifts shared
+	Queued    int           `json:"queued"`             // waiting to be shared
+	Dropped   uint64        `json:"dropped,omitempty"`  // dropped from a full queue
+	In        uint64        `json:"in"`                 // others' bans and lifts read
+	Applied   uint64        `json:"applied"`            // bans applied here
+	Refused   uint64        `json:"refused"`            // refused by local policy
+	Throttled uint64        `json:"throttled"`          // dropped: their member over FLEET_MAX_RATE
 }
 
 // Coverage says which ways into this host the bans cover, and which of

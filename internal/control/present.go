@@ -199,6 +199,24 @@ func PrintStatus(w io.Writer, s Status) error {
 			tr.Trapped, tr.Forged, tr.Unrouted, tr.Served, tr.Unbanned)
 	}
 	line("Bans cover", "%s", coverage(s.Coverage))
+	if f := s.Fleet; f != nil {
+		conn := "not connected (detection and local bans go on; bans to share wait)"
+		if f.Connected {
+			conn = "connected to " + f.Server
+		}
+		if f.Embedded != "" {
+			conn += "; embedded server on " + f.Embedded
+		}
+		line("Fleet", "member %s, %s", printable(f.Name), conn)
+		line("  members seen", "%d (%s)", len(f.Members), printable(strings.Join(f.Members, ", ")))
+		line("  lag", "last ban applied %s after it was shared; %d messages not read yet", roundLag(f.Lag), f.Pending)
+		out := fmt.Sprintf("%d shared, %d waiting", f.Out, f.Queued)
+		if f.Dropped > 0 {
+			out += fmt.Sprintf(", %d dropped (queue full)", f.Dropped)
+		}
+		line("  bans out", "%s", out)
+		line("  bans in", "%d read, %d applied, %d refused by local policy, %d throttled (member over FLEET_MAX_RATE)", f.In, f.Applied, f.Refused, f.Throttled)
+	}
 	if in := s.Infrastructure; in == nil {
 		line("Protected", "ignore list and this host's addresses (PROTECT_INFRASTRUCTURE off)")
 	} else {
@@ -348,6 +366,14 @@ func FormatDuration(d time.Duration) string {
 	}
 	b.WriteString(s)
 	return b.String()
+}
+
+// roundLag shows a propagation delay: milliseconds below a second.
+func roundLag(d time.Duration) string {
+	if d < time.Second {
+		return d.Round(100 * time.Microsecond).String()
+	}
+	return d.Round(time.Millisecond).String()
 }
 
 func orNone(ss []string) string {

@@ -14,6 +14,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/control"
 	"github.com/portsentry-go/portsentry/internal/enforce"
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/fleet"
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/infra"
 	"github.com/portsentry-go/portsentry/internal/report"
@@ -73,6 +74,7 @@ type Daemon struct {
 	counts  counts
 	enf     *enforce.Enforcer
 	rep     *report.Reporter
+	fleet   *fleet.Member // nil: not in a fleet
 	ctx     context.Context // ends with Run; goroutines a reload starts use it
 	wg      sync.WaitGroup  // every goroutine Run starts
 	started time.Time
@@ -107,6 +109,9 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 		return fmt.Errorf("daemon: %w", err)
 	}
 	defer d.enf.Jail().Close()
+	if err := d.openFleet(s); err != nil {
+		return fmt.Errorf("daemon: %w", err)
+	}
 	dest := s.Destinations(Version, d.gauges())
 	dest.LastDetection = sdnotify.Enabled()
 	crowdObs, crowdRun, err := d.openCrowdSec(s)
@@ -131,6 +136,10 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	}
 	d.wg.Go(func() { d.rep.Run(ctx) })
 	d.wg.Go(d.enf.Run)
+	if d.fleet != nil {
+		// In the background: the daemon never waits for the fleet.
+		d.wg.Go(func() { d.fleet.Run(ctx) })
+	}
 	if srv := d.listenControl(s); srv != nil {
 		d.wg.Go(func() { _ = srv.Serve(ctx) })
 	}
@@ -298,7 +307,11 @@ func (d *Daemon) reload() {
 		return
 	}
 	d.warn(s)
-	if keys := startOnly(d.settings.Load().Conf, s.Conf); len(keys) > 0 {
+	keys := startOnly(d.settings.Load().Conf, s.Conf)
+	if fleetChanged(d.settings.Load(), s) {
+		keys = append(keys, "FLEET_*")
+	}
+	if len(keys) > 0 {
 		d.log.Warn(logline.Warning(strings.Join(keys, ", ") + " changed: the change takes effect at the next start"))
 	}
 	d.enf.SetGuard(s.Ignore, s.Conf.ProtectInfrastructure)
@@ -388,7 +401,8 @@ func (d *Daemon) listenControl(s *settings.Settings) *control.Server {
 // about is the daemon's part of portsentry status.
 func (d *Daemon) about() control.Status {
 	s := d.settings.Load()
-	st := control.Status{Version: Version, PID: os.Getpid(), Started: d.started, Events: d.counts.seen.Load(), Dropped: d.lost(), BanFile: s.Conf.BanFile}
+	st := control.Status{Version: Version, PID: os.Getpid(), Started: d.started, Events: d.counts.seen.Load(), Dropped: d.lost(), BanFile: s.Conf.BanFile,
+		Fleet: d.fleetStatus()}
 	for _, m := range s.Modes {
 		st.Modes = append(st.Modes, m.String())
 	}
@@ -426,6 +440,7 @@ func (d *Daemon) gauges() metrics.Funcs {
 	if jail.Traps() {
 		f.KernelTrapDrops = func() float64 { return float64(jail.Trapped()) }
 	}
+	d.fleetGauges(&f)
 	return f
 }
 

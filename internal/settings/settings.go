@@ -20,6 +20,7 @@ import (
 	"github.com/portsentry-go/portsentry/internal/enforce/respond"
 	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
+	"github.com/portsentry-go/portsentry/internal/fleet"
 	"github.com/portsentry-go/portsentry/internal/ignore"
 	"github.com/portsentry-go/portsentry/internal/portset"
 	"github.com/portsentry-go/portsentry/internal/report"
@@ -359,6 +360,23 @@ func (s *Settings) trap() *block.Trap {
 		return nil
 	}
 	return t
+}
+
+// Fleet is the fleet these settings join (FLEET_*); its Enabled is false
+// when they join none. The member's name defaults to the host name.
+func (s *Settings) Fleet() fleet.Config {
+	c := s.Conf
+	name := c.FleetName
+	if name == "" {
+		host, _ := os.Hostname()
+		name = fleet.MemberFromHost(host)
+	}
+	return fleet.Config{
+		URLs: c.FleetURL, Listen: c.FleetListen, Cluster: c.FleetCluster, Routes: c.FleetRoutes, Store: c.FleetStore,
+		Name: name, Token: c.FleetToken, Creds: c.FleetCreds,
+		TLSCA: c.FleetTLSCA, TLSCert: c.FleetTLSCert, TLSKey: c.FleetTLSKey,
+		MaxBanTime: c.FleetMaxBanTime, MaxRate: c.FleetMaxRate,
+	}
 }
 
 // PeerTime is how long a source stays a peer after its last packet of an
