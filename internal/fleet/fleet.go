@@ -122,6 +122,7 @@ type Member struct {
 	logMin  time.Time
 
 	embedded atomic.Pointer[server.Server]
+	ownFirst bool // URLs begin with the embedded server's: keep the order
 	// restart asks the consumer to start again from the next message.
 	restart chan struct{}
 	lastSeq atomic.Uint64 // the last message of the stream read
@@ -147,8 +148,18 @@ func New(c Config, sink Sink, log *slog.Logger) (*Member, error) {
 			return nil, err
 		}
 	}
-	if c.Listen != "" && len(c.URLs) == 0 {
-		m.cfg.URLs = []string{ownURL(c.Listen, m.clientTLS != nil)}
+	if c.Listen != "" {
+		// Its own server first: a member cut off from the others keeps
+		// its connection (and its queue moves as soon as the cluster is
+		// whole again); the others' servers serve when its own is down.
+		own := ownURL(c.Listen, m.clientTLS != nil)
+		m.cfg.URLs = []string{own}
+		for _, u := range c.URLs {
+			if !sameServer(u, c.Listen) {
+				m.cfg.URLs = append(m.cfg.URLs, u)
+			}
+		}
+		m.ownFirst = true
 	}
 	return m, nil
 }
@@ -238,6 +249,9 @@ func (m *Member) natsOptions() []nats.Option {
 				m.log.Warn("fleet: disconnected from " + *m.server.Load() + " (" + why + "); detection and local bans go on, bans to share wait")
 			}
 		}),
+	}
+	if m.ownFirst {
+		o = append(o, nats.DontRandomize())
 	}
 	if m.cfg.Token != "" {
 		o = append(o, nats.Token(m.cfg.Token))
@@ -413,7 +427,9 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		if last := m.lastSeq.Load(); last > 0 {
 			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
 		}
-		cctx, cancel := context.WithTimeout(ctx, requestTimeout)
+		// A short timeout: after a partition heals the next try must come
+		// soon, not after a long wait for an answer that never comes.
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
 		cons, err := js.CreateConsumer(cctx, StreamName, cfg)
 		cancel()
 		if err != nil {

@@ -122,6 +122,19 @@ func ownURL(listen string, secure bool) string {
 	return scheme + "://" + net.JoinHostPort(h, p)
 }
 
+// sameServer reports whether URL u names the server listening on listen.
+func sameServer(u, listen string) bool {
+	pu, err := url.Parse(u)
+	if err != nil {
+		return false
+	}
+	h, p, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	return pu.Port() == p && (pu.Hostname() == h || h == "" || h == "0.0.0.0" || h == "::")
+}
+
 // serverLog hands the embedded server's lines to the daemon's log at
 // debug level: a peer's server being down is normal in a fleet and its
 // routes retry every second, so its errors are no news. Fatal lines are

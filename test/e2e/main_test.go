@@ -18,6 +18,7 @@ var namespaces = netnstest.Lab{Prefix: "pse2e-"}
 var (
 	binPath    string // the portsentry binary under test, built by TestMain
 	clientPath string // the netclient helper, built by TestMain
+	natsPath   string // the natsclient helper (fleet_test.go), built by TestMain
 	repoDir    string // the module's root directory
 )
 
@@ -39,9 +40,11 @@ func run(m *testing.M) int {
 	repoDir = root
 	binPath = filepath.Join(tmp, "portsentry")
 	clientPath = filepath.Join(tmp, "netclient")
+	natsPath = filepath.Join(tmp, "natsclient")
 	for _, b := range []struct{ out, pkg string }{
 		{binPath, "./cmd/portsentry"},
 		{clientPath, "./test/e2e/internal/netclient"},
+		{natsPath, "./test/e2e/internal/natsclient"},
 	} {
 		if out, err := goBuild(root, b.out, b.pkg); err != nil {
 			fmt.Fprintf(os.Stderr, "FAIL e2e: go build -o %s %s: %v\n%s\n", b.out, b.pkg, err, out)
