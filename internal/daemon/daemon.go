@@ -74,7 +74,7 @@ type Daemon struct {
 	counts  counts
 	enf     *enforce.Enforcer
 	rep     *report.Reporter
-	fleet   *fleet.Member // nil: not in a fleet
+	fleet   *fleet.Member   // nil: not in a fleet
 	ctx     context.Context // ends with Run; goroutines a reload starts use it
 	wg      sync.WaitGroup  // every goroutine Run starts
 	started time.Time
