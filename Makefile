@@ -94,6 +94,15 @@ floodlab:
 trustlab:
 	go run ./test/trustlab $(TRUSTLAB_FLAGS)
 
+# The fleet benchmark (root; nftables): three real daemons in network
+# namespaces share bans through their embedded NATS servers, then through
+# an external three-node nats-server cluster; prints p50/p99 of the time
+# from A's ban to the address in B's and C's kernel sets. Flags:
+# FLEETLAB_FLAGS='-bans 1000 -modes embedded,external -out FILE'.
+.PHONY: fleetlab
+fleetlab:
+	go run ./test/fleetlab $(FLEETLAB_FLAGS)
+
 # The Debian package: dist/portsentry_<version>_<arch>.deb, built with
 # dpkg-deb (static binary, systemd unit, conffiles, man pages); it upgrades
 # Debian's portsentry 1.2 in place. Checked by `go test ./test/pkg/` (root).
