@@ -343,3 +343,46 @@ func FuzzParseDuration(f *testing.F) {
 		}
 	})
 }
+
+// A ban from elsewhere adds an ORIGIN column; the fleet's status lines.
+func TestPrintOriginAndFleet(t *testing.T) {
+	now := t0.Add(time.Second)
+	bs := []bans.Ban{
+		{Addr: netip.MustParseAddr("192.0.2.7"), Reason: "TCP SYN/Normal scan", Port: 143, Proto: "TCP", Since: t0, Expires: t0.Add(time.Hour), Count: 1},
+		{Addr: netip.MustParseAddr("192.0.2.8"), Reason: "TCP SYN/Normal scan", Since: t0, Expires: t0.Add(time.Hour), Count: 1, Origin: "fleet:web1"},
+	}
+	var b strings.Builder
+	if err := PrintList(&b, bs, now); err != nil {
+		t.Fatal(err)
+	}
+	want := `ADDRESS    REASON               PORT     SINCE                EXPIRES                      ORIGIN
+192.0.2.7  TCP SYN/Normal scan  143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)  local
+192.0.2.8  TCP SYN/Normal scan  -        2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)  fleet:web1
+`
+	if diff := cmp.Diff(want, b.String()); diff != "" {
+		t.Errorf("PrintList (-want +got):\n%s", diff)
+	}
+	b.Reset()
+	st := Status{Version: "test", Fleet: &Fleet{Name: "b", Connected: true, Server: "nats://10.0.0.2:4222", Embedded: "10.0.0.2:4222",
+		Members: []string{"a", "b", "c"}, Lag: 2100 * time.Microsecond, Out: 4, In: 131, Applied: 128, Refused: 2, Throttled: 1}}
+	if err := PrintStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{
+		"Fleet:          member b, connected to nats://10.0.0.2:4222; embedded server on 10.0.0.2:4222",
+		"  members seen: 3 (a, b, c)",
+		"  lag:          last ban applied 2.1ms after it was shared; 0 messages not read yet",
+		"  bans out:     4 shared, 0 waiting",
+		"  bans in:      131 read, 128 applied, 2 refused by local policy, 1 throttled (member over FLEET_MAX_RATE)",
+	} {
+		// Column widths follow the longest key of the whole status.
+		squeeze := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+		if !strings.Contains(squeeze(b.String()), squeeze(line)) {
+			t.Errorf("status lacks %q:\n%s", line, b.String())
+		}
+	}
+	// Origins survive the socket.
+	if got := fromWire(toWire(bs[1])); got.Origin != "fleet:web1" {
+		t.Errorf("origin over the wire: %q", got.Origin)
+	}
+}
