@@ -355,7 +355,7 @@ func TestPrintOriginAndFleet(t *testing.T) {
 	if err := PrintList(&b, bs, now); err != nil {
 		t.Fatal(err)
 	}
-	want := `ADDRESS    REASON               PORT     SINCE                EXPIRES                      ORIGIN
+	want := `ADDRESS    REASON               PORT     SINCE                EXPIRES                       ORIGIN
 192.0.2.7  TCP SYN/Normal scan  143/TCP  2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)  local
 192.0.2.8  TCP SYN/Normal scan  -        2026-11-22 01:40:36  in 59m (2026-11-22 02:40:36)  fleet:web1
 `
