@@ -35,6 +35,8 @@ type Entry struct {
 	Blocker    string
 	BanExpires time.Time
 	BanCount   int
+	// Origin is where a ban was decided ("fleet:web1"); "" here.
+	Origin string
 }
 
 // maxLine bounds a line read back: a line is a few hundred bytes, so a
@@ -81,7 +83,8 @@ func ParseLine(b []byte) (Entry, error) {
 	if err != nil {
 		return e, fmt.Errorf("src %q: not an address", *l.Src)
 	}
-	if *l.Proto != "tcp" && *l.Proto != "udp" {
+	// A ban from elsewhere (action imported) has no probe, so no proto.
+	if *l.Proto != "tcp" && *l.Proto != "udp" && !(*l.Proto == "" && l.Action != nil && *l.Action == Imported) {
 		return e, fmt.Errorf("proto %q: want tcp or udp", *l.Proto)
 	}
 	if *l.Action == "" {
@@ -102,6 +105,9 @@ func ParseLine(b []byte) (Entry, error) {
 	}
 	if l.Blocker != nil {
 		e.Blocker = *l.Blocker
+	}
+	if l.Origin != nil {
+		e.Origin = *l.Origin
 	}
 	if l.BanExpires != nil {
 		if x, err := time.Parse(time.RFC3339Nano, *l.BanExpires); err == nil {

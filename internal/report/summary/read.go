@@ -35,7 +35,9 @@ func Read(b *Builder, f Files) (bad []error, err error) {
 			if first.IsZero() || e.Time.Before(first) {
 				first = e.Time
 			}
-			if e.Action == jsonlog.Ignored || e.Action == jsonlog.Service {
+			// Not probes: ignored sources, service traffic, and bans
+			// decided elsewhere (the fleet, CrowdSec).
+			if e.Action == jsonlog.Ignored || e.Action == jsonlog.Service || e.Action == jsonlog.Imported {
 				return
 			}
 			if b.Add(Probe{Time: e.Time, Src: e.Src, Host: e.Host, Port: e.Port, Proto: e.Proto, Kind: e.Kind, Blocked: e.Action == jsonlog.Blocked}) {
