@@ -33,7 +33,7 @@ func TestParseLine(t *testing.T) {
 			Entry{Time: at.Truncate(time.Second), Src: netip.MustParseAddr("2001:db8::5"), Port: 7, Proto: "udp", Kind: "udp", Action: "counted"}, ""},
 		{"mapped source unmapped, zone dropped", `{"time":"2026-11-22T00:40:36Z","src":"::ffff:192.0.2.9","dst":"fe80::1%eth0","port":0,"proto":"tcp","kind":"connect","action":"ignored"}`,
 			Entry{Time: at.Truncate(time.Second), Src: netip.MustParseAddr("192.0.2.9"), Dst: netip.MustParseAddr("fe80::1"), Proto: "tcp", Kind: "connect", Action: "ignored"}, ""},
-		{"unknown keys of a newer writer ignored", `{"time":"2026-11-22T00:40:36Z","src":"10.0.0.1","port":1,"proto":"tcp","kind":"syn","action":"blocked","origin":"peer-7"}`,
+		{"unknown keys of a newer writer ignored", `{"time":"2026-11-22T00:40:36Z","src":"10.0.0.1","port":1,"proto":"tcp","kind":"syn","action":"blocked","verdict_v2":"peer-7"}`,
 			Entry{Time: at.Truncate(time.Second), Src: netip.MustParseAddr("10.0.0.1"), Port: 1, Proto: "tcp", Kind: "syn", Action: "blocked"}, ""},
 		{"bad optional values left zero", `{"time":"2026-11-22T00:40:36Z","src":"10.0.0.1","dst":"nowhere","port":1,"proto":"tcp","kind":"syn","action":"blocked","ban_expires":"soon"}`,
 			Entry{Time: at.Truncate(time.Second), Src: netip.MustParseAddr("10.0.0.1"), Port: 1, Proto: "tcp", Kind: "syn", Action: "blocked"}, ""},
