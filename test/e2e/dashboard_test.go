@@ -29,6 +29,11 @@ func TestGrafanaDashboard(t *testing.T) {
 		c.set("ALERT_SENDMAIL", mailer(t, t.TempDir()))
 		c.set("ALERT_EMAIL_TO", "root@localhost")
 		c.set("ALERT_EMAIL_FROM", "portsentry@localhost")
+		// A fleet of one (its embedded server on T's loopback), so that
+		// the fleet's metrics are exported too.
+		c.set("FLEET_LISTEN", "127.0.0.1:4222")
+		c.set("FLEET_STORE", c.path("fleet"))
+		c.set("FLEET_NAME", "t")
 	})
 	k.d.waitFor(t, "metrics on http://"+metricsAddr+"/metrics", logWait)
 	k.nmapXML(t, k.S, "-sS", "-p", "20-30", k.T.v4.String())

@@ -228,11 +228,12 @@ type eventLine struct {
 	Blocker    *string `json:"blocker"`
 	BanExpires *string `json:"ban_expires"`
 	BanCount   int     `json:"ban_count"`
+	Origin     *string `json:"origin"`
 }
 
 // eventKeys are the keys every line must carry (null or not).
 var eventKeys = []string{"time", "hostname", "version", "src", "dst", "port", "proto", "kind", "type",
-	"mode", "ip_opts", "action", "hits", "host", "blocker", "ban_expires", "ban_count"}
+	"mode", "ip_opts", "action", "hits", "host", "blocker", "ban_expires", "ban_count", "origin"}
 
 // readEvents parses every line of the event log, failing on any that is not
 // a complete JSON object.

@@ -58,12 +58,36 @@ import (
 
 const nsPrefix = "psfleet-lab-"
 
+// The scale run's flags.
+var (
+	scaleMembers  int
+	scaleRate     int
+	scaleDuration time.Duration
+)
+
 func main() {
 	bansN := flag.Int("bans", 1000, "bans A makes in each mode")
 	modes := flag.String("modes", "embedded,external", "embedded, external or both")
 	out := flag.String("out", "", "also write the table to FILE")
 	keep := flag.Bool("keep", false, "keep the work directory")
+	flag.IntVar(&scaleMembers, "members", 200, "scale: simulated members")
+	flag.IntVar(&scaleRate, "rate", 1000, "scale: bans a second, all simulated members together")
+	flag.DurationVar(&scaleDuration, "duration", time.Minute, "scale: how long they ban")
+	var sim simArgs
+	flag.BoolVar(&sim.on, "simulate", false, "internal: be the simulator")
+	flag.StringVar(&sim.urls, "sim-urls", "", "internal")
+	flag.IntVar(&sim.members, "sim-members", 0, "internal")
+	flag.IntVar(&sim.rate, "sim-rate", 0, "internal")
+	flag.DurationVar(&sim.duration, "sim-duration", 0, "internal")
+	flag.StringVar(&sim.out, "sim-out", "", "internal")
 	flag.Parse()
+	if sim.on {
+		if err := sim.run(); err != nil {
+			fmt.Fprintln(os.Stderr, "fleetlab simulator:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, *bansN, strings.Split(*modes, ","), *out, *keep); err != nil {
@@ -100,8 +124,19 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 	var table strings.Builder
 	fmt.Fprintf(&table, "fleetlab %s, commit %s, %d bans per mode, `sudo go run ./test/fleetlab -bans %d -modes %s`\n\n",
 		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(string(commit)), n, n, strings.Join(modes, ","))
-	table.WriteString("| NATS | to B p50 | to B p99 | to C p50 | to C p99 | both p50 | both p99 | both max | lost |\n|---|---|---|---|---|---|---|---|---|\n")
+	if slices.ContainsFunc(modes, func(m string) bool { return m != "scale" }) {
+		table.WriteString("| NATS | to B p50 | to B p99 | to C p50 | to C p99 | both p50 | both p99 | both max | lost |\n|---|---|---|---|---|---|---|---|---|\n")
+	}
+	var scale *scaleResult
 	for _, mode := range modes {
+		if mode == "scale" {
+			sr, err := runScaleMode(ctx, bin, natsd, filepath.Join(work, mode))
+			if err != nil {
+				return fmt.Errorf("scale: %w", err)
+			}
+			scale = &sr
+			continue
+		}
 		r, err := runMode(ctx, mode, n, bin, natsd, nft, filepath.Join(work, mode))
 		if err != nil {
 			return fmt.Errorf("%s: %w", mode, err)
@@ -109,6 +144,14 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 		fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s | %s | %s | %d |\n", r.name,
 			ms(pct(r.b, 50)), ms(pct(r.b, 99)), ms(pct(r.c, 50)), ms(pct(r.c, 99)),
 			ms(pct(r.both, 50)), ms(pct(r.both, 99)), ms(pct(r.both, 100)), r.lost)
+	}
+	if scale != nil {
+		sr := *scale
+		fmt.Fprintf(&table, "\nScale: one real daemon (B) and %d simulated members on an external three-node cluster, %d bans a second for %v (`-modes scale -members %d -rate %d -duration %v`)\n\n",
+			sr.members, sr.rate, sr.d, sr.members, sr.rate, sr.d)
+		table.WriteString("| bans sent | applied by B | p50 | p99 | max | daemon CPU | daemon RSS (peak) |\n|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.2f cores | %d MiB (%d MiB) |\n", sr.sent, sr.sent-sr.lost,
+			ms(pct(sr.prop, 50)), ms(pct(sr.prop, 99)), ms(pct(sr.prop, 100)), sr.cpu, sr.rss/1024, sr.hwm/1024)
 	}
 	fmt.Print(table.String())
 	if outPath != "" {
@@ -140,6 +183,7 @@ type lab struct {
 	hub     *netns.NS
 	members []*netns.NS // A, B, C
 	servers []*netns.NS // N1..N3 (external)
+	sim     *netns.NS   // the simulated members (scale)
 	procs   []*exec.Cmd
 }
 
@@ -192,7 +236,7 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		l.members = append(l.members, ns)
 		ifaces = append(ifaces, netns.Iface{NS: ns, Name: "eth0", Addrs: netns.OnLink(addr(i + 1))})
 	}
-	if mode == "external" {
+	if mode == "external" || mode == "scale" {
 		for i := range 3 {
 			ns, err := netns.New(nsPrefix, fmt.Sprintf("n%d", i+1))
 			if err != nil {
@@ -201,6 +245,15 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 			l.servers = append(l.servers, ns)
 			ifaces = append(ifaces, netns.Iface{NS: ns, Name: "eth0", Addrs: netns.OnLink(addr(11 + i))})
 		}
+	}
+	if mode == "scale" {
+		ns, err := netns.New(nsPrefix, "sim")
+		if err != nil {
+			return r, err
+		}
+		l.servers = append(l.servers, ns) // deleted with them
+		l.sim = ns
+		ifaces = append(ifaces, netns.Iface{NS: ns, Name: "eth0", Addrs: netns.OnLink(addr(20))})
 	}
 	if err := netns.Star(l.hub, "br0", ifaces...); err != nil {
 		return r, err
@@ -212,9 +265,9 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		for i := range 3 {
 			urls = append(urls, fmt.Sprintf("nats://%s:4222", addr(i+1)))
 		}
-	case "external":
+	case "external", "scale":
 		r.name = "external (3 nats-server 2.15.3)"
-		for i, ns := range l.servers {
+		for i, ns := range l.servers[:3] {
 			var routes []string
 			for j := range 3 {
 				if j != i {
@@ -233,7 +286,11 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		return r, fmt.Errorf("unknown mode %q", mode)
 	}
 	var socks []string
+	var pids []int
 	for i, ns := range l.members {
+		if mode == "scale" && i != 1 {
+			continue // B alone
+		}
 		name := string(rune('a' + i))
 		mdir := filepath.Join(dir, name)
 		if err := os.MkdirAll(mdir, 0o755); err != nil {
@@ -259,9 +316,11 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 			return r, err
 		}
-		if _, err := l.start(ns, filepath.Join(mdir, "daemon.log"), bin, "-c", confPath, "-atcp", "-audp"); err != nil {
+		cmd, err := l.start(ns, filepath.Join(mdir, "daemon.log"), bin, "-c", confPath, "-atcp", "-audp")
+		if err != nil {
 			return r, err
 		}
+		pids = append(pids, cmd.Process.Pid)
 		socks = append(socks, filepath.Join(mdir, "sock"))
 	}
 	// The fleet is up when every member has heard of the three.
@@ -269,7 +328,7 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 	for _, s := range socks {
 		for {
 			st, err := status(s)
-			if err == nil && st.Fleet != nil && st.Fleet.Connected && len(st.Fleet.Members) == 3 {
+			if err == nil && st.Fleet != nil && st.Fleet.Connected && (len(st.Fleet.Members) == 3 || mode == "scale") {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -277,6 +336,11 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if mode == "scale" {
+		sr, err := runScale(ctx, l, l.members[1], pids[0], urls, scaleMembers, scaleRate, scaleDuration, dir)
+		lastScale = sr
+		return r, err
 	}
 	watchB, err := watch(ctx, l.members[1], nft)
 	if err != nil {
@@ -317,6 +381,15 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		r.both = append(r.both, max(tb.Sub(t0), tc.Sub(t0)))
 	}
 	return r, nil
+}
+
+// lastScale carries the scale run's figures out of runMode.
+var lastScale scaleResult
+
+func runScaleMode(ctx context.Context, bin, natsd, dir string) (scaleResult, error) {
+	nft, _ := exec.LookPath("nft")
+	_, err := runMode(ctx, "scale", 0, bin, natsd, nft, dir)
+	return lastScale, err
 }
 
 func status(sock string) (control.Status, error) {
