@@ -98,7 +98,8 @@ trustlab:
 # namespaces share bans through their embedded NATS servers, then through
 # an external three-node nats-server cluster; prints p50/p99 of the time
 # from A's ban to the address in B's and C's kernel sets. Flags:
-# FLEETLAB_FLAGS='-bans 1000 -modes embedded,external -out FILE'.
+# FLEETLAB_FLAGS='-bans 1000 -modes embedded,external -out FILE'; the scale
+# run: FLEETLAB_FLAGS='-modes scale -members 200 -rate 1000 -duration 60s'.
 .PHONY: fleetlab
 fleetlab:
 	go run ./test/fleetlab $(FLEETLAB_FLAGS)

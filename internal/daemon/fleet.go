@@ -1,8 +1,6 @@
 package daemon
 
 import (
-	"context"
-	"errors"
 	"net/netip"
 	"reflect"
 	"time"
@@ -22,7 +20,7 @@ func (d *Daemon) openFleet(s *settings.Settings) error {
 	if !c.Enabled() {
 		return nil
 	}
-	m, err := fleet.New(c, fleetSink{ctx: d.ctx, enf: d.enf}, d.log)
+	m, err := fleet.New(c, fleetSink{enf: d.enf}, d.log)
 	if err != nil {
 		return err
 	}
@@ -33,24 +31,13 @@ func (d *Daemon) openFleet(s *settings.Settings) error {
 
 // fleetSink applies the fleet's bans in the event loop, after local
 // policy (enforce.Import).
-type fleetSink struct {
-	ctx context.Context
-	enf *enforce.Enforcer
-}
+type fleetSink struct{ enf *enforce.Enforcer }
 
-var errStopping = errors.New("the daemon is stopping")
-
-func (f fleetSink) Import(addr netip.Addr, ttl time.Duration, reason, origin string) error {
-	res := make(chan error, 1)
-	if !f.enf.ImportAsync(addr, ttl, reason, origin, func(err error) { res <- err }) {
-		return errStopping
-	}
-	select {
-	case err := <-res:
-		return err
-	case <-f.ctx.Done():
-		return errStopping
-	}
+// Import queues the import for the event loop; it waits only for room
+// in the loop's queue (the fleet's consumer slows down when the loop is
+// busy), never for the import itself.
+func (f fleetSink) Import(addr netip.Addr, ttl time.Duration, reason, origin string, done func(error)) {
+	f.enf.ImportAsync(addr, ttl, reason, origin, done)
 }
 
 func (f fleetSink) Revoke(p netip.Prefix, originPrefix, by string) {

@@ -104,4 +104,3 @@ func (e *Enforcer) Submit(fn func()) bool {
 		return false
 	}
 }
-

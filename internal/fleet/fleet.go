@@ -52,10 +52,13 @@ type Config struct {
 // Enabled reports whether the configuration joins a fleet.
 func (c Config) Enabled() bool { return len(c.URLs) > 0 || c.Listen != "" }
 
-// Sink applies what the fleet says. The daemon's runs Import and Revoke
-// in its event loop and returns Import's error (package enforce).
+// Sink applies what the fleet says. The daemon's queues Import and Revoke
+// for its event loop (package enforce) and returns at once: the consumer
+// goes on with the next message while the loop applies this one, so bans
+// stream in without a round trip each. done is called with Import's
+// result, from the loop; it must not block.
 type Sink interface {
-	Import(addr netip.Addr, ttl time.Duration, reason, origin string) error
+	Import(addr netip.Addr, ttl time.Duration, reason, origin string, done func(error))
 	Revoke(p netip.Prefix, originPrefix, by string)
 }
 
@@ -118,7 +121,8 @@ type Member struct {
 	seen    map[string]time.Time // members heard from
 	buckets map[string]*bucket
 	overall bucket // members beyond maxMembers
-	logged  int    // refused lines logged this minute
+	logMu   sync.Mutex
+	logged  int // refused lines logged this minute
 	logMin  time.Time
 
 	embedded atomic.Pointer[server.Server]
@@ -510,25 +514,30 @@ func (m *Member) handle(msg jetstream.Msg) {
 	if ttl <= 0 {
 		return // over: a ban replayed after its end
 	}
-	if err := m.sink.Import(b.Addr(), ttl, b.Reason, origin); err != nil {
-		m.refused.Add(1)
-		m.logLimited(fmt.Sprintf("fleet: ban of %s from %s not applied: %v", b.Addr(), origin, err))
-		return
-	}
-	m.applied.Add(1)
-	m.lag.Store(int64(now.Sub(at)))
+	addr := b.Addr()
+	m.sink.Import(addr, ttl, b.Reason, origin, func(err error) {
+		if err != nil {
+			m.refused.Add(1)
+			m.logLimited(fmt.Sprintf("fleet: ban of %s from %s not applied: %v", addr, origin, err))
+			return
+		}
+		m.applied.Add(1)
+		m.lag.Store(int64(time.Since(at)))
+	})
 }
 
 // logLimited logs s unless refusedLogs lines were logged this minute.
+// The line is written off the caller's goroutine (the daemon's event
+// loop, for a refusal).
 func (m *Member) logLimited(s string) {
-	m.mu.Lock()
+	m.logMu.Lock()
 	now := time.Now()
 	if now.Sub(m.logMin) >= time.Minute {
 		m.logMin, m.logged = now, 0
 	}
 	m.logged++
 	ok := m.logged <= refusedLogs
-	m.mu.Unlock()
+	m.logMu.Unlock()
 	if ok {
 		m.log.Info(s)
 	}

@@ -35,14 +35,15 @@ func newSink() *sink {
 	return &sink{imports: map[netip.Addr]imported{}, refuse: map[netip.Addr]bool{}}
 }
 
-func (s *sink) Import(a netip.Addr, ttl time.Duration, reason, origin string) error {
+func (s *sink) Import(a netip.Addr, ttl time.Duration, reason, origin string, done func(error)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.refuse[a] {
-		return errors.New("on the ignore list")
+		done(errors.New("on the ignore list"))
+		return
 	}
 	s.imports[a] = imported{ttl, reason, origin}
-	return nil
+	done(nil)
 }
 
 func (s *sink) Revoke(p netip.Prefix, originPrefix, by string) {

@@ -1,7 +1,8 @@
 // Command fleetlab is the fleet benchmark (issue 10): how long a ban made
 // on one member takes to be in the kernel's ban sets of the others.
 //
-//	sudo go run ./test/fleetlab [-bans 1000] [-modes embedded,external] [-out FILE]
+//	sudo go run ./test/fleetlab [-bans 1000] [-modes embedded,external,scale] [-out FILE]
+//	sudo go run ./test/fleetlab -modes scale [-members 200] [-rate 1000] [-duration 60s]
 //	make fleetlab FLEETLAB_FLAGS='-bans 200'
 //
 // It needs root and nftables. It builds the daemon from ./cmd/portsentry
@@ -32,6 +33,14 @@
 // to the event announcing the element in B's, and C's, set is one
 // propagation. The table gives p50, p99 and the maximum for B and C and
 // for the later of the two.
+//
+// The scale run (-modes scale, scale.go) puts one real daemon, B, among
+// -members simulated members on the external cluster: a simulator process
+// (fleetlab -simulate, in a namespace of its own) connects one NATS client
+// per member and publishes -rate bans a second in all, round robin, for
+// -duration; the table gives the propagation from each publish to the
+// address's event in B's kernel set (p50, p99, max), and B's CPU (cores,
+// from /proc/PID/stat) and memory (VmRSS, VmHWM) over the run.
 package main
 
 import (

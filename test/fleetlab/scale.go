@@ -157,9 +157,18 @@ func runScale(ctx context.Context, l *lab, b *netns.NS, daemonPID int, urls []st
 	}
 	lines := strings.Fields(string(data))
 	r.sent = len(lines)
-	// Every ban's event, or 10 s more.
-	last := simAddr(len(lines) - 1)
-	w.when(last, 10*time.Second)
+	// Every ban's event, or until none came for 10 s.
+	for seen, quiet := 0, time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		w.mu.Lock()
+		n := len(w.seen)
+		w.mu.Unlock()
+		if n > seen {
+			seen, quiet = n, time.Now()
+		}
+		if n >= r.sent || time.Since(quiet) > 10*time.Second {
+			break
+		}
+	}
 	cpu1, _ := cpuTicks(daemonPID)
 	r.cpu = float64(cpu1-cpu0) / 100 / time.Since(t0).Seconds()
 	r.rss, r.hwm = memKB(daemonPID)
