@@ -262,7 +262,7 @@ func TestFleet(t *testing.T) {
 			if out := m.cli(t, "list"); !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(l.S.v4.String()) + `\s+TCP SYN/Normal scan .*fleet:a$`).MatchString(out) {
 				t.Errorf("%s's list does not show the scanner from fleet:a:\n%s", m.name, out)
 			}
-			m.d.waitFor(t, ": ban from fleet:a (TCP SYN/Normal scan)", 5*time.Second)
+			m.d.waitFor(t, `banned on "fleet:a"'s word (reason "TCP SYN/Normal scan")`, 5*time.Second)
 		}
 		if e := l.banned(t, b)[l.S.v4]; e.Timeout > fleetMaxBanB*time.Second {
 			t.Errorf("B holds the scanner for %v, over its FLEET_MAX_BAN_TIME %ds", e.Timeout, fleetMaxBanB)
@@ -311,7 +311,7 @@ func TestFleet(t *testing.T) {
 		ignored := netip.MustParseAddr("192.0.2.99")
 		a.cli(t, "block", ignored.String(), "1h")
 		l.waitBanned(t, c, 5*time.Second, ignored)
-		b.d.waitFor(t, "fleet: ban of 192.0.2.99 from fleet:a not applied: never blocked here", 5*time.Second)
+		b.d.waitFor(t, "fleet: ban of 192.0.2.99 from fleet:a not applied: enforce: never blocked here", 5*time.Second)
 		if _, ok := l.banned(t, b)[ignored]; ok {
 			t.Error("B applied a fleet ban of an address on its ignore list")
 		}
