@@ -6,18 +6,14 @@ package history
 // HISTORY_FORMAT changed along the way).
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/report/linefile"
 )
 
 // Entry is one line of a history file.
@@ -37,11 +33,8 @@ type Entry struct {
 	Ignored, Blocked bool
 }
 
-// maxLine bounds a line: a record is at most a few hundred bytes.
-const maxLine = 64 << 10
-
 // MaxBad is how many damaged lines ReadFile returns one by one.
-const MaxBad = 20
+const MaxBad = linefile.MaxBad
 
 // ParseLine reads one history line of either format:
 //
@@ -182,61 +175,19 @@ func name(host string, addr netip.Addr) string {
 // values ("FILE:LINE: problem"), at most MaxBad of them and then one
 // error counting the others; err is a file that could not be read.
 func ReadFile(path string, fn func(Entry)) (bad []error, err error) {
-	var nbad int
-	for _, p := range []string{path + ".1", path} {
-		f, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return bad, fmt.Errorf("history: %w", err)
-		}
-		err = readHistory(f, p, fn, func(e error) {
-			if nbad++; nbad <= MaxBad {
-				bad = append(bad, e)
-			}
-		})
-		f.Close()
-		if err != nil {
-			return bad, err
-		}
-	}
-	if nbad > MaxBad {
-		bad = append(bad, fmt.Errorf("%s: %d more lines not read", path, nbad-MaxBad))
-	}
-	return bad, nil
-}
-
-func readHistory(r io.Reader, name string, fn func(Entry), badLine func(error)) error {
-	br := bufio.NewReaderSize(r, maxLine)
-	for n := 1; ; n++ {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-			badLine(&config.Error{File: name, Line: n, Err: errors.New("line too long")})
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("history: %s: %w", name, err)
-			}
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("history: %s: %w", name, err)
-		}
-		if s := strings.TrimSpace(string(line)); s != "" && s[0] != '#' {
-			e, perr := ParseLine(s)
-			if perr != nil {
-				badLine(&config.Error{File: name, Line: n, Err: perr})
-			} else {
-				fn(e)
-			}
-		}
-		if err == io.EOF {
+	bad, err = linefile.Read(path, func(line []byte) error {
+		s := strings.TrimSpace(string(line))
+		if s == "" || s[0] == '#' {
 			return nil
 		}
+		e, err := ParseLine(s)
+		if err == nil {
+			fn(e)
+		}
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("history: %w", err)
 	}
+	return bad, err
 }

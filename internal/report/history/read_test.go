@@ -1,6 +1,8 @@
 package history
 
 import (
+	"github.com/portsentry-go/portsentry/internal/report/linefile"
+
 	"errors"
 	"fmt"
 	"net/netip"
@@ -111,7 +113,7 @@ func TestReadFile(t *testing.T) {
 	cur := "# comment\n\n" +
 		"2026-11-22T01:42:52.875+0000 Scan from: [10.0.0.5] (10.0.0.5) protocol: [TCP] port: [80] type: [Connect] IP opts: [unknown] ignored: [false] triggered: [true] noblock: [false] blocked: [true]\n" +
 		"garbage that a crash left behind\n" +
-		strings.Repeat("y", maxLine+1) + "\n" +
+		strings.Repeat("y", linefile.MaxLine+1) + "\n" +
 		"1795311640 - 11/22/2026 01:40:40 Host: 10.99.0.4/10.99.0.4 Port: 1 TCP Blocked" // no final newline
 	if err := os.WriteFile(p, []byte(cur), 0o600); err != nil {
 		t.Fatal(err)
@@ -140,7 +142,7 @@ func TestReadFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	bad, err = ReadFile(p, func(Entry) {})
-	if err != nil || len(bad) != MaxBad+1 || !strings.Contains(bad[MaxBad].Error(), "30 more lines") {
+	if err != nil || len(bad) != MaxBad+1 || !strings.Contains(bad[MaxBad].Error(), "30 more damaged lines") {
 		t.Errorf("50 junk lines: %d errors (%v), %v; want %d, the last counting 30 more", len(bad), bad[len(bad)-1], err, MaxBad+1)
 	}
 	if bad, err := ReadFile(filepath.Join(dir, "missing"), func(Entry) { t.Error("entry from a missing file") }); err != nil || len(bad) > 0 {

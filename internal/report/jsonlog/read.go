@@ -4,18 +4,14 @@ package jsonlog
 // the writer, so the two cannot disagree on a key.
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"io/fs"
 	"net/netip"
-	"os"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/config"
+	"github.com/portsentry-go/portsentry/internal/report/linefile"
 )
 
 // Entry is one line read back. Strings are as written ("tcp", "syn",
@@ -39,13 +35,10 @@ type Entry struct {
 	Origin string
 }
 
-// maxLine bounds a line read back: a line is a few hundred bytes, so a
-// longer one is damage, skipped without holding it in memory.
-const maxLine = 64 << 10
-
 // MaxBad is how many damaged lines ReadFile returns one by one; the rest
-// are counted in one last error.
-const MaxBad = 20
+// are counted in one last error. A line longer than linefile.MaxLine is
+// damage too, skipped without holding it in memory.
+const MaxBad = linefile.MaxBad
 
 // ParseLine reads one line (without its newline). time, src, port, proto,
 // kind and action must be there and valid; the other keys may be missing
@@ -125,61 +118,19 @@ func ParseLine(b []byte) (Entry, error) {
 // then one error counting the others; err is a file that could not be
 // read.
 func ReadFile(path string, fn func(Entry)) (bad []error, err error) {
-	var nbad int
-	for _, p := range []string{path + ".1", path} {
-		f, err := os.Open(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return bad, fmt.Errorf("jsonlog: %w", err)
-		}
-		err = read(f, p, fn, func(e error) {
-			if nbad++; nbad <= MaxBad {
-				bad = append(bad, e)
-			}
-		})
-		f.Close()
-		if err != nil {
-			return bad, err
-		}
-	}
-	if nbad > MaxBad {
-		bad = append(bad, fmt.Errorf("%s: %d more damaged lines", path, nbad-MaxBad))
-	}
-	return bad, nil
-}
-
-func read(r io.Reader, name string, fn func(Entry), badLine func(error)) error {
-	br := bufio.NewReaderSize(r, maxLine)
-	for n := 1; ; n++ {
-		line, err := br.ReadSlice('\n')
-		if errors.Is(err, bufio.ErrBufferFull) {
-			for errors.Is(err, bufio.ErrBufferFull) {
-				_, err = br.ReadSlice('\n')
-			}
-			badLine(&config.Error{File: name, Line: n, Err: errors.New("line too long")})
-			if err == io.EOF {
-				return nil
-			}
-			if err != nil {
-				return fmt.Errorf("jsonlog: %s: %w", name, err)
-			}
-			continue
-		}
-		if err != nil && err != io.EOF {
-			return fmt.Errorf("jsonlog: %s: %w", name, err)
-		}
-		if b := bytes.TrimSpace(line); len(b) > 0 {
-			e, perr := ParseLine(b)
-			if perr != nil {
-				badLine(&config.Error{File: name, Line: n, Err: perr})
-			} else {
-				fn(e)
-			}
-		}
-		if err == io.EOF {
+	bad, err = linefile.Read(path, func(line []byte) error {
+		b := bytes.TrimSpace(line)
+		if len(b) == 0 {
 			return nil
 		}
+		e, err := ParseLine(b)
+		if err == nil {
+			fn(e)
+		}
+		return err
+	})
+	if err != nil {
+		err = fmt.Errorf("jsonlog: %w", err)
 	}
+	return bad, err
 }

@@ -1,6 +1,8 @@
 package jsonlog
 
 import (
+	"github.com/portsentry-go/portsentry/internal/report/linefile"
+
 	"bytes"
 	"errors"
 	"fmt"
@@ -128,7 +130,7 @@ func TestReadFileRotatedFirst(t *testing.T) {
 		return fmt.Sprintf(`{"time":"2026-11-22T00:40:%02dZ","src":"10.0.0.1","port":%d,"proto":"tcp","kind":"syn","action":"already_blocked"}`, port, port)
 	}
 	old := line(1) + "\n" + line(2) + "\n"
-	cur := line(3) + "\n\n" + "garbage\n" + strings.Repeat("x", maxLine+10) + "\n" + line(4) + "\n" + line(5)[:40]
+	cur := line(3) + "\n\n" + "garbage\n" + strings.Repeat("x", linefile.MaxLine+10) + "\n" + line(4) + "\n" + line(5)[:40]
 	if err := os.WriteFile(p+".1", []byte(old), 0o600); err != nil {
 		t.Fatal(err)
 	}
