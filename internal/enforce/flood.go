@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/portsentry-go/portsentry/internal/engine"
 	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/report"
 )
@@ -37,9 +36,14 @@ type flood struct {
 	sec    time.Time // start of the current second
 	perSec int       // sources acted on one by one in it
 	active atomic.Bool
-	sum    report.Flood   // the current interval
-	ports  [2]*portBits   // ports probed in it, TCP and UDP
-	first  *engine.Engine // counts each source's ports, up to floodPorts
+	sum    report.Flood // the current interval
+	ports  [2]*portBits // ports probed in it, TCP and UDP
+	first  *firstPorts  // each source's first port, to tell a second one
+	// ignored and key are the guard's and the jail's: an ignored source
+	// is summarized but not counted; a source is what the jail bans (an
+	// IPv6 prefix with BAN_PREFIX6).
+	ignored func(netip.Addr) bool
+	key     func(netip.Addr) netip.Addr
 }
 
 // portBits is a set of ports.
@@ -56,14 +60,7 @@ func (b *portBits) add(p uint16) bool {
 }
 
 func newFlood(ignored func(netip.Addr) bool, key func(netip.Addr) netip.Addr) *flood {
-	return &flood{first: engine.New(engine.Options{
-		Trigger:    floodPorts,
-		Window:     floodInterval,
-		Response:   [2]engine.Response{engine.Block, engine.Block},
-		Ignore:     ignored,
-		Key:        key,
-		MaxSources: floodSources,
-	})}
+	return &flood{first: newFirstPorts(floodSources), ignored: ignored, key: key}
 }
 
 // acted counts a source the enforcer acts on one by one (a response or a
@@ -94,21 +91,19 @@ func (f *flood) single(ev event.Event) bool {
 	if !f.active.Load() {
 		return false
 	}
-	v := f.first.Observe(ev)
-	switch v.Action {
-	case engine.Respond:
-		f.first.Done(ev.Src, false)
-		return false
-	case engine.Pending, engine.AlreadyBlocked:
-		return false
+	// An ignored source's single probe is summarized too (not counted as
+	// a source): a random-source flood covers loopback and the ignore
+	// list's ranges as well, and those would otherwise be logged one by one.
+	if src := ev.Src.Unmap(); !f.ignored(src) {
+		second, fresh := f.first.probe(f.key(src), ev.Proto, ev.Port, ev.Time)
+		if second {
+			return false
+		}
+		if fresh {
+			f.sum.Sources++
+		}
 	}
-	// An ignored source's single probe is summarized too: a random-source
-	// flood covers loopback and the ignore list's ranges as well, and
-	// those would otherwise be logged one by one.
 	f.sum.Probes++
-	if v.Count == 1 {
-		f.sum.Sources++
-	}
 	if f.ports[ev.Proto&1].add(ev.Port) {
 		f.sum.Ports[ev.Proto&1]++
 	}

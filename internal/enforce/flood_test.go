@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/block"
+	"github.com/portsentry-go/portsentry/internal/event"
 	"github.com/portsentry-go/portsentry/internal/portset"
 )
 
@@ -77,4 +78,20 @@ func TestFloodSummarized(t *testing.T) {
 	// Over: a new source is handled one by one again.
 	r.probeAt(fromFlood(n+1), 8080, 64, t0.Add(30*time.Second))
 	r.waitLog("attackalert: Host " + fromFlood(n+1).String() + " has been blocked via nftables")
+}
+
+// BenchmarkFloodSingle is the enforcer's cost per probe of a random-source
+// flood under way: each probe from a new source, none repeated.
+func BenchmarkFloodSingle(b *testing.B) {
+	f := newFlood(func(netip.Addr) bool { return false }, func(a netip.Addr) netip.Addr { return a })
+	t0 := time.Now()
+	f.active.Store(true)
+	f.restart(t0)
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		ev := event.Event{Src: fromFlood(i), Port: 8080, Proto: event.TCP, Time: t0.Add(time.Duration(i) * time.Microsecond)}
+		if !f.single(ev) {
+			b.Fatal("a new source's single probe not summarized")
+		}
+	}
 }

@@ -1,0 +1,92 @@
+package enforce
+
+import (
+	"hash/maphash"
+	"net/netip"
+	"time"
+
+	"github.com/portsentry-go/portsentry/internal/event"
+)
+
+// firstPorts remembers, for the sources of a flood under way, the one port
+// each has probed, so that a second distinct port singles out a scanner in
+// the crowd. Under a random-source flood every packet is a new source, so
+// this is the daemon's hottest table: a fixed array of slots holding no
+// pointers, allocated once (no allocation, map growth or deletion per
+// source, nothing for the garbage collector to scan), at 32 bytes a slot.
+//
+// Slots are grouped in buckets of firstWays; a source lives in the bucket
+// its address hashes to, and a new source takes the bucket's free or least
+// recent slot. A source is then forgotten only after about len(slots) new
+// sources came after it, as with a least-recently-used table of the same
+// size: a second at 65 536 new sources a second. The hash is seeded at
+// random for each daemon, so a forger cannot aim its sources at the bucket
+// of a scanner it wants hidden; it can only flood faster than a scanner's
+// probes follow each other, which makes that scanner count as several
+// single probes (summarized, and trapped by the kernel all the same).
+type firstPorts struct {
+	seed  maphash.Seed
+	slots []firstPort
+	mask  uint64 // len(slots)/firstWays - 1
+}
+
+// firstWays is the slots of a bucket: two cache lines.
+const firstWays = 4
+
+type firstPort struct {
+	addr [16]byte
+	at   int64  // the source's last probe, Unix nanoseconds; 0: a free slot
+	port uint32 // protocol<<16 | port of its first probe, | scannerMark
+}
+
+// scannerMark marks a slot whose source probed a second port: every probe of
+// it is then a scanner's, to handle one by one.
+const scannerMark = 1 << 31
+
+// newFirstPorts returns a table of at least n slots (a power of two
+// buckets).
+func newFirstPorts(n int) *firstPorts {
+	buckets := 1
+	for buckets*firstWays < n {
+		buckets *= 2
+	}
+	return &firstPorts{
+		seed:  maphash.MakeSeed(),
+		slots: make([]firstPort, buckets*firstWays),
+		mask:  uint64(buckets - 1),
+	}
+}
+
+// probe records src's probe of (proto, port) at t. second reports that src
+// has probed another port than its first within floodInterval: a scanner,
+// this probe and its next ones. fresh reports a source not seen within
+// floodInterval.
+func (f *firstPorts) probe(src netip.Addr, proto event.Proto, port uint16, t time.Time) (second, fresh bool) {
+	addr := src.As16()
+	key := uint32(proto&1)<<16 | uint32(port)
+	now := t.UnixNano()
+	b := int(maphash.Bytes(f.seed, addr[:])&f.mask) * firstWays
+	bucket := f.slots[b : b+firstWays : b+firstWays]
+	victim := 0
+	for i := range bucket {
+		s := &bucket[i]
+		if s.at != 0 && s.addr == addr {
+			live := now-s.at <= int64(floodInterval)
+			switch {
+			case !live:
+				s.port = key
+			case s.port != key:
+				s.port |= scannerMark
+				second = true
+			}
+			// A probe that arrives late never makes the slot older.
+			s.at = max(s.at, now)
+			return second, !live
+		}
+		if s.at < bucket[victim].at {
+			victim = i
+		}
+	}
+	bucket[victim] = firstPort{addr: addr, at: now, port: key}
+	return false, true
+}
