@@ -3,6 +3,7 @@
 //
 //	sudo go run ./test/fleetlab [-bans 1000] [-modes embedded,external,scale] [-out FILE]
 //	sudo go run ./test/fleetlab -modes scale [-members 200] [-rate 1000] [-duration 60s]
+//	sudo go run ./test/fleetlab -modes partition [-partition 60s] [-runs 3]
 //	make fleetlab FLEETLAB_FLAGS='-bans 200'
 //
 // It needs root and nftables. It builds the daemon from ./cmd/portsentry
@@ -41,6 +42,10 @@
 // -duration; the table gives the propagation from each publish to the
 // address's event in B's kernel set (p50, p99, max), and B's CPU (cores,
 // from /proc/PID/stat) and memory (VmRSS, VmHWM) over the run.
+//
+// The partition run (-modes partition, partition.go) is the embedded
+// fleet's catch-up: B cut off for -partition while A bans 100 addresses,
+// then B killed with kill -9 while A bans 100 more, -runs times.
 package main
 
 import (
@@ -74,6 +79,13 @@ var (
 	scaleDuration time.Duration
 )
 
+// The partition run's flags.
+var (
+	partitionFor  time.Duration
+	partitionRuns int
+	daemonDebug   bool
+)
+
 func main() {
 	bansN := flag.Int("bans", 1000, "bans A makes in each mode")
 	modes := flag.String("modes", "embedded,external", "embedded, external or both")
@@ -82,6 +94,9 @@ func main() {
 	flag.IntVar(&scaleMembers, "members", 200, "scale: simulated members")
 	flag.IntVar(&scaleRate, "rate", 1000, "scale: bans a second, all simulated members together")
 	flag.DurationVar(&scaleDuration, "duration", time.Minute, "scale: how long they ban")
+	flag.DurationVar(&partitionFor, "partition", time.Minute, "partition: how long B is cut off")
+	flag.IntVar(&partitionRuns, "runs", 3, "partition: how many times")
+	flag.BoolVar(&daemonDebug, "debug", false, "run the daemons with -d (their NATS servers' lines in daemon.log; with -keep)")
 	var sim simArgs
 	flag.BoolVar(&sim.on, "simulate", false, "internal: be the simulator")
 	flag.StringVar(&sim.urls, "sim-urls", "", "internal")
@@ -133,11 +148,18 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 	var table strings.Builder
 	fmt.Fprintf(&table, "fleetlab %s, commit %s, `sudo go run ./test/fleetlab -bans %d -modes %s -members %d -rate %d -duration %v`\n\n",
 		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(string(commit)), n, strings.Join(modes, ","), scaleMembers, scaleRate, scaleDuration)
-	if slices.ContainsFunc(modes, func(m string) bool { return m != "scale" }) {
+	if slices.ContainsFunc(modes, func(m string) bool { return m != "scale" && m != "partition" }) {
 		table.WriteString("| NATS | to B p50 | to B p99 | to C p50 | to C p99 | both p50 | both p99 | both max | lost |\n|---|---|---|---|---|---|---|---|---|\n")
 	}
 	var scale *scaleResult
+	var part []partitionRun
 	for _, mode := range modes {
+		if mode == "partition" {
+			if part, err = runPartitionMode(ctx, bin, natsd, filepath.Join(work, mode)); err != nil {
+				return fmt.Errorf("partition: %w", err)
+			}
+			continue
+		}
 		if mode == "scale" {
 			sr, err := runScaleMode(ctx, bin, natsd, filepath.Join(work, mode))
 			if err != nil {
@@ -161,6 +183,9 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 		table.WriteString("| bans sent | applied by B | p50 | p99 | max | daemon CPU | daemon RSS (peak) |\n|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.2f cores | %d MiB (%d MiB) |\n", sr.sent, sr.sent-sr.lost,
 			ms(pct(sr.prop, 50)), ms(pct(sr.prop, 99)), ms(pct(sr.prop, 100)), sr.cpu, sr.rss/1024, sr.hwm/1024)
+	}
+	if part != nil {
+		writePartition(&table, part)
 	}
 	fmt.Print(table.String())
 	if outPath != "" {
@@ -194,6 +219,10 @@ type lab struct {
 	servers []*netns.NS // N1..N3 (external)
 	sim     *netns.NS   // the simulated members (scale)
 	procs   []*exec.Cmd
+	// daemons are the members' processes (A, B, C; B alone in scale),
+	// started with daemonArgs.
+	daemons    []*exec.Cmd
+	daemonArgs [][]string
 }
 
 func (l *lab) close() {
@@ -269,7 +298,7 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 	}
 	var urls []string
 	switch mode {
-	case "embedded":
+	case "embedded", "partition":
 		r.name = "embedded (3 daemons' servers, clustered)"
 		for i := range 3 {
 			urls = append(urls, fmt.Sprintf("nats://%s:4222", addr(i+1)))
@@ -311,7 +340,7 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 			`BLOCKED_FILE="` + mdir + `/blocked"`, `FLEET_NAME="` + name + `"`, `FLEET_TOKEN="fleetlab"`,
 			`FLEET_MAX_RATE="100000"`, `FLEET_MAX_BAN_TIME="3600"`, `FLEET_URL="` + strings.Join(urls, " ") + `"`,
 		}
-		if mode == "embedded" {
+		if mode == "embedded" || mode == "partition" {
 			var routes []string
 			for j := range 3 {
 				if j != i {
@@ -325,10 +354,15 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 		if err := os.WriteFile(confPath, []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 			return r, err
 		}
-		cmd, err := l.start(ns, filepath.Join(mdir, "daemon.log"), bin, "-c", confPath, "-atcp", "-audp")
+		args := []string{"-c", confPath, "-atcp", "-audp"}
+		if daemonDebug {
+			args = append(args, "-d")
+		}
+		cmd, err := l.start(ns, filepath.Join(mdir, "daemon.log"), bin, args...)
 		if err != nil {
 			return r, err
 		}
+		l.daemons, l.daemonArgs = append(l.daemons, cmd), append(l.daemonArgs, append([]string{bin}, args...))
 		pids = append(pids, cmd.Process.Pid)
 		socks = append(socks, filepath.Join(mdir, "sock"))
 	}
@@ -345,6 +379,10 @@ func runMode(ctx context.Context, mode string, n int, bin, natsd, nft, dir strin
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
+	}
+	if mode == "partition" {
+		lastPartition, err = runPartition(ctx, l, socks, nft, filepath.Join(dir, "b"))
+		return r, err
 	}
 	if mode == "scale" {
 		sr, err := runScale(ctx, l, l.members[1], pids[0], urls, scaleMembers, scaleRate, scaleDuration, dir)
