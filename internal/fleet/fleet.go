@@ -130,6 +130,7 @@ type Member struct {
 	// restart asks the consumer to start again from the next message.
 	restart chan struct{}
 	lastSeq atomic.Uint64 // the last message of the stream read
+	epoch   atomic.Uint64 // the consumer's current start (consume)
 }
 
 // New checks c and loads its TLS files. It connects to nothing: Run does,
@@ -403,9 +404,24 @@ func (m *Member) ensureStream(ctx context.Context, js jetstream.JetStream) error
 }
 
 // consume reads the stream from its first message (every ban in force,
-// after a restart) and then as it grows, starting again from the next
-// message whenever the connection comes back or the server goes quiet
-// (a partition).
+// after a restart) and then as it grows, in order. Whenever the
+// connection comes back, the consumer goes quiet (a partition), or a
+// delivery is missing, it starts again from the next message it has not
+// read.
+//
+// Starting again does not create a consumer when it can help it: it
+// rewinds the one it has (a consumer reset, answered by the server that
+// runs the consumer). Creating one goes through the JetStream meta
+// leader, and a member that comes back from a partition has, alone,
+// campaigned for that leadership: its higher term unseats the leader,
+// and the cluster is without one for a raft election timeout (4 to 9 s in
+// NATS 2.15, which has no pre-vote). The consumer lives on another
+// member's server (newConsumer), whose copy of the stream has every ban
+// made during the partition, so it can hand them over as soon as the
+// routes are back, election or not. A server without consumer resets
+// (before NATS 2.14) or a consumer gone (idle past consumerIdle, its
+// server restarted, or out of reach while the meta leader answers) gets a
+// new consumer instead.
 func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 	failing := ""
 	fail := func(what string, err error) {
@@ -415,33 +431,53 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		}
 		sleep(ctx, retry)
 	}
+	var cons jetstream.Consumer
+	defer func() {
+		if cons != nil {
+			m.dropConsumer(ctx, js, cons, true)
+		}
+	}()
+	var epoch uint64
 	for ctx.Err() == nil {
 		if err := m.ensureStream(ctx, js); err != nil {
 			fail("stream", err)
 			continue
 		}
-		cfg := jetstream.ConsumerConfig{
-			DeliverPolicy:     jetstream.DeliverAllPolicy,
-			AckPolicy:         jetstream.AckNonePolicy,
-			FilterSubject:     banSubjectPrefix + ">",
-			InactiveThreshold: time.Minute,
-			Replicas:          1,
-			MemoryStorage:     true,
+		if cons == nil || !m.rewind(ctx, js, cons) {
+			c, err := m.newConsumer(ctx, js)
+			if err != nil {
+				fail("consumer", err)
+				continue
+			}
+			if cons != nil {
+				m.dropConsumer(ctx, js, cons, false)
+			}
+			cons = c
 		}
-		if last := m.lastSeq.Load(); last > 0 {
-			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
-		}
-		// A short timeout: after a partition heals the next try must come
-		// soon, not after a long wait for an answer that never comes.
-		cctx, cancel := context.WithTimeout(ctx, time.Second)
-		cons, err := js.CreateConsumer(cctx, StreamName, cfg)
-		cancel()
-		if err != nil {
-			fail("consumer", err)
-			continue
-		}
+		// Each start has its own deliveries, numbered from 1 by the
+		// consumer: a number skipped is a message lost on its way (sent
+		// into a route a partition had cut), and the next start fetches
+		// it again.
+		epoch++
+		next, this := uint64(1), epoch
+		m.epoch.Store(this)
 		stopped := make(chan struct{}, 1)
-		cc, err := cons.Consume(m.handle,
+		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			if m.epoch.Load() != this {
+				return // a delivery of a start given up
+			}
+			md, err := msg.Metadata()
+			if err != nil {
+				return
+			}
+			if md.Sequence.Consumer != next {
+				next = 0 // nothing more of this start
+				m.poke(stopped)
+				return
+			}
+			next++
+			m.handle(msg, md)
+		},
 			jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				if errors.Is(err, jetstream.ErrNoHeartbeat) || errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
@@ -462,18 +498,81 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		case <-m.restart:
 		}
 		cc.Stop()
-		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-		_ = js.DeleteConsumer(dctx, StreamName, cons.CachedInfo().Name)
+	}
+}
+
+// consumerIdle is how long a consumer nobody pulls from lives on. Longer
+// than the partitions it should outlast (the member rewinds it when it is
+// back); a member killed leaves its consumer behind for this long.
+const consumerIdle = 10 * time.Minute
+
+// rewind sets cons to deliver from the next message not read yet. It
+// reports false if the consumer's server does not answer (the consumer
+// is gone, out of reach, or the server predates resets).
+func (m *Member) rewind(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer) bool {
+	rctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err := js.ResetConsumerToSequence(rctx, StreamName, cons.CachedInfo().Name, m.lastSeq.Load()+1)
+	return err == nil
+}
+
+// newConsumer creates a consumer from the next message not read yet (the
+// first, at start): in memory, one replica, no acknowledgements (the
+// member keeps its place itself). A member with a clustered embedded
+// server wants it on another member's server: its own is the one that a
+// partition of this host leaves behind, and after a restart the one still
+// catching up.
+func (m *Member) newConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
+	cfg := jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		AckPolicy:         jetstream.AckNonePolicy,
+		FilterSubject:     banSubjectPrefix + ">",
+		InactiveThreshold: consumerIdle,
+		Replicas:          1,
+		MemoryStorage:     true,
+	}
+	if last := m.lastSeq.Load(); last > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
+	}
+	own := ""
+	if m.embedded.Load() != nil && m.cfg.Cluster != "" {
+		own = m.cfg.Name // the embedded server's name
+	}
+	for try := 0; ; try++ {
+		// A short timeout: after a partition heals the next try must come
+		// soon, not after a long wait for an answer that never comes.
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		cons, err := js.CreateConsumer(cctx, StreamName, cfg)
 		cancel()
+		if err != nil {
+			return nil, err
+		}
+		ci := cons.CachedInfo()
+		if own == "" || ci.Cluster == nil || ci.Cluster.Leader != own || try == 3 {
+			return cons, nil
+		}
+		m.dropConsumer(ctx, js, cons, true)
+	}
+}
+
+// dropConsumer deletes cons, best effort (it would go after consumerIdle
+// anyway): now if wait, else in the background.
+func (m *Member) dropConsumer(ctx context.Context, js jetstream.JetStream, cons jetstream.Consumer, wait bool) {
+	name := cons.CachedInfo().Name
+	del := func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+		_ = js.DeleteConsumer(dctx, StreamName, name)
+		cancel()
+	}
+	if wait {
+		del()
+	} else {
+		go del()
 	}
 }
 
 // handle applies one message of the stream. The consumer's goroutine.
-func (m *Member) handle(msg jetstream.Msg) {
-	md, err := msg.Metadata()
-	if err != nil {
-		return
-	}
+func (m *Member) handle(msg jetstream.Msg, md *jetstream.MsgMetadata) {
 	if md.Sequence.Stream <= m.lastSeq.Load() {
 		return // read already, before a restart of the consumer
 	}

@@ -59,7 +59,16 @@ func startServer(c Config, serverTLS *tls.Config, log *slog.Logger) (*server.Ser
 		if err != nil {
 			return nil, fmt.Errorf("FLEET_CLUSTER: %w", err)
 		}
-		o.Cluster = server.ClusterOpts{Name: clusterName, Host: ch, Port: cp}
+		// Routes ping every second and a route unanswered three times
+		// is closed: a partition is noticed on both sides within about
+		// 4 s, so that when it heals the servers dial fresh routes at
+		// once (they retry every second). With NATS's default (a ping
+		// every 30 s, two missed) the routes of a partition of a minute
+		// outlive it: the far side refuses the new ones as duplicates
+		// and the old ones resume only at TCP's next retransmission,
+		// backed off to tens of seconds (15 s of catch-up after a 60 s
+		// partition, measured).
+		o.Cluster = server.ClusterOpts{Name: clusterName, Host: ch, Port: cp, PingInterval: time.Second, MaxPingsOut: 3}
 		if c.Token != "" {
 			o.Cluster.Username, o.Cluster.Password = routeUser, c.Token
 		}
