@@ -8,6 +8,7 @@ package fleet
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -443,6 +444,9 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			fail("stream", err)
 			continue
 		}
+		if cons == nil {
+			m.awaitMeta(ctx)
+		}
 		if cons == nil || !m.rewind(ctx, js, cons) {
 			c, err := m.newConsumer(ctx, js)
 			if err != nil {
@@ -501,6 +505,22 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 	}
 }
 
+// awaitMeta waits, for at most two seconds, until the embedded server
+// (if any) is current with the JetStream meta leader: a request to create
+// a consumer before then waits for an answer that never comes (a
+// restarted server learns who leads within about half a second; without
+// this, the first attempt timed out and the catch-up after a kill -9 took
+// a second longer).
+func (m *Member) awaitMeta(ctx context.Context) {
+	s := m.embedded.Load()
+	if s == nil {
+		return
+	}
+	for deadline := time.Now().Add(2 * time.Second); !s.JetStreamIsCurrent() && time.Now().Before(deadline) && ctx.Err() == nil; {
+		sleep(ctx, 10*time.Millisecond)
+	}
+}
+
 // consumerIdle is how long a consumer nobody pulls from lives on. Longer
 // than the partitions it should outlast (the member rewinds it when it is
 // back); a member killed leaves its consumer behind for this long.
@@ -524,6 +544,9 @@ func (m *Member) rewind(ctx context.Context, js jetstream.JetStream, cons jetstr
 // catching up.
 func (m *Member) newConsumer(ctx context.Context, js jetstream.JetStream) (jetstream.Consumer, error) {
 	cfg := jetstream.ConsumerConfig{
+		// The member's name first: whose consumer it is, for an operator
+		// looking at the stream.
+		Name:              m.cfg.Name + "-" + rand.Text(),
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		FilterSubject:     banSubjectPrefix + ">",

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/netip"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 	"github.com/portsentry-go/portsentry/internal/syncbuf"
@@ -265,5 +267,112 @@ func TestQueueBounded(t *testing.T) {
 	}
 	if n, _ := q.len(); n != 0 {
 		t.Fatalf("%d left", n)
+	}
+}
+
+// consumers lists the stream's consumers and the servers they run on.
+func consumers(t *testing.T, url, token string) map[string]string {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.Token(token))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]string{}
+	l := s.ListConsumers(ctx)
+	for ci := range l.Info() {
+		out[ci.Name] = ""
+		if ci.Cluster != nil {
+			out[ci.Name] = ci.Cluster.Leader
+		}
+	}
+	if err := l.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// Starting again (a reconnection, a consumer gone quiet) rewinds the
+// member's consumer to the next message it has not read, without making
+// a new one: after a partition the JetStream meta leader that creating
+// one needs may be in an election.
+func TestStartAgainRewinds(t *testing.T) {
+	listen := freePort(t)
+	url := "nats://" + listen
+	a, _ := start(t, Config{Name: "a", Listen: listen, Store: t.TempDir(), Token: "s3cret"}, newSink())
+	sb := newSink()
+	b, _ := start(t, Config{Name: "b", URLs: []string{url}, Token: "s3cret"}, sb)
+	eventually(t, "both connected", func() bool { return a.Status().Connected && b.Status().Connected })
+	for i := range 3 {
+		a.Share(ban(fmt.Sprintf("192.0.2.%d", i+1), time.Hour))
+	}
+	eventually(t, "B imports 3", func() bool { return sb.count() == 3 })
+	before := consumers(t, url, "s3cret")
+	if len(before) != 2 {
+		t.Fatalf("consumers %v, want A's and B's", before)
+	}
+
+	// As if B had read only the first ban: starting again brings the
+	// other two back, from the same consumer.
+	sb.mu.Lock()
+	delete(sb.imports, netip.MustParseAddr("192.0.2.2"))
+	delete(sb.imports, netip.MustParseAddr("192.0.2.3"))
+	sb.mu.Unlock()
+	b.lastSeq.Store(1)
+	b.poke(b.restart)
+	eventually(t, "B reads the two again", func() bool { return sb.count() == 3 })
+	a.Share(ban("192.0.2.4", time.Hour))
+	eventually(t, "B imports a new one", func() bool { _, ok := sb.get(netip.MustParseAddr("192.0.2.4")); return ok })
+	if after := consumers(t, url, "s3cret"); !maps.Equal(before, after) {
+		t.Errorf("consumers %v after starting again, want the same %v", after, before)
+	}
+}
+
+// With three clustered embedded servers a member's consumer runs on
+// another member's server: its own is the one a partition of its host
+// leaves behind.
+func TestConsumerOffOwnServer(t *testing.T) {
+	names := []string{"a", "b", "c"}
+	var listen, cluster []string
+	for range names {
+		listen, cluster = append(listen, freePort(t)), append(cluster, freePort(t))
+	}
+	var ms []*Member
+	var sinks []*sink
+	for i, n := range names {
+		var routes, urls []string
+		for j := range names {
+			urls = append(urls, "nats://"+listen[j])
+			if j != i {
+				routes = append(routes, cluster[j])
+			}
+		}
+		s := newSink()
+		m, _ := start(t, Config{Name: n, Listen: listen[i], Cluster: cluster[i], Routes: routes, URLs: urls, Store: t.TempDir(), Token: "s3cret"}, s)
+		ms, sinks = append(ms, m), append(sinks, s)
+	}
+	ms[0].Share(ban("192.0.2.1", time.Hour))
+	for i := 1; i < 3; i++ {
+		eventually(t, names[i]+" imports A's ban", func() bool { return sinks[i].count() == 1 })
+	}
+	cs := consumers(t, "nats://"+listen[0], "s3cret")
+	if len(cs) != 3 {
+		t.Fatalf("consumers %v, want one a member", cs)
+	}
+	for name, srv := range cs {
+		member, _, _ := strings.Cut(name, "-")
+		if srv == "" || srv == member {
+			t.Errorf("member %s's consumer %s runs on server %q, want another member's", member, name, srv)
+		}
 	}
 }

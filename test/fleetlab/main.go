@@ -146,8 +146,12 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 	}
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	var table strings.Builder
-	fmt.Fprintf(&table, "fleetlab %s, commit %s, `sudo go run ./test/fleetlab -bans %d -modes %s -members %d -rate %d -duration %v`\n\n",
-		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(string(commit)), n, strings.Join(modes, ","), scaleMembers, scaleRate, scaleDuration)
+	command := fmt.Sprintf("-bans %d -modes %s -members %d -rate %d -duration %v", n, strings.Join(modes, ","), scaleMembers, scaleRate, scaleDuration)
+	if slices.Equal(modes, []string{"partition"}) {
+		command = fmt.Sprintf("-modes partition -partition %v -runs %d", partitionFor, partitionRuns)
+	}
+	fmt.Fprintf(&table, "fleetlab %s, commit %s, `sudo go run ./test/fleetlab %s`\n\n",
+		time.Now().UTC().Format("2006-01-02"), strings.TrimSpace(string(commit)), command)
 	if slices.ContainsFunc(modes, func(m string) bool { return m != "scale" && m != "partition" }) {
 		table.WriteString("| NATS | to B p50 | to B p99 | to C p50 | to C p99 | both p50 | both p99 | both max | lost |\n|---|---|---|---|---|---|---|---|---|\n")
 	}

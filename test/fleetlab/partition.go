@@ -56,7 +56,7 @@ func runPartitionMode(ctx context.Context, bin, natsd, dir string) ([]partitionR
 // (0: partition, 1: kill -9): 198.18.0.0/15, distinct for every run.
 func partitionAddr(run, phase, i int) netip.Addr {
 	n := (run*2+phase)*partitionBans + i
-	return netip.AddrFrom4([4]byte{198, 18 + byte(n>>16&1), byte(n >> 8), byte(1 + n%250)})
+	return netip.AddrFrom4([4]byte{198, 18, byte(n / 250), byte(1 + n%250)})
 }
 
 func runPartition(ctx context.Context, l *lab, socks []string, nft, bdir string) ([]partitionRun, error) {
