@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -436,6 +437,9 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 	defer func() {
 		if cons != nil {
 			m.dropConsumer(ctx, js, cons, true)
+			if f := m.consumerFile(); f != "" {
+				_ = os.Remove(f)
+			}
 		}
 	}()
 	var epoch uint64
@@ -445,7 +449,12 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			continue
 		}
 		if cons == nil {
-			m.awaitMeta(ctx)
+			// At start: the consumer of this member's last run, if it
+			// outlived a kill -9, else a new one once the embedded server
+			// knows the meta leader.
+			if cons = m.savedConsumer(ctx, js); cons == nil {
+				m.awaitMeta(ctx)
+			}
 		}
 		if cons == nil || !m.rewind(ctx, js, cons) {
 			c, err := m.newConsumer(ctx, js)
@@ -546,16 +555,16 @@ func (m *Member) newConsumer(ctx context.Context, js jetstream.JetStream) (jetst
 	cfg := jetstream.ConsumerConfig{
 		// The member's name first: whose consumer it is, for an operator
 		// looking at the stream.
-		Name:              m.cfg.Name + "-" + rand.Text(),
+		Name: m.cfg.Name + "-" + rand.Text(),
+		// From the first message, so that it can be rewound to any
+		// (a consumer that starts later refuses to go back before its
+		// start); rewound before it delivers anything.
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		AckPolicy:         jetstream.AckNonePolicy,
 		FilterSubject:     banSubjectPrefix + ">",
 		InactiveThreshold: consumerIdle,
 		Replicas:          1,
 		MemoryStorage:     true,
-	}
-	if last := m.lastSeq.Load(); last > 0 {
-		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, last+1
 	}
 	own := ""
 	if m.embedded.Load() != nil && m.cfg.Cluster != "" {
@@ -571,11 +580,70 @@ func (m *Member) newConsumer(ctx context.Context, js jetstream.JetStream) (jetst
 			return nil, err
 		}
 		ci := cons.CachedInfo()
-		if own == "" || ci.Cluster == nil || ci.Cluster.Leader != own || try == 3 {
-			return cons, nil
+		if own != "" && ci.Cluster != nil && ci.Cluster.Leader == own && try < 3 {
+			m.dropConsumer(ctx, js, cons, true)
+			continue
 		}
-		m.dropConsumer(ctx, js, cons, true)
+		if m.lastSeq.Load() > 0 && !m.rewind(ctx, js, cons) {
+			m.dropConsumer(ctx, js, cons, false)
+			return nil, errors.New("a new consumer did not take its start")
+		}
+		if f := m.consumerFile(); f != "" {
+			_ = os.WriteFile(f, []byte(ci.Name+"\n"), 0o600)
+		}
+		return cons, nil
 	}
+}
+
+// consumerFile is where a member with an embedded server notes the name
+// of its consumer, in FLEET_STORE beside the server's data, so that after
+// a kill -9 it rewinds that consumer to the stream's first message rather
+// than making a new one (which waits for the meta leader: still in an
+// election if the member had just come back from a partition). "" for
+// none.
+func (m *Member) consumerFile() string {
+	if m.cfg.Listen == "" || m.cfg.Store == "" {
+		return ""
+	}
+	return filepath.Join(m.cfg.Store, "consumer")
+}
+
+// savedConsumer is the consumer consumerFile names, if it still exists
+// (its server answers for it, no meta leader needed); else nil.
+func (m *Member) savedConsumer(ctx context.Context, js jetstream.JetStream) jetstream.Consumer {
+	f := m.consumerFile()
+	if f == "" {
+		return nil
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return nil
+	}
+	name := strings.TrimSpace(string(b))
+	if !validConsumer(name) {
+		return nil
+	}
+	cctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	cons, err := js.Consumer(cctx, StreamName, name)
+	if err != nil {
+		return nil
+	}
+	return cons
+}
+
+// validConsumer reports whether name can be a consumer of this package's
+// making (a member's name, "-", base32): a damaged file names none.
+func validConsumer(name string) bool {
+	if name == "" || len(name) > MaxMemberName+1+26 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 // dropConsumer deletes cons, best effort (it would go after consumerIdle

@@ -376,3 +376,24 @@ func TestConsumerOffOwnServer(t *testing.T) {
 		}
 	}
 }
+
+// The consumer file is the member's own, but a damaged one must not name
+// anything else.
+func TestValidConsumer(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		ok   bool
+	}{
+		{"b-" + strings.Repeat("A", 26), true},
+		{"web_1-ABC234", true},
+		{"", false},
+		{"b.x", false},
+		{"b>", false},
+		{"b *", false},
+		{strings.Repeat("a", MaxMemberName+28), false},
+	} {
+		if got := validConsumer(tc.name); got != tc.ok {
+			t.Errorf("validConsumer(%q) = %v, want %v", tc.name, got, tc.ok)
+		}
+	}
+}
