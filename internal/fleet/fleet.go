@@ -443,11 +443,8 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		}
 	}()
 	var epoch uint64
+	haveStream := false
 	for ctx.Err() == nil {
-		if err := m.ensureStream(ctx, js); err != nil {
-			fail("stream", err)
-			continue
-		}
 		if cons == nil {
 			// At start: the consumer of this member's last run, if it
 			// outlived a kill -9, else a new one once the embedded server
@@ -457,8 +454,19 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			}
 		}
 		if cons == nil || !m.rewind(ctx, js, cons) {
+			// Once there the stream stays (unless an operator deletes
+			// it): asking each try would cost a request's timeout per
+			// try while cut off, and delay the rewind after.
+			if !haveStream {
+				if err := m.ensureStream(ctx, js); err != nil {
+					fail("stream", err)
+					continue
+				}
+				haveStream = true
+			}
 			c, err := m.newConsumer(ctx, js)
 			if err != nil {
+				haveStream = !errors.Is(err, jetstream.ErrStreamNotFound)
 				fail("consumer", err)
 				continue
 			}
