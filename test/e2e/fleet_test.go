@@ -366,6 +366,11 @@ func TestFleet(t *testing.T) {
 	})
 
 	t.Run("kill -9", func(t *testing.T) {
+		// From a whole fleet: B's return from the partition unseated the
+		// JetStream leaders (its raft terms rose while it was alone), and
+		// A's bans wait in A's queue until they are elected again.
+		next := blockMany(t, a, 290, 1, "1h")
+		t.Logf("a ban A made after the partition reached B %v later", l.waitBanned(t, b, 20*time.Second, next...))
 		_ = syscall.Kill(-b.d.cmd.Process.Pid, syscall.SIGKILL)
 		<-b.d.done
 		bans := blockMany(t, a, 300, 100, "1h")

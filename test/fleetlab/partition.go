@@ -9,12 +9,16 @@ package main
 //     addresses through its control socket; after -partition the link
 //     comes back. Measured: from the link's return to the last of the 100
 //     in B's kernel set (nftables' netlink events, as the other modes).
+//   - then A bans once more and the time until it is in B's set is noted:
+//     the elections B's return caused (its raft terms rose while it was
+//     alone) stall the stream's writes for some seconds. This ban also
+//     tells that the fleet is whole again before B is killed;
 //   - kill -9: B's daemon (and so its embedded server) killed with
 //     SIGKILL; A bans 100 more; B started again. Measured: from B being
 //     ready (its control socket answers status) to the last of the 100 in
 //     its kernel set, and from the restart itself.
 //
-// Between runs the fleet must be whole again: a ban from A reaches B.
+// Each run begins with the fleet whole: a ban from A reaches B.
 
 import (
 	"context"
@@ -39,6 +43,7 @@ const partitionBans = 100
 type partitionRun struct {
 	cut       time.Duration // how long B was cut off
 	afterLink time.Duration // link back to the 100 in B's set
+	next      time.Duration // a ban A made once B had the 100, to B's set
 	afterKill time.Duration // B ready again to the 100 in its set
 	fromStart time.Duration // B restarted to the 100 in its set
 }
@@ -53,7 +58,7 @@ func runPartitionMode(ctx context.Context, bin, natsd, dir string) ([]partitionR
 }
 
 // partitionAddr is the i-th address banned in run run's phase phase
-// (0: partition, 1: kill -9): 198.18.0.0/15, distinct for every run.
+// (0: partition, 1: kill -9): in 198.18.0.0/16, distinct for every run.
 func partitionAddr(run, phase, i int) netip.Addr {
 	n := (run*2+phase)*partitionBans + i
 	return netip.AddrFrom4([4]byte{198, 18, byte(n / 250), byte(1 + n%250)})
@@ -70,18 +75,21 @@ func runPartition(ctx context.Context, l *lab, socks []string, nft, bdir string)
 		return nil, err
 	}
 	defer a.Close()
-	// whole waits until a ban from A reaches B: the fleet works again.
+	// whole waits until a ban from A reaches B (the fleet works again)
+	// and returns how long that took.
 	probe := 0
-	whole := func(d time.Duration) error {
+	whole := func(d time.Duration) (time.Duration, error) {
 		probe++
 		x := netip.AddrFrom4([4]byte{198, 19, 255, byte(probe)})
+		t0 := time.Now()
 		if _, err := a.Block(x, time.Hour, "fleetlab"); err != nil {
-			return err
+			return 0, err
 		}
-		if _, ok := watchB.when(x, d); !ok {
-			return fmt.Errorf("a ban from A did not reach B within %v", d)
+		t, ok := watchB.when(x, d)
+		if !ok {
+			return 0, fmt.Errorf("a ban from A did not reach B within %v", d)
 		}
-		return nil
+		return t.Sub(t0), nil
 	}
 	banAll := func(run, phase int) ([]netip.Addr, error) {
 		var out []netip.Addr
@@ -124,7 +132,7 @@ func runPartition(ctx context.Context, l *lab, socks []string, nft, bdir string)
 	}
 	var runs []partitionRun
 	for run := range partitionRuns {
-		if err := whole(60 * time.Second); err != nil {
+		if _, err := whole(60 * time.Second); err != nil {
 			return runs, err
 		}
 		var r partitionRun
@@ -156,9 +164,11 @@ func runPartition(ctx context.Context, l *lab, socks []string, nft, bdir string)
 		}
 		r.afterLink = end.Sub(up)
 		fmt.Fprintf(os.Stderr, "run %d: cut off %.1f s, all %d in B's set %.2f s after the link came back\n", run+1, r.cut.Seconds(), partitionBans, r.afterLink.Seconds())
-		if err := whole(60 * time.Second); err != nil {
+		// A ban made now waits for the elections B's return caused.
+		if r.next, err = whole(60 * time.Second); err != nil {
 			return runs, err
 		}
+		fmt.Fprintf(os.Stderr, "run %d: a ban A made then reached B in %.2f s\n", run+1, r.next.Seconds())
 		// kill -9 and restart.
 		bp := l.daemons[1]
 		_ = syscall.Kill(-bp.Process.Pid, syscall.SIGKILL)
@@ -208,10 +218,10 @@ func sleepCtx(ctx context.Context, d time.Duration) {
 func writePartition(w *strings.Builder, runs []partitionRun) {
 	fmt.Fprintf(w, "\nPartition: embedded fleet, B cut off for %v while A bans %d, then killed with kill -9 while A bans %d more (`-modes partition -partition %v -runs %d`)\n\n",
 		partitionFor, partitionBans, partitionBans, partitionFor, partitionRuns)
-	w.WriteString("| run | B cut off | all in B's set after the link is back | after kill -9: after B is ready | (after its restart) |\n|---|---|---|---|---|\n")
+	w.WriteString("| run | B cut off | all in B's set after the link is back | A's next ban in B's set after | after kill -9: all in B's set after B is ready | (after its restart) |\n|---|---|---|---|---|---|\n")
 	sec := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
 	for i, r := range runs {
-		fmt.Fprintf(w, "| %d | %.0f s | %s | %s | %s |\n", i+1, r.cut.Seconds(), sec(r.afterLink), sec(r.afterKill), sec(r.fromStart))
+		fmt.Fprintf(w, "| %d | %.0f s | %s | %s | %s | %s |\n", i+1, r.cut.Seconds(), sec(r.afterLink), sec(r.next), sec(r.afterKill), sec(r.fromStart))
 	}
 	col := func(f func(partitionRun) time.Duration) []time.Duration {
 		var ds []time.Duration
@@ -222,11 +232,12 @@ func writePartition(w *strings.Builder, runs []partitionRun) {
 		return ds
 	}
 	link := col(func(r partitionRun) time.Duration { return r.afterLink })
+	next := col(func(r partitionRun) time.Duration { return r.next })
 	kill := col(func(r partitionRun) time.Duration { return r.afterKill })
 	start := col(func(r partitionRun) time.Duration { return r.fromStart })
 	if len(runs) > 0 {
-		fmt.Fprintf(w, "| median | | %s | %s | %s |\n| max | | %s | %s | %s |\n",
-			sec(pct(link, 50)), sec(pct(kill, 50)), sec(pct(start, 50)),
-			sec(link[len(link)-1]), sec(kill[len(kill)-1]), sec(start[len(start)-1]))
+		fmt.Fprintf(w, "| median | | %s | %s | %s | %s |\n| max | | %s | %s | %s | %s |\n",
+			sec(pct(link, 50)), sec(pct(next, 50)), sec(pct(kill, 50)), sec(pct(start, 50)),
+			sec(link[len(link)-1]), sec(next[len(next)-1]), sec(kill[len(kill)-1]), sec(start[len(start)-1]))
 	}
 }
