@@ -421,9 +421,9 @@ func (m *Member) ensureStream(ctx context.Context, js jetstream.JetStream) error
 // member's server (newConsumer), whose copy of the stream has every ban
 // made during the partition, so it can hand them over as soon as the
 // routes are back, election or not. A server without consumer resets
-// (before NATS 2.14) or a consumer gone (idle past consumerIdle, its
-// server restarted, or out of reach while the meta leader answers) gets a
-// new consumer instead.
+// (Debian's 2.9.10 has none; 2.15.3 has them) or a consumer gone (idle
+// past consumerIdle, its server restarted, or out of reach while the
+// meta leader answers) gets a new consumer instead.
 func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 	failing := ""
 	fail := func(what string, err error) {
