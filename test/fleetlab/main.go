@@ -9,7 +9,8 @@
 // It needs root and nftables. It builds the daemon from ./cmd/portsentry
 // and, for the external cluster, nats-server v2.15.3 from the module
 // (github.com/nats-io/nats-server/v2, the go.mod's version), then creates
-// network namespaces named psfleet-lab-PID-*: members A, B and C, each
+// network namespaces named psfleet-lab-PID-* (-ns-prefix chooses another
+// prefix): members A, B and C, each
 // running the real daemon (BLOCKER="nftables", advanced mode, the kernel
 // trap), and, for the external cluster, three NATS servers N1..N3, on one
 // bridge in a hub namespace, 10.234.0.0/24. No namespace has a link to
@@ -70,7 +71,9 @@ import (
 	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
-const nsPrefix = "psfleet-lab-"
+// nsPrefix starts the names of the lab's namespaces (-ns-prefix): runs
+// beside other work that sweeps "psfleet-" choose their own.
+var nsPrefix = "psfleet-lab-"
 
 // The scale run's flags.
 var (
@@ -91,6 +94,7 @@ func main() {
 	modes := flag.String("modes", "embedded,external", "embedded, external or both")
 	out := flag.String("out", "", "also write the table to FILE")
 	keep := flag.Bool("keep", false, "keep the work directory")
+	flag.StringVar(&nsPrefix, "ns-prefix", nsPrefix, "name the lab's network namespaces `PREFIX`PID-ROLE (and sweep stale PREFIX* ones)")
 	flag.IntVar(&scaleMembers, "members", 200, "scale: simulated members")
 	flag.IntVar(&scaleRate, "rate", 1000, "scale: bans a second, all simulated members together")
 	flag.DurationVar(&scaleDuration, "duration", time.Minute, "scale: how long they ban")
@@ -105,6 +109,10 @@ func main() {
 	flag.DurationVar(&sim.duration, "sim-duration", 0, "internal")
 	flag.StringVar(&sim.out, "sim-out", "", "internal")
 	flag.Parse()
+	if !validPrefix(nsPrefix) {
+		fmt.Fprintf(os.Stderr, "fleetlab: -ns-prefix %q: want 1 to 12 lowercase letters, digits or -\n", nsPrefix)
+		os.Exit(2)
+	}
 	if sim.on {
 		if err := sim.run(); err != nil {
 			fmt.Fprintln(os.Stderr, "fleetlab simulator:", err)
@@ -118,6 +126,20 @@ func main() {
 		fmt.Fprintln(os.Stderr, "fleetlab:", err)
 		os.Exit(1)
 	}
+}
+
+// validPrefix reports whether p can start a namespace name (netns's
+// names are short: PREFIX, a PID and a role).
+func validPrefix(p string) bool {
+	if p == "" || len(p) > 12 {
+		return false
+	}
+	for _, c := range p {
+		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func run(ctx context.Context, n int, modes []string, outPath string, keep bool) error {
@@ -187,6 +209,8 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 		table.WriteString("| bans sent | applied by B | p50 | p99 | max | daemon CPU | daemon RSS (peak) |\n|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.2f cores | %d MiB (%d MiB) |\n", sr.sent, sr.sent-sr.lost,
 			ms(pct(sr.prop, 50)), ms(pct(sr.prop, 99)), ms(pct(sr.prop, 100)), sr.cpu, sr.rss/1024, sr.hwm/1024)
+		fmt.Fprintf(&table, "\nThe %d simulated members, each reading the stream as a member does, read %d of the %d bans of others (%d applied, %d throttled), the last %.1f s after the first ban was shared.\n",
+			sr.members, sr.read, sr.readWant, sr.readApplied, sr.readThrottled, sr.readSecs)
 	}
 	if part != nil {
 		writePartition(&table, part)

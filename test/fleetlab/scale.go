@@ -6,23 +6,26 @@ package main
 // NATS clients, each publishing as its own member, -rate bans a second in
 // all (round robin) for -duration; B applies them. Propagation is from
 // the simulator's publish call to the address's event in B's kernel set
-// (one clock: the same host). The simulated members publish and say they
-// are there; they do not read the stream themselves.
+// (one clock: the same host). The simulated members are fleet.Members,
+// as in the daemon: each publishes its share, says it is there, and
+// reads the whole stream (its own consumer, from the first message), so
+// the cluster serves -members + 1 readers.
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/portsentry-go/portsentry/internal/enforce/bans"
+	"github.com/portsentry-go/portsentry/internal/fleet"
 	"github.com/portsentry-go/portsentry/internal/netns"
 )
 
@@ -31,42 +34,42 @@ func simAddr(i int) netip.Addr {
 	return netip.AddrFrom4([4]byte{198, 18 + byte(i>>16&1), byte(i >> 8), byte(i)})
 }
 
-// simulate is the simulator process: it writes the publish time of each
-// ban (Unix ns, one a line, in order) to out.
+// simulate is the simulator process: members fleet.Members (the
+// daemon's own fleet code: the same consumer, subjects, presence and
+// publisher as a real member) each share every members-th of rate bans
+// a second for d, and each reads the whole stream as a real member does.
+// It writes the time each ban was shared (Unix ns, one a line, in order)
+// to out, and what the simulated members read to out+".readers".
 func simulate(urls string, members, rate int, d time.Duration, out string) error {
-	var conns []*nats.Conn
-	var jss []jetstream.JetStream
-	for i := range members {
-		nc, err := nats.Connect(urls, nats.Token("fleetlab"), nats.Name(fmt.Sprintf("sim%d", i)))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+	var applied atomic.Uint64
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	sims := make([]*fleet.Member, members)
+	for i := range sims {
+		m, err := fleet.New(fleet.Config{Name: fmt.Sprintf("sim%d", i), URLs: strings.Split(urls, ","), Token: "fleetlab",
+			MaxRate: 100000, MaxBanTime: time.Hour}, simSink{&applied}, log)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		js, err := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
-		if err != nil {
-			return err
-		}
-		conns = append(conns, nc)
-		jss = append(jss, js)
+		sims[i] = m
+		wg.Go(func() { m.Run(ctx) })
 	}
-	for i, nc := range conns {
-		_ = nc.Publish(fmt.Sprintf("portsentry.fleet.hello.sim%d", i), nil)
-	}
-	// The stream is created by the first member that needs it (B): wait.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := jss[0].Stream(ctx, "PORTSENTRY_FLEET")
-		cancel()
-		if err == nil {
-			break
+	// Every member connected and heard by the others (B included): their
+	// consumers are reading by then, or catch up from the first message.
+	if err := waitFor(60*time.Second, func() bool {
+		for _, m := range sims {
+			if st := m.Status(); !st.Connected || len(st.Members) < members+1 {
+				return false
+			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no fleet stream after 30 s: %w", err)
-		}
-		time.Sleep(100 * time.Millisecond)
+		return true
+	}); err != nil {
+		return fmt.Errorf("simulated members not all connected and heard from: %w", err)
 	}
-	var futures []jetstream.PubAckFuture
 	n := int(d.Seconds() * float64(rate))
 	sent := make([]int64, n)
 	start := time.Now()
@@ -75,44 +78,70 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 		if w := time.Until(start.Add(time.Duration(i) * every)); w > 0 {
 			time.Sleep(w)
 		}
-		m := i % members
-		a := simAddr(i)
 		now := time.Now()
-		msg := fmt.Sprintf(`{"v":1,"op":"ban","member":"sim%d","addr":"%s","reason":"fleetlab","at":"%s","expires":"%s","count":1}`,
-			m, a, now.UTC().Format(time.RFC3339Nano), now.Add(time.Hour).UTC().Format(time.RFC3339Nano))
-		subj := fmt.Sprintf("portsentry.fleet.ban.sim%d.%02x%02x%02x%02x", m, a.As4()[0], a.As4()[1], a.As4()[2], a.As4()[3])
 		sent[i] = now.UnixNano()
-		f, err := jss[m].PublishAsync(subj, []byte(msg))
-		if err != nil {
-			return fmt.Errorf("publish %d: %w", i, err)
-		}
-		futures = append(futures, f)
-		if i%(rate*5) == 0 {
-			for j, nc := range conns {
-				_ = nc.Publish(fmt.Sprintf("portsentry.fleet.hello.sim%d", j), nil)
-			}
-		}
+		sims[i%members].Share(bans.Ban{Addr: simAddr(i), Reason: "fleetlab", Since: now, Expires: now.Add(time.Hour), Count: 1})
 	}
-	for _, js := range jss {
-		select {
-		case <-js.PublishAsyncComplete():
-		case <-time.After(30 * time.Second):
-			return errors.New("publishes not acknowledged after 30 s")
+	if err := waitFor(60*time.Second, func() bool {
+		var p uint64
+		for _, m := range sims {
+			p += m.Status().Published
 		}
-	}
-	for i, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish %d: %w", i, err)
-		}
+		return p == uint64(n)
+	}); err != nil {
+		return fmt.Errorf("bans not all published: %w", err)
 	}
 	var b strings.Builder
 	for _, t := range sent {
 		b.WriteString(strconv.FormatInt(t, 10))
 		b.WriteByte('\n')
 	}
-	return os.WriteFile(out, []byte(b.String()), 0o644)
+	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	// Each member reads every ban but its own: until all are read, or
+	// none more came for 10 s.
+	want := uint64(n) * uint64(members-1)
+	read := func() (r, throttled uint64) {
+		for _, m := range sims {
+			st := m.Status()
+			r += st.Received
+			throttled += st.Throttled
+		}
+		return r, throttled
+	}
+	for last, quiet := uint64(0), time.Now(); ; time.Sleep(100 * time.Millisecond) {
+		r, _ := read()
+		if r > last {
+			last, quiet = r, time.Now()
+		}
+		if r >= want || time.Since(quiet) > 10*time.Second {
+			break
+		}
+	}
+	r, throttled := read()
+	return os.WriteFile(out+".readers", fmt.Appendf(nil, "%d %d %d %d %.1f\n", r, want, applied.Load(), throttled, time.Since(start).Seconds()), 0o644)
+}
+
+// simSink takes a simulated member's imports: counted, never refused.
+type simSink struct{ applied *atomic.Uint64 }
+
+func (s simSink) Import(_ netip.Addr, _ time.Duration, _, _ string, done func(error)) {
+	s.applied.Add(1)
+	done(nil)
+}
+func (simSink) Revoke(netip.Prefix, string, string) {}
+
+// waitFor polls cond every 50 ms for up to d.
+func waitFor(d time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("not after %v", d)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
 }
 
 // scaleResult is the scale run's figures.
@@ -124,6 +153,11 @@ type scaleResult struct {
 	lost          int
 	cpu           float64 // cores, the daemon's, over the run
 	rss, hwm      int64   // kB at the end, and peak
+	// What the simulated members read: bans of others received, of
+	// want; applied (their sinks), throttled; seconds from the first
+	// ban to the last read.
+	read, readWant, readApplied, readThrottled uint64
+	readSecs                                   float64
 }
 
 // runScale is the scale run; l has B (members[1]) and the three servers
@@ -157,6 +191,9 @@ func runScale(ctx context.Context, l *lab, b *netns.NS, daemonPID int, urls []st
 	}
 	lines := strings.Fields(string(data))
 	r.sent = len(lines)
+	if rd, err := os.ReadFile(out + ".readers"); err == nil {
+		_, _ = fmt.Sscan(string(rd), &r.read, &r.readWant, &r.readApplied, &r.readThrottled, &r.readSecs)
+	}
 	// Every ban's event, or until none came for 10 s.
 	for seen, quiet := 0, time.Now(); ; time.Sleep(100 * time.Millisecond) {
 		w.mu.Lock()
