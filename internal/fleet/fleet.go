@@ -89,6 +89,9 @@ const (
 	// refusedLogs is how many refused or throttled bans are logged one
 	// by one per minute; the rest are counted.
 	refusedLogs = 10
+	// maxConnectErrs bounds the reasons connecting failed logged between
+	// two connections.
+	maxConnectErrs = 16
 )
 
 // Origin is the origin of a ban from member name, as bans.Ban records it.
@@ -119,13 +122,14 @@ type Member struct {
 	throttled atomic.Uint64
 	malformed atomic.Uint64
 
-	mu      sync.Mutex
-	seen    map[string]time.Time // members heard from
-	buckets map[string]*bucket
-	overall bucket // members beyond maxMembers
-	logMu   sync.Mutex
-	logged  int // refused lines logged this minute
-	logMin  time.Time
+	mu       sync.Mutex
+	seen     map[string]time.Time // members heard from
+	buckets  map[string]*bucket
+	overall  bucket // members beyond maxMembers
+	logMu    sync.Mutex
+	logged   int // refused lines logged this minute
+	logMin   time.Time
+	connErrs map[string]bool // why connecting failed, logged since the last connection
 
 	embedded atomic.Pointer[server.Server]
 	ownFirst bool // URLs begin with the embedded server's: keep the order
@@ -148,7 +152,7 @@ func New(c Config, sink Sink, log *slog.Logger) (*Member, error) {
 		c.MaxRate = 100
 	}
 	m := &Member{cfg: c, log: log, sink: sink, wake: make(chan struct{}, 1), restart: make(chan struct{}, 1),
-		seen: map[string]time.Time{}, buckets: map[string]*bucket{}}
+		seen: map[string]time.Time{}, buckets: map[string]*bucket{}, connErrs: map[string]bool{}}
 	if c.TLSCA != "" || c.TLSCert != "" {
 		var err error
 		if m.clientTLS, m.serverTLS, err = loadTLS(c); err != nil {
@@ -183,7 +187,10 @@ func loadTLS(c Config) (client, srv *tls.Config, err error) {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, nil, fmt.Errorf("FLEET_TLS_CA: %s: no PEM certificate", c.TLSCA)
 		}
-		client.RootCAs, srv.ClientCAs = pool, pool
+		// The embedded server's routes dial the other members' as
+		// clients: they verify those by RootCAs, as nats-server's own
+		// configuration does for a cluster's ca_file.
+		client.RootCAs, srv.ClientCAs, srv.RootCAs = pool, pool, pool
 		srv.ClientAuth = tls.RequireAndVerifyClientCert
 	}
 	if c.TLSCert != "" || c.TLSKey != "" {
@@ -245,6 +252,11 @@ func (m *Member) natsOptions() []nats.Option {
 		// Outgoing bans wait in this package's own bounded queue, not in
 		// the client's buffer: publishing fails at once while away.
 		nats.ReconnectBufSize(-1),
+		// A server that refuses this member (FLEET_TOKEN, FLEET_CREDS,
+		// TLS) is asked again like one that is down, not given up on:
+		// the operator may fix either side. Why is logged.
+		nats.IgnoreAuthErrorAbort(),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) { m.connectFailed(err) }),
 		nats.ConnectHandler(func(c *nats.Conn) { m.up(c, false) }),
 		nats.ReconnectHandler(func(c *nats.Conn) { m.up(c, true) }),
 		nats.DisconnectErrHandler(func(c *nats.Conn, err error) {
@@ -272,8 +284,27 @@ func (m *Member) natsOptions() []nats.Option {
 	return o
 }
 
+// connectFailed logs why connecting failed: each reason once until the
+// member connects (at most maxConnectErrs reasons: one for each server
+// of FLEET_URL, or a refusal).
+func (m *Member) connectFailed(err error) {
+	s := err.Error()
+	m.logMu.Lock()
+	fresh := !m.connErrs[s] && len(m.connErrs) < maxConnectErrs
+	if fresh {
+		m.connErrs[s] = true
+	}
+	m.logMu.Unlock()
+	if fresh {
+		m.log.Warn("fleet: cannot connect (" + s + "); retrying, detection and local bans go on")
+	}
+}
+
 // up notes a connection made.
 func (m *Member) up(c *nats.Conn, again bool) {
+	m.logMu.Lock()
+	clear(m.connErrs)
+	m.logMu.Unlock()
 	u := c.ConnectedUrlRedacted()
 	m.server.Store(&u)
 	m.connected.Store(true)
