@@ -111,6 +111,44 @@ type Status struct {
 	Coverage *Coverage `json:"coverage,omitempty"`
 	// Fleet is the daemon in its fleet; nil when in none.
 	Fleet *Fleet `json:"fleet,omitempty"`
+	// CrowdSec is the daemon's link with a CrowdSec Local API; nil
+	// without one (CROWDSEC_*).
+	CrowdSec *CrowdSec `json:"crowdsec,omitempty"`
+}
+
+// CrowdSec is what the daemon pushes to a CrowdSec Local API and pulls
+// from it.
+type CrowdSec struct {
+	URL  string        `json:"url"`            // the LAPI, without credentials
+	Push *CrowdSecPush `json:"push,omitempty"` // nil: bans not pushed
+	Pull *CrowdSecPull `json:"pull,omitempty"` // nil: decisions not pulled
+}
+
+// CrowdSecPush is the pusher: this host's bans, as alerts.
+type CrowdSecPush struct {
+	Connected   bool      `json:"connected"`              // the LAPI took the last alerts pushed
+	LastPush    time.Time `json:"last_push,omitzero"`     // when alerts last reached it
+	LastError   string    `json:"last_error,omitempty"`   // why the last push failed ("": it did not)
+	LastErrorAt time.Time `json:"last_error_at,omitzero"` // when
+	Pushed      uint64    `json:"pushed"`                 // alerts the LAPI took
+	Queued      int       `json:"queued"`                 // bans waiting
+	Dropped     uint64    `json:"dropped"`                // bans dropped from a full queue
+}
+
+// CrowdSecPull is the puller: CrowdSec's decisions, enforced here.
+type CrowdSecPull struct {
+	Connected   bool              `json:"connected"`              // the last poll succeeded
+	Poll        time.Duration     `json:"poll"`                   // CROWDSEC_POLL
+	LastPoll    time.Time         `json:"last_poll,omitzero"`     // when a poll last succeeded
+	LastError   string            `json:"last_error,omitempty"`   // why the last poll failed ("": it did not)
+	LastErrorAt time.Time         `json:"last_error_at,omitzero"` // when
+	Pulled      uint64            `json:"pulled"`                 // decisions read
+	Applied     uint64            `json:"applied"`                // bans imported
+	Lifted      uint64            `json:"lifted"`                 // bans lifted: their decisions deleted or expired
+	Refused     map[string]uint64 `json:"refused,omitempty"`      // refused by local policy, by why: "protected", "peer"
+	Skipped     uint64            `json:"skipped"`                // not a ban of an address
+	Failed      uint64            `json:"failed"`                 // imports or lifts that failed
+	Followed    int               `json:"followed"`               // decisions followed now
 }
 
 // Fleet is the daemon's view of its fleet (FLEET_URL, FLEET_LISTEN).

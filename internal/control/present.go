@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net/netip"
 	"slices"
@@ -217,6 +218,22 @@ func PrintStatus(w io.Writer, s Status) error {
 		line("  bans out", "%s", out)
 		line("  bans in", "%d read, %d applied, %d refused by local policy, %d throttled (member over FLEET_MAX_RATE)", f.In, f.Applied, f.Refused, f.Throttled)
 	}
+	if c := s.CrowdSec; c != nil {
+		line("CrowdSec", "Local API %s", printable(c.URL))
+		if p := c.Push; p != nil {
+			line("  push", "%s; %d alerts pushed, %d waiting, %d dropped (queue full)",
+				linkState(p.Connected, p.LastPush, "last push", p.LastError, p.LastErrorAt, now), p.Pushed, p.Queued, p.Dropped)
+		}
+		if p := c.Pull; p != nil {
+			state := linkState(p.Connected, p.LastPoll, "last poll", p.LastError, p.LastErrorAt, now)
+			if p.Poll > 0 {
+				state += fmt.Sprintf("; polls every %s", FormatDuration(p.Poll))
+			}
+			line("  pull", "%s", state)
+			line("  decisions", "%d read, %d applied, %d lifted, %s, %d skipped (not an IP ban), %d failed; %d followed",
+				p.Pulled, p.Applied, p.Lifted, refusedWhy(p.Refused), p.Skipped, p.Failed, p.Followed)
+		}
+	}
 	if in := s.Infrastructure; in == nil {
 		line("Protected", "ignore list and this host's addresses (PROTECT_INFRASTRUCTURE off)")
 	} else {
@@ -226,6 +243,44 @@ func PrintStatus(w io.Writer, s Status) error {
 		line("  admin logins", "%s", orNone(in.Sessions))
 	}
 	return tw.Flush()
+}
+
+// linkState says how a link with a LAPI is: "connected, last push 3s
+// ago", "not connected: ERROR (since 10s ago)", "no push yet".
+func linkState(connected bool, last time.Time, what, lastErr string, errAt, now time.Time) string {
+	ago := func(t time.Time) string { return roughDuration(max(now.Sub(t), 0)) + " ago" }
+	switch {
+	case lastErr != "":
+		s := "not connected: " + printable(lastErr) + " (" + ago(errAt)
+		if !last.IsZero() {
+			s += "; " + what + " " + ago(last)
+		}
+		return s + ")"
+	case connected:
+		return "connected, " + what + " " + ago(last)
+	}
+	return "no " + strings.TrimPrefix(what, "last ") + " yet"
+}
+
+// refusedWhy says how many decisions local policy refused, and why.
+func refusedWhy(m map[string]uint64) string {
+	var n uint64
+	var parts []string
+	for _, why := range slices.Sorted(maps.Keys(m)) {
+		n += m[why]
+		desc := printable(why)
+		switch why {
+		case "protected":
+			desc = "protected (ignore list, this host, its infrastructure)"
+		case "peer":
+			desc = "peer (an established connection)"
+		}
+		parts = append(parts, fmt.Sprintf("%d %s", m[why], desc))
+	}
+	if n == 0 {
+		return "0 refused by local policy"
+	}
+	return fmt.Sprintf("%d refused by local policy: %s", n, strings.Join(parts, ", "))
 }
 
 // coverage says in words which ways in the bans cover, and whether the

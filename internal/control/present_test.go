@@ -386,3 +386,46 @@ func TestPrintOriginAndFleet(t *testing.T) {
 		t.Errorf("origin over the wire: %q", got.Origin)
 	}
 }
+
+// CrowdSec's status lines: each half's link, its counts, refusals by why.
+func TestPrintCrowdSec(t *testing.T) {
+	now := t0.Add(time.Hour)
+	defer func(f func() time.Time) { nowFunc = f }(nowFunc)
+	nowFunc = func() time.Time { return now }
+	st := Status{Version: "test", CrowdSec: &CrowdSec{URL: "http://127.0.0.1:8080/",
+		Push: &CrowdSecPush{Connected: true, LastPush: now.Add(-3 * time.Second), Pushed: 12, Queued: 1, Dropped: 2},
+		Pull: &CrowdSecPull{Poll: 10 * time.Second, LastPoll: now.Add(-25 * time.Second), LastError: "401 Unauthorized: \x1b[2J",
+			LastErrorAt: now.Add(-5 * time.Second), Pulled: 40, Applied: 35, Lifted: 4,
+			Refused: map[string]uint64{"protected": 2, "peer": 1}, Skipped: 1, Failed: 0, Followed: 31}}}
+	var b strings.Builder
+	if err := PrintStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	squeeze := func(s string) string { return strings.Join(strings.Fields(s), " ") }
+	for _, line := range []string{
+		"CrowdSec: Local API http://127.0.0.1:8080/",
+		"push: connected, last push 3s ago; 12 alerts pushed, 1 waiting, 2 dropped (queue full)",
+		`pull: not connected: 401 Unauthorized: \x1b[2J (5s ago; last poll 25s ago); polls every 10s`,
+		"decisions: 40 read, 35 applied, 4 lifted, 3 refused by local policy: 1 peer (an established connection), 2 protected (ignore list, this host, its infrastructure), 1 skipped (not an IP ban), 0 failed; 31 followed",
+	} {
+		if !strings.Contains(squeeze(b.String()), squeeze(line)) {
+			t.Errorf("status lacks %q:\n%s", line, b.String())
+		}
+	}
+	// Before the first push or poll; one half only.
+	st.CrowdSec = &CrowdSec{URL: "http://127.0.0.1:8080/", Push: &CrowdSecPush{}}
+	b.Reset()
+	if err := PrintStatus(&b, st); err != nil {
+		t.Fatal(err)
+	}
+	if s := squeeze(b.String()); !strings.Contains(s, "push: no push yet; 0 alerts pushed") || strings.Contains(s, "pull:") {
+		t.Errorf("pusher alone, before its first push:\n%s", b.String())
+	}
+	// Without CrowdSec, no line.
+	st.CrowdSec = nil
+	b.Reset()
+	_ = PrintStatus(&b, st)
+	if strings.Contains(b.String(), "CrowdSec") {
+		t.Errorf("CrowdSec shown without it:\n%s", b.String())
+	}
+}

@@ -108,6 +108,12 @@ type Client struct {
 	expires time.Time // the token's end
 }
 
+// URL is the LAPI's base URL, as logs and status show it.
+func (c *Client) URL() string { return c.base.Redacted() }
+
+// Poll is the puller's interval.
+func (c *Client) Poll() time.Duration { return c.cfg.Poll }
+
 // NewClient checks cfg and returns its client.
 func NewClient(cfg Config) (*Client, error) {
 	base, err := CheckURL(cfg.URL)

@@ -232,8 +232,8 @@ func TestPush(t *testing.T) {
 		t.Errorf("%d logins for three pushes, want 1", f.logins)
 	}
 	waitFor(t, "the queue emptied", func() bool { return p.Stats().Queued == 0 })
-	if st := p.Stats(); st.Pushed != 3 || st.Dropped != 0 {
-		t.Errorf("Stats = %+v, want 3 pushed (the ban over before it was sent is not)", st)
+	if st := p.Stats(); st.Pushed != 3 || st.Dropped != 0 || !st.Connected() || !st.LastPush.Equal(now) || st.LastError != "" {
+		t.Errorf("Stats = %+v, want 3 pushed (the ban over before it was sent is not), connected, last push at %v", st, now)
 	}
 }
 
@@ -274,7 +274,16 @@ func TestPushFailures(t *testing.T) {
 	p2 := NewPusher(client(t, f2, func(c *Config) { c.Password = "wrong" }), log2)
 	go p2.Run(ctx)
 	p2.Push(Ban{Prefix: netip.MustParsePrefix("198.51.100.78/32"), Reason: "UDP", Since: time.Now(), Expires: time.Now().Add(time.Hour)})
+	if st := p2.Stats(); st.Connected() || !st.LastPush.IsZero() {
+		t.Errorf("before its first push: %+v, want not connected", st)
+	}
 	waitFor(t, "the refusal logged", func() bool { return strings.Contains(out2.String(), "credentials refused") })
+	if st := p2.Stats(); st.Connected() || !strings.Contains(st.LastError, "401 Unauthorized") || st.LastErrorAt.IsZero() || st.Queued != 1 || st.Pushed != 0 {
+		t.Errorf("with its credentials refused: %+v, want not connected, the 401 as last error, the ban waiting", st)
+	}
+	if st := p.Stats(); !st.Connected() || st.LastError != "" || st.Pushed != 6 {
+		t.Errorf("after the failures: %+v, want connected, no error, 6 pushed", st)
+	}
 	if !strings.Contains(out2.String(), "401 Unauthorized: incorrect Username or Password") || strings.Contains(out2.String(), "wrong") {
 		t.Errorf("refusal line (must give the LAPI's reason, never the password):\n%s", out2.String())
 	}
@@ -365,7 +374,12 @@ func (ft *fakeTarget) target() Target {
 			}
 			return out
 		},
-		Refused: func(err error) bool { return errors.Is(err, errProtected) },
+		Refused: func(err error) string {
+			if errors.Is(err, errProtected) {
+				return "protected"
+			}
+			return ""
+		},
 	}
 }
 
@@ -447,6 +461,21 @@ func TestPull(t *testing.T) {
 		if startup != (i == 0) {
 			t.Errorf("%s: startup=%v", st.name, startup)
 		}
+		if ps := p.Stats(); strings.HasPrefix(st.name, "a broken answer") != (ps.LastError != "") || ps.Connected() == (ps.LastError != "") {
+			t.Errorf("%s: Stats %+v", st.name, ps)
+		}
+	}
+	// 9+1+1 decisions read (the broken answer none); 3+1+1 bans applied,
+	// 1+1 lifted; the protected address refused; 5 skipped; 4 followed
+	// (2, 8, 9 and 11).
+	want := PullStats{Pulled: 11, Applied: 5, Lifted: 2, Refused: map[string]uint64{"protected": 1}, Skipped: 5, Followed: 4}
+	got := p.Stats()
+	if got.LastPoll.IsZero() || time.Since(got.LastPoll) > time.Minute {
+		t.Errorf("last poll at %v", got.LastPoll)
+	}
+	got.LastPoll = time.Time{}
+	if diff := cmp.Diff(want, got); diff != "" || got.RefusedTotal() != 1 {
+		t.Errorf("Stats (-want +got):\n%s", diff)
 	}
 	if n := strings.Count(out.String(), "reading decisions from"); n != 2 {
 		t.Errorf("%d lines about reading decisions, want the failure and the recovery:\n%s", n, out.String())

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/portsentry-go/portsentry/internal/report/logline"
@@ -28,8 +29,10 @@ type Target struct {
 	Withdraw func(addr netip.Addr) (bool, error)
 	// Held lists the addresses banned on CrowdSec's word now.
 	Held func() []netip.Addr
-	// Refused tells the errors of Import that are local policy at work.
-	Refused func(error) bool
+	// Refused tells the errors of Import that are local policy at work,
+	// saying which in a word ("protected", "peer": a small fixed set, the
+	// keys of PullStats.Refused); "" for any other error.
+	Refused func(error) string
 }
 
 // Puller follows the LAPI's decisions as a bouncer in stream mode: every
@@ -47,6 +50,51 @@ type Puller struct {
 	count map[netip.Addr]int
 	// started: the startup pull succeeded; failing: a failure was logged.
 	started, failing bool
+
+	mu    sync.Mutex
+	stats PullStats // totals since start, for Stats
+}
+
+// PullStats are the puller's totals since start, and how its last poll
+// went.
+type PullStats struct {
+	// LastPoll is when a poll last succeeded (zero: none yet);
+	// LastError why the last poll failed, and LastErrorAt when ("" when
+	// it succeeded).
+	LastPoll    time.Time
+	LastError   string
+	LastErrorAt time.Time
+	Pulled      uint64            // decisions read: new or changed, of every type and scope
+	Applied     uint64            // bans imported
+	Lifted      uint64            // bans lifted: their last decision deleted or expired
+	Refused     map[string]uint64 // bans local policy refused, by why (Target.Refused)
+	Skipped     uint64            // not a ban of an address (captcha, Range, Country, …) or over MaxDecisions
+	Failed      uint64            // imports or lifts that failed
+	Followed    int               // decisions followed now
+}
+
+// Connected reports whether the last poll succeeded.
+func (s PullStats) Connected() bool { return !s.LastPoll.IsZero() && s.LastError == "" }
+
+// RefusedTotal is the sum of Refused.
+func (s PullStats) RefusedTotal() uint64 {
+	var n uint64
+	for _, v := range s.Refused {
+		n += v
+	}
+	return n
+}
+
+// Stats returns the totals.
+func (p *Puller) Stats() PullStats {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	st := p.stats
+	st.Refused = make(map[string]uint64, len(p.stats.Refused))
+	for k, v := range p.stats.Refused {
+		st.Refused[k] = v
+	}
+	return st
 }
 
 // NewPuller returns a puller through c (which must have a bouncer key)
@@ -78,6 +126,9 @@ func (p *Puller) poll(ctx context.Context) {
 		return
 	}
 	if err != nil {
+		p.mu.Lock()
+		p.stats.LastError, p.stats.LastErrorAt = err.Error(), time.Now()
+		p.mu.Unlock()
 		if !p.failing {
 			p.failing = true
 			hint := ""
@@ -98,7 +149,23 @@ func (p *Puller) poll(ctx context.Context) {
 	if startup {
 		sum.lifted += p.reconcile()
 	}
-	if sum != (summary{}) || startup {
+	p.mu.Lock()
+	st := &p.stats
+	st.LastPoll, st.LastError, st.LastErrorAt = time.Now(), "", time.Time{}
+	st.Pulled += uint64(len(s.New))
+	st.Applied += uint64(sum.banned)
+	st.Lifted += uint64(sum.lifted)
+	st.Skipped += uint64(sum.skipped)
+	st.Failed += uint64(sum.failed)
+	for why, n := range sum.refusedWhy {
+		if st.Refused == nil {
+			st.Refused = map[string]uint64{}
+		}
+		st.Refused[why] += uint64(n)
+	}
+	st.Followed = len(p.ids)
+	p.mu.Unlock()
+	if sum.changed() || startup {
 		p.log.Info(logline.Notice(sum.String(startup)))
 	}
 }
@@ -106,6 +173,11 @@ func (p *Puller) poll(ctx context.Context) {
 // summary counts what one pull did.
 type summary struct {
 	banned, lifted, refused, skipped, failed int
+	refusedWhy                               map[string]int // refused, by why
+}
+
+func (s summary) changed() bool {
+	return s.banned+s.lifted+s.refused+s.skipped+s.failed > 0
 }
 
 func (s summary) String(startup bool) string {
@@ -160,11 +232,19 @@ func (p *Puller) apply(s Stream, startup bool) summary {
 			p.count[addr]++
 		}
 		err := p.t.Import(addr, ttl, printable(d.Scenario, 200))
+		why := ""
+		if err != nil && p.t.Refused != nil {
+			why = p.t.Refused(err)
+		}
 		switch {
 		case err == nil:
 			sum.banned++
-		case p.t.Refused != nil && p.t.Refused(err):
+		case why != "":
 			sum.refused++
+			if sum.refusedWhy == nil {
+				sum.refusedWhy = map[string]int{}
+			}
+			sum.refusedWhy[why]++
 		default:
 			sum.failed++
 			lastErr = err

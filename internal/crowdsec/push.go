@@ -139,6 +139,11 @@ type Pusher struct {
 	dropped atomic.Uint64
 	pushed  atomic.Uint64
 	failing bool // Run's own: a failure was logged and none has succeeded since
+	// Under mu, for Stats: the last request that reached the LAPI, and
+	// the last failure with its time (cleared by a success).
+	lastPush  time.Time
+	lastErr   string
+	lastErrAt time.Time
 }
 
 // queued is a ban in the queue, numbered in order.
@@ -170,18 +175,40 @@ func (p *Pusher) Push(b Ban) {
 	}
 }
 
-// Stats are the pusher's counts since start.
+// Stats are the pusher's counts since start, and how its last request
+// went.
 type Stats struct {
-	Pushed, Dropped uint64
-	Queued          int
+	Pushed, Dropped uint64 // alerts the LAPI took; bans dropped from a full queue
+	Queued          int    // bans waiting
+	// LastPush is when alerts last reached the LAPI (zero: never yet).
+	LastPush time.Time
+	// LastError is why the last request failed, and LastErrorAt when;
+	// "" when the last request succeeded or none was made.
+	LastError   string
+	LastErrorAt time.Time
 }
+
+// Connected reports whether the LAPI took the last alerts pushed: false
+// before the first push and while pushes fail.
+func (s Stats) Connected() bool { return !s.LastPush.IsZero() && s.LastError == "" }
 
 // Stats returns the counts.
 func (p *Pusher) Stats() Stats {
 	p.mu.Lock()
-	n := len(p.queue)
-	p.mu.Unlock()
-	return Stats{Pushed: p.pushed.Load(), Dropped: p.dropped.Load(), Queued: n}
+	defer p.mu.Unlock()
+	return Stats{Pushed: p.pushed.Load(), Dropped: p.dropped.Load(), Queued: len(p.queue),
+		LastPush: p.lastPush, LastError: p.lastErr, LastErrorAt: p.lastErrAt}
+}
+
+// noteResult records how a request went, for Stats.
+func (p *Pusher) noteResult(err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if err != nil {
+		p.lastErr, p.lastErrAt = err.Error(), p.now()
+		return
+	}
+	p.lastPush, p.lastErr, p.lastErrAt = p.now(), "", time.Time{}
 }
 
 // Run sends queued bans until ctx is done. A failed batch stays at the
@@ -212,6 +239,9 @@ func (p *Pusher) Run(ctx context.Context) {
 		}
 		if ctx.Err() != nil {
 			return
+		}
+		if len(alerts) > 0 {
+			p.noteResult(err)
 		}
 		if err != nil {
 			if !p.failing {

@@ -75,6 +75,7 @@ type Daemon struct {
 	enf     *enforce.Enforcer
 	rep     *report.Reporter
 	fleet   *fleet.Member   // nil: not in a fleet
+	crowd   crowdLink       // CROWDSEC_*: what is pushed and pulled
 	ctx     context.Context // ends with Run; goroutines a reload starts use it
 	wg      sync.WaitGroup  // every goroutine Run starts
 	started time.Time
@@ -402,7 +403,7 @@ func (d *Daemon) listenControl(s *settings.Settings) *control.Server {
 func (d *Daemon) about() control.Status {
 	s := d.settings.Load()
 	st := control.Status{Version: Version, PID: os.Getpid(), Started: d.started, Events: d.counts.seen.Load(), Dropped: d.lost(), BanFile: s.Conf.BanFile,
-		Fleet: d.fleetStatus()}
+		Fleet: d.fleetStatus(), CrowdSec: d.crowdStatus()}
 	for _, m := range s.Modes {
 		st.Modes = append(st.Modes, m.String())
 	}
@@ -441,6 +442,7 @@ func (d *Daemon) gauges() metrics.Funcs {
 		f.KernelTrapDrops = func() float64 { return float64(jail.Trapped()) }
 	}
 	d.fleetGauges(&f)
+	d.crowdGauges(&f)
 	return f
 }
 

@@ -200,6 +200,12 @@ func (l *lapi) decisions(t *testing.T) []csDecision {
 	return ds
 }
 
+// crowdStatus is portsentry status with its runs of spaces squeezed.
+func crowdStatus(t *testing.T, k *stLab) string {
+	t.Helper()
+	return strings.Join(strings.Fields(k.mustCLI(t, "status")), " ")
+}
+
 // TestCrowdSec: the real daemon in T, with the nftables blocker and
 // CROWDSEC_* pointing at Debian's crowdsec on T's loopback. nmap from S
 // is banned by the daemon, and the ban appears in `cscli decisions list`
@@ -226,6 +232,7 @@ func TestCrowdSec(t *testing.T) {
 	k.c.set("CROWDSEC_CREDENTIALS", creds) // url, login, password, as cscli wrote them
 	k.c.set("CROWDSEC_BOUNCER_KEY", key)
 	k.c.set("CROWDSEC_POLL", fmt.Sprint(crowdsecPoll))
+	k.c.set("METRICS_ADDRESS", metricsAddr)
 	writeFile(t, k.c.path("portsentry.ignore"), "# e2e\n127.0.0.1\n::1\n"+ignored.String()+"\n")
 	k.run(t, nil)
 	k.d.waitFor(t, "CrowdSec decisions at start: 0 addresses banned", logWait)
@@ -284,6 +291,21 @@ func TestCrowdSec(t *testing.T) {
 	if re := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(k.S.v4.String()) + `\s+TCP SYN/Normal scan\s+.*\s+local$`); !re.MatchString(list) {
 		t.Errorf("portsentry list does not show S's own ban as local (%s):\n%s", re, list)
 	}
+	// portsentry status: the pushed ban and the applied decisions, F's
+	// and S's own (back from CrowdSec: applied over the local ban,
+	// which it leaves as it is).
+	status := crowdStatus(t, k)
+	for _, want := range []string{
+		"CrowdSec: Local API http://127.0.0.1:8080/",
+		"push: connected, last push ",
+		"1 alerts pushed, 0 waiting, 0 dropped (queue full)",
+		"pull: connected, last poll ",
+		"decisions: 2 read, 2 applied, 0 lifted, 0 refused by local policy, 0 skipped (not an IP ban), 0 failed; 2 followed",
+	} {
+		if !strings.Contains(status, want) {
+			t.Errorf("portsentry status lacks %q:\n%s", want, status)
+		}
+	}
 	if ls := fileLines(t, k.c.path("portsentry.history")); len(ls) != 1 || !strings.Contains(ls[0], k.S.v4.String()) {
 		t.Errorf("history %q, want S's record alone (fail2ban must not act on CrowdSec's word)", ls)
 	}
@@ -307,6 +329,31 @@ func TestCrowdSec(t *testing.T) {
 			t.Errorf("%s was banned on CrowdSec's word", a)
 		}
 	}
+	// Status and metrics say why.
+	status = crowdStatus(t, k)
+	if want := "decisions: 4 read, 2 applied, 1 lifted, 2 refused by local policy: 1 peer (an established connection), 1 protected (ignore list, this host, its infrastructure), 0 skipped (not an IP ban), 0 failed; 3 followed"; !strings.Contains(status, want) {
+		t.Errorf("portsentry status lacks %q:\n%s", want, status)
+	}
+	m := scrape(t, k.T.ns)
+	for name, want := range map[string]float64{
+		"portsentry_crowdsec_push_connected":                           1,
+		"portsentry_crowdsec_alerts_pushed_total":                      1,
+		"portsentry_crowdsec_alerts_dropped_total":                     0,
+		"portsentry_crowdsec_pull_connected":                           1,
+		"portsentry_crowdsec_decisions_applied_total":                  1,
+		"portsentry_crowdsec_decisions_lifted_total":                   1,
+		`portsentry_crowdsec_decisions_refused_total{why="peer"}`:      1,
+		`portsentry_crowdsec_decisions_refused_total{why="protected"}`: 1,
+		`portsentry_imported_bans_total{origin="crowdsec"}`:            1,
+	} {
+		if got, ok := m[name]; !ok || got != want {
+			t.Errorf("metrics: %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
+	if last := m["portsentry_crowdsec_last_poll_timestamp_seconds"]; time.Since(time.Unix(int64(last), 0)) > 3*crowdsecPoll*time.Second {
+		t.Errorf("metrics: last poll at %v, want within the last few polls", time.Unix(int64(last), 0))
+	}
+
 	// S's ban, still local and in force: its own decision came back
 	// from the stream without changing it.
 	if _, ok := k.elem(t, k.S.v4); !ok {

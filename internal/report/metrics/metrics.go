@@ -154,7 +154,25 @@ type Funcs struct {
 	FleetConnected, FleetMembers, FleetLag                      func() float64
 	FleetPublished, FleetReceived, FleetRefused, FleetThrottled func() float64
 	FleetQueued                                                 func() float64
+	// CrowdSec (CROWDSEC_*); nil when not pushing, or not pulling.
+	// The pusher: CrowdSecPushConnected is 1 while the LAPI takes the
+	// alerts; CrowdSecPushed the alerts it took; CrowdSecPushQueued the
+	// bans waiting; CrowdSecPushDropped those dropped from a full queue.
+	CrowdSecPushConnected, CrowdSecPushed, CrowdSecPushQueued, CrowdSecPushDropped func() float64
+	// The puller: CrowdSecPullConnected is 1 while polls succeed;
+	// CrowdSecLastPoll the Unix time of the last that did; then the
+	// decisions read, applied, lifted, skipped (not an IP ban) and
+	// failed; CrowdSecRefused those local policy refused, by why (one
+	// of CrowdSecRefusedWhy).
+	CrowdSecPullConnected, CrowdSecLastPoll                                          func() float64
+	CrowdSecPulled, CrowdSecApplied, CrowdSecLifted, CrowdSecSkipped, CrowdSecFailed func() float64
+	CrowdSecRefused                                                                  func(why string) float64
 }
+
+// CrowdSecRefusedWhy are the "why" label's values of
+// portsentry_crowdsec_decisions_refused_total: the address is protected
+// (ignore list, this host, its infrastructure), or a peer.
+var CrowdSecRefusedWhy = []string{"protected", "peer"}
 
 // Metrics holds the daemon's metrics. Its methods are safe for concurrent
 // use, and do nothing on a nil *Metrics.
@@ -244,6 +262,17 @@ func New(version string, funcs Funcs) *Metrics {
 		{"fleet_refused_total", "Fleet bans local policy refused (ignore list, own addresses, infrastructure, peers).", funcs.FleetRefused, false},
 		{"fleet_throttled_total", "Fleet bans dropped because their member was over FLEET_MAX_RATE.", funcs.FleetThrottled, false},
 		{"fleet_queued", "Bans and lifts waiting to be shared (the fleet unreachable).", funcs.FleetQueued, true},
+		{"crowdsec_push_connected", "1 while the CrowdSec LAPI takes the alerts pushed (the last push succeeded).", funcs.CrowdSecPushConnected, true},
+		{"crowdsec_alerts_pushed_total", "Bans pushed to the CrowdSec LAPI as alerts.", funcs.CrowdSecPushed, false},
+		{"crowdsec_alerts_queued", "Bans waiting to be pushed to the CrowdSec LAPI.", funcs.CrowdSecPushQueued, true},
+		{"crowdsec_alerts_dropped_total", "Bans not pushed to the CrowdSec LAPI: dropped from a full queue.", funcs.CrowdSecPushDropped, false},
+		{"crowdsec_pull_connected", "1 while polls of the CrowdSec LAPI's decisions succeed.", funcs.CrowdSecPullConnected, true},
+		{"crowdsec_last_poll_timestamp_seconds", "Unix time of the last successful poll of the CrowdSec LAPI's decisions (0: none yet).", funcs.CrowdSecLastPoll, true},
+		{"crowdsec_decisions_pulled_total", "CrowdSec decisions read (every type and scope).", funcs.CrowdSecPulled, false},
+		{"crowdsec_decisions_applied_total", "CrowdSec ban decisions applied here.", funcs.CrowdSecApplied, false},
+		{"crowdsec_decisions_lifted_total", "Bans lifted here because their CrowdSec decisions were deleted or expired.", funcs.CrowdSecLifted, false},
+		{"crowdsec_decisions_skipped_total", "CrowdSec decisions not applied: not a ban of an address (captcha, Range, Country, AS).", funcs.CrowdSecSkipped, false},
+		{"crowdsec_decisions_failed_total", "CrowdSec decisions whose ban or lift failed.", funcs.CrowdSecFailed, false},
 	} {
 		if f.fn == nil {
 			continue
@@ -252,6 +281,15 @@ func New(version string, funcs Funcs) *Metrics {
 			m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: f.name, Help: f.help}, f.fn))
 		} else {
 			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: f.name, Help: f.help}, f.fn))
+		}
+	}
+	if fn := funcs.CrowdSecRefused; fn != nil {
+		for _, why := range CrowdSecRefusedWhy {
+			m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
+				Namespace: namespace, Name: "crowdsec_decisions_refused_total",
+				Help:        "CrowdSec ban decisions local policy refused, by why: protected (ignore list, this host, its infrastructure), peer (an established connection).",
+				ConstLabels: prometheus.Labels{"why": why},
+			}, func() float64 { return fn(why) }))
 		}
 	}
 	return m

@@ -25,6 +25,48 @@ func allFuncs() Funcs {
 		PacketsInspected: n(1000), PacketsDropped: n(3), EventsDropped: n(2),
 		EngineSources: n(17), BansActive: n(5), KernelTrapDrops: n(99),
 		AlertsSent: n(4), AlertsFailed: n(1), AlertsDropped: n(6),
+		FleetConnected: n(1), FleetMembers: n(3), FleetLag: n(0.002), FleetPublished: n(4),
+		FleetReceived: n(131), FleetRefused: n(2), FleetThrottled: n(1), FleetQueued: n(0),
+		CrowdSecPushConnected: n(1), CrowdSecPushed: n(12), CrowdSecPushQueued: n(2), CrowdSecPushDropped: n(0),
+		CrowdSecPullConnected: n(0), CrowdSecLastPoll: n(1.7e9), CrowdSecPulled: n(40), CrowdSecApplied: n(35),
+		CrowdSecLifted: n(4), CrowdSecSkipped: n(1), CrowdSecFailed: n(0),
+		CrowdSecRefused: func(why string) float64 { return map[string]float64{"protected": 3, "peer": 1}[why] },
+	}
+}
+
+// CrowdSec's metrics read what the pusher and the puller count; the
+// refusals by why.
+func TestCrowdSecMetrics(t *testing.T) {
+	fams := scrape(t, serve(t, New("v", allFuncs())))
+	for _, c := range []struct {
+		name   string
+		labels map[string]string
+		want   float64
+	}{
+		{"portsentry_crowdsec_push_connected", nil, 1},
+		{"portsentry_crowdsec_alerts_pushed_total", nil, 12},
+		{"portsentry_crowdsec_alerts_queued", nil, 2},
+		{"portsentry_crowdsec_alerts_dropped_total", nil, 0},
+		{"portsentry_crowdsec_pull_connected", nil, 0},
+		{"portsentry_crowdsec_last_poll_timestamp_seconds", nil, 1.7e9},
+		{"portsentry_crowdsec_decisions_pulled_total", nil, 40},
+		{"portsentry_crowdsec_decisions_applied_total", nil, 35},
+		{"portsentry_crowdsec_decisions_lifted_total", nil, 4},
+		{"portsentry_crowdsec_decisions_skipped_total", nil, 1},
+		{"portsentry_crowdsec_decisions_failed_total", nil, 0},
+		{"portsentry_crowdsec_decisions_refused_total", map[string]string{"why": "protected"}, 3},
+		{"portsentry_crowdsec_decisions_refused_total", map[string]string{"why": "peer"}, 1},
+	} {
+		if v := value(t, fams, c.name, c.labels); v != c.want {
+			t.Errorf("%s%v = %v, want %v", c.name, c.labels, v, c.want)
+		}
+	}
+	// Without CrowdSec, none of them.
+	fams = scrape(t, serve(t, New("v", Funcs{})))
+	for name := range fams {
+		if strings.HasPrefix(name, "portsentry_crowdsec_") {
+			t.Errorf("%s exported without CrowdSec", name)
+		}
 	}
 }
 
