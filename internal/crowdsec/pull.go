@@ -76,15 +76,6 @@ type PullStats struct {
 // Connected reports whether the last poll succeeded.
 func (s PullStats) Connected() bool { return !s.LastPoll.IsZero() && s.LastError == "" }
 
-// RefusedTotal is the sum of Refused.
-func (s PullStats) RefusedTotal() uint64 {
-	var n uint64
-	for _, v := range s.Refused {
-		n += v
-	}
-	return n
-}
-
 // Stats returns the totals.
 func (p *Puller) Stats() PullStats {
 	p.mu.Lock()

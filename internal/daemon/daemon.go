@@ -113,12 +113,13 @@ func Run(ctx context.Context, opts Options, hup <-chan struct{}) error {
 	if err := d.openFleet(s); err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
-	dest := s.Destinations(Version, d.gauges())
-	dest.LastDetection = sdnotify.Enabled()
+	// CrowdSec before the metrics: its gauges read the pusher and the puller.
 	crowdObs, crowdRun, err := d.openCrowdSec(s)
 	if err != nil {
 		return fmt.Errorf("daemon: %w", err)
 	}
+	dest := s.Destinations(Version, d.gauges())
+	dest.LastDetection = sdnotify.Enabled()
 	dest.Observers = crowdObs
 	serve, err := d.rep.Open(dest)
 	if err != nil {
