@@ -207,13 +207,13 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 		fmt.Fprintf(&table, "\nScale: one real daemon (B) and %d simulated members on an external three-node cluster, %d bans a second for %v (`-modes scale -members %d -rate %d -duration %v`)\n\n",
 			sr.members, sr.rate, sr.d, sr.members, sr.rate, sr.d)
 		if sr.unpublished > 0 {
-			fmt.Fprintf(&table, "%d of the %d bans were still waiting in their simulated members' queues a minute after the last was due: not counted below.\n\n", sr.unpublished, sr.sent)
+			fmt.Fprintf(&table, "%d of the %d bans were still waiting in their simulated members' queues five minutes after the last was due: not counted below.\n\n", sr.unpublished, sr.sent)
 		}
 		table.WriteString("| bans sent | applied by B | p50 | p99 | max | daemon CPU | daemon RSS (peak) |\n|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.2f cores | %d MiB (%d MiB) |\n", sr.sent-sr.unpublished, sr.sent-sr.unpublished-sr.lost,
 			ms(pct(sr.prop, 50)), ms(pct(sr.prop, 99)), ms(pct(sr.prop, 100)), sr.cpu, sr.rss/1024, sr.hwm/1024)
-		fmt.Fprintf(&table, "\nThe %d simulated members, each reading the stream as a member does, read %d of the %d bans of others (%d applied, %d throttled), the last %.1f s after the first ban was shared.\n",
-			sr.members, sr.read, sr.readWant, sr.readApplied, sr.readThrottled, sr.readSecs)
+		fmt.Fprintf(&table, "\nThe %d simulated members published the last of their bans %.1f s after the first (%v of bans), and, each reading the stream as a member does, read %d of the %d bans of others (%d applied, %d throttled), the last %.1f s after the first ban.\n",
+			sr.members, sr.pubSecs, sr.d, sr.read, sr.readWant, sr.readApplied, sr.readThrottled, sr.readSecs)
 		fmt.Fprintf(&table, "Over the %.0f s from the simulator's start to B's last ban: the three NATS servers used %.2f cores together, the simulator %.2f, B %.2f.\n",
 			sr.secs, sr.serverCPU, sr.simCPU, sr.cpu)
 	}

@@ -82,8 +82,10 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 		sent[i] = now.UnixNano()
 		sims[i%members].Share(bans.Ban{Addr: simAddr(i), Reason: "fleetlab", Since: now, Expires: now.Add(time.Hour), Count: 1})
 	}
-	// Every ban out, or a minute more: past it, what did not go out is
-	// written as 0 (the machine could not keep up; the table says so).
+	// Every ban out (a member publishes its own in order, each once the
+	// last is acknowledged, as the daemon does), or five minutes more:
+	// past it, what did not go out is written as 0 (the machine could not
+	// keep up; the table says so).
 	published := func() (all uint64, each []uint64) {
 		for _, m := range sims {
 			p := m.Status().Published
@@ -92,7 +94,8 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 		}
 		return all, each
 	}
-	_ = waitFor(time.Minute, func() bool { p, _ := published(); return p == uint64(n) })
+	_ = waitFor(5*time.Minute, func() bool { p, _ := published(); return p == uint64(n) })
+	pubSecs := time.Since(start).Seconds()
 	_, each := published()
 	var b strings.Builder
 	for i, t := range sent {
@@ -126,7 +129,7 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 		}
 	}
 	r, throttled := read()
-	return os.WriteFile(out+".readers", fmt.Appendf(nil, "%d %d %d %d %.1f\n", r, want, applied.Load(), throttled, time.Since(start).Seconds()), 0o644)
+	return os.WriteFile(out+".readers", fmt.Appendf(nil, "%d %d %d %d %.1f %.1f\n", r, want, applied.Load(), throttled, time.Since(start).Seconds(), pubSecs), 0o644)
 }
 
 // simSink takes a simulated member's imports: counted, never refused.
@@ -167,7 +170,7 @@ type scaleResult struct {
 	// want; applied (their sinks), throttled; seconds from the first
 	// ban to the last read.
 	read, readWant, readApplied, readThrottled uint64
-	readSecs                                   float64
+	readSecs, pubSecs                          float64 // and to the last published
 }
 
 // runScale is the scale run; l has B (members[1]) and the three servers
@@ -209,7 +212,7 @@ func runScale(ctx context.Context, l *lab, b *netns.NS, daemonPID int, urls []st
 	lines := strings.Fields(string(data))
 	r.sent = len(lines)
 	if rd, err := os.ReadFile(out + ".readers"); err == nil {
-		_, _ = fmt.Sscan(string(rd), &r.read, &r.readWant, &r.readApplied, &r.readThrottled, &r.readSecs)
+		_, _ = fmt.Sscan(string(rd), &r.read, &r.readWant, &r.readApplied, &r.readThrottled, &r.readSecs, &r.pubSecs)
 	}
 	// Every ban's event, or until none came for 10 s.
 	for seen, quiet := 0, time.Now(); ; time.Sleep(100 * time.Millisecond) {
