@@ -107,10 +107,16 @@ func start(t *testing.T, c Config, s Sink) (*Member, *syncbuf.Buffer) {
 // eventually waits up to 10 s for cond.
 func eventually(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	eventuallyFor(t, 10*time.Second, what, cond)
+}
+
+// eventuallyFor waits up to d for cond.
+func eventuallyFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("after 10 s: %s", what)
+			t.Fatalf("after %v: %s", d, what)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}

@@ -176,6 +176,7 @@ func TestTLS(t *testing.T) {
 				m.name, st.Connected, st.Published, st.Queued, m.s.count())
 		}
 	}
+	eventually(t, "A reads B's ban", func() bool { return a.Status().Received >= 1 })
 	if st := a.Status(); st.Received != 1 || strings.Join(st.Members, ",") != "a,b" {
 		t.Errorf("A read %d bans of others from %v; want B's only", st.Received, st.Members)
 	}
@@ -206,8 +207,10 @@ func TestTLSCluster(t *testing.T) {
 	b, _ := start(t, Config{Name: "b", Listen: lb, Cluster: cb, Routes: []string{ca1}, URLs: []string{"tls://" + la},
 		Store: t.TempDir(), Token: "s3cret", TLSCA: ca.path, TLSCert: bCert, TLSKey: bKey}, sb)
 	eventually(t, "both connected", func() bool { return a.Status().Connected && b.Status().Connected })
-	// Each talks to its own server: the ban crosses the route.
-	eventually(t, "A's ban reaches B", func() bool {
+	// Each talks to its own server: the ban crosses the route. The two
+	// servers elect a JetStream leader first (seconds, more when the
+	// machine is loaded).
+	eventuallyFor(t, 30*time.Second, "A's ban reaches B", func() bool {
 		if _, ok := sb.get(netip.MustParseAddr("192.0.2.7")); ok {
 			return true
 		}

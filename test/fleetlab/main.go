@@ -38,11 +38,14 @@
 //
 // The scale run (-modes scale, scale.go) puts one real daemon, B, among
 // -members simulated members on the external cluster: a simulator process
-// (fleetlab -simulate, in a namespace of its own) connects one NATS client
-// per member and publishes -rate bans a second in all, round robin, for
-// -duration; the table gives the propagation from each publish to the
-// address's event in B's kernel set (p50, p99, max), and B's CPU (cores,
-// from /proc/PID/stat) and memory (VmRSS, VmHWM) over the run.
+// (fleetlab -simulate, in a namespace of its own) runs one fleet.Member
+// (the daemon's own fleet code) per simulated member, sharing -rate bans
+// a second in all, round robin, for -duration, each also reading the
+// whole stream as a member does; the table gives the propagation from
+// each ban shared to the address's event in B's kernel set (p50, p99,
+// max), B's CPU (cores, from /proc/PID/stat) and memory (VmRSS, VmHWM),
+// what the simulated members read, and the CPU of the NATS servers and
+// the simulator over the run.
 //
 // The partition run (-modes partition, partition.go) is the embedded
 // fleet's catch-up: B cut off for -partition while A bans 100 addresses,
