@@ -13,13 +13,13 @@ import (
 // the crowd. Under a random-source flood every packet is a new source, so
 // this is the daemon's hottest table: a fixed array of slots holding no
 // pointers, allocated once (no allocation, map growth or deletion per
-// source, nothing for the garbage collector to scan), at 32 bytes a slot.
+// source, nothing for the garbage collector to scan), at 16 bytes a slot.
 //
 // Slots are grouped in buckets of firstWays; a source lives in the bucket
 // its address hashes to, and a new source takes the bucket's free or least
 // recent slot. A source is then forgotten only after about len(slots) new
 // sources came after it, as with a least-recently-used table of the same
-// size: a second at 65 536 new sources a second. The hash is seeded at
+// size: half a second at 65 536 new sources a second. The hash is seeded at
 // random for each daemon, so a forger cannot aim its sources at the bucket
 // of a scanner it wants hidden; it can only flood faster than a scanner's
 // probes follow each other, which makes that scanner count as several
@@ -27,20 +27,27 @@ import (
 type firstPorts struct {
 	seed  maphash.Seed
 	slots []firstPort
-	mask  uint64 // len(slots)/firstWays - 1
+	mask  uint64    // len(slots)/firstWays - 1
+	epoch time.Time // the table's clock starts here
 }
 
-// firstWays is the slots of a bucket: two cache lines.
+// firstWays is the slots of a bucket: one cache line.
 const firstWays = 4
 
+// firstPort is one source: 16 bytes, so that the table (512 KiB) stays in
+// the processor's caches under a flood.
 type firstPort struct {
-	addr [16]byte
-	at   int64  // the source's last probe, Unix nanoseconds; 0: a free slot
+	// tag is the source's address hashed (the table's seed), never 0 (0:
+	// a free slot). Two sources of a bucket share a tag once in 2^50 pairs
+	// or so, and a forger cannot aim at one (it does not know the seed):
+	// at worst their probes count as one source's.
+	tag  uint64
+	at   uint32 // the source's last probe, in milliseconds of the table's clock
 	port uint32 // protocol<<16 | port of its first probe, | scannerMark
 }
 
-// scannerMark marks a slot whose source probed a second port: every probe of
-// it is then a scanner's, to handle one by one.
+// scannerMark marks a slot whose source probed a second port: every probe
+// of it is then a scanner's, to handle one by one.
 const scannerMark = 1 << 31
 
 // newFirstPorts returns a table of at least n slots (a power of two
@@ -54,6 +61,7 @@ func newFirstPorts(n int) *firstPorts {
 		seed:  maphash.MakeSeed(),
 		slots: make([]firstPort, buckets*firstWays),
 		mask:  uint64(buckets - 1),
+		epoch: time.Now(),
 	}
 }
 
@@ -63,15 +71,22 @@ func newFirstPorts(n int) *firstPorts {
 // floodInterval.
 func (f *firstPorts) probe(src netip.Addr, proto event.Proto, port uint16, t time.Time) (second, fresh bool) {
 	addr := src.As16()
+	h := maphash.Bytes(f.seed, addr[:])
+	tag := h | 1
 	key := uint32(proto&1)<<16 | uint32(port)
-	now := t.UnixNano()
-	b := int(maphash.Bytes(f.seed, addr[:])&f.mask) * firstWays
+	// Milliseconds on the table's clock, modulo 2^32 (49 days): ages are
+	// taken as int32 differences, so a late probe (a negative age) is
+	// live, and a slot untouched for over 24 days may look young: its
+	// source's next probe is then taken for a scanner's, one by one.
+	now := uint32(t.Sub(f.epoch) / time.Millisecond)
+	b := int(h&f.mask) * firstWays
 	bucket := f.slots[b : b+firstWays : b+firstWays]
-	victim := 0
+	victim, oldest := 0, int32(-1<<31)
 	for i := range bucket {
 		s := &bucket[i]
-		if s.at != 0 && s.addr == addr {
-			live := now-s.at <= int64(floodInterval)
+		age := int32(now - s.at)
+		if s.tag == tag {
+			live := age <= int32(floodInterval/time.Millisecond)
 			switch {
 			case !live:
 				s.port = key
@@ -80,13 +95,18 @@ func (f *firstPorts) probe(src netip.Addr, proto event.Proto, port uint16, t tim
 				second = true
 			}
 			// A probe that arrives late never makes the slot older.
-			s.at = max(s.at, now)
+			if age > 0 {
+				s.at = now
+			}
 			return second, !live
 		}
-		if s.at < bucket[victim].at {
-			victim = i
+		if s.tag == 0 {
+			age = 1<<31 - 1 // free: the first choice
+		}
+		if age > oldest {
+			victim, oldest = i, age
 		}
 	}
-	bucket[victim] = firstPort{addr: addr, at: now, port: key}
+	bucket[victim] = firstPort{tag: tag, at: now, port: key}
 	return false, true
 }

@@ -83,14 +83,14 @@ func TestFirstPortsBounded(t *testing.T) {
 		f.probe(fromFlood(i), event.TCP, 8080, t0.Add(time.Duration(i+1)*time.Microsecond))
 	}
 	if second, _ := f.probe(scan, event.TCP, 23, t0.Add(time.Second)); !second {
-		t.Error("a scanner's second port after 4 096 flood sources was not told apart")
+		t.Errorf("a scanner's second port after %d flood sources was not told apart", floodSources/16)
 	}
 	// 16 times the table: every slot taken over many times.
 	for i := range 16 * floodSources {
 		f.probe(fromFlood(i), event.TCP, 8080, t0.Add(2*time.Second+time.Duration(i)*time.Nanosecond))
 	}
 	if second, fresh := f.probe(scan, event.TCP, 24, t0.Add(3*time.Second)); second || !fresh {
-		t.Errorf("after a million newer sources the scanner is still remembered (second %v, fresh %v)", second, fresh)
+		t.Errorf("after %d newer sources the scanner is still remembered (second %v, fresh %v)", 16*floodSources, second, fresh)
 	}
 	if len(f.slots) != floodSources {
 		t.Errorf("the table grew to %d slots", len(f.slots))

@@ -28,7 +28,7 @@ const (
 	// floodPorts. Under a flood each is forgotten within a second, long
 	// after a real scanner's second probe (nmap sends them milliseconds
 	// apart); a scanner slower than that is summarized with the flood.
-	floodSources = 65536
+	floodSources = 32768
 )
 
 // flood detects floods and sums them up. Event loop only, but for active.

@@ -451,6 +451,29 @@ func TestFlowTable(t *testing.T) {
 	if !tab.isReply(53, peer4, 40000, 2) {
 		t.Error("isReply: false for the flow seen")
 	}
+
+	// The remote ports' generations never forget a live flow's: one
+	// answered every 170 s lives on across rotations, one left alone
+	// answers until flowTTL and no later.
+	tab = newFlowTable(flowBuckets)
+	tab.remember(40001, peer4, 123, 1)
+	tab.remember(40002, peer4, 53, 1)
+	for now := uint32(171); now < 3000; now += 170 {
+		if !tab.isReply(40001, peer4, 123, now) {
+			t.Fatalf("a flow answered every 170 s: not a reply at %d", now)
+		}
+	}
+	tab = newFlowTable(flowBuckets)
+	tab.remember(40002, peer4, 53, 1)
+	tab.isReply(40009, peer4, 99, 170) // a rotation may come from any datagram
+	if !tab.isReply(40002, peer4, 53, 180) {
+		t.Error("a flow 179 s old: not a reply")
+	}
+	tab = newFlowTable(flowBuckets)
+	tab.remember(40002, peer4, 53, 1)
+	if tab.isReply(40002, peer4, 53, 181) {
+		t.Error("a flow 180 s old: still a reply")
+	}
 }
 
 // TestHandleSourcePort: an event carries the probe's source port, which

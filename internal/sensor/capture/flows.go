@@ -46,6 +46,29 @@ type flowEntry struct {
 type flowTable struct {
 	seed    maphash.Seed
 	buckets [][flowWays]flowEntry
+	// rports are the remote ports of the flows remembered, in two
+	// generations of at least flowTTL each (cur, then prev): a flow seen
+	// less than flowTTL ago has its port in one of them. A datagram from a
+	// port in neither answers no flow, and is known so without hashing or
+	// touching the table (16 KiB where the table is 1.5 MiB): the common
+	// case of a UDP flood, whose source ports are not the few this host's
+	// own queries went to (53, 123).
+	rports  [2]portBits
+	rotated uint32 // the clock when cur began
+}
+
+// portBits is a set of ports.
+type portBits [65536 / 64]uint64
+
+func (b *portBits) has(p uint16) bool { return b[p/64]&(1<<(p%64)) != 0 }
+func (b *portBits) add(p uint16)      { b[p/64] |= 1 << (p % 64) }
+
+// rotate begins a new generation of remote ports when cur is flowTTL old.
+func (t *flowTable) rotate(now uint32) {
+	if now-t.rotated >= flowTTL {
+		t.rports[1], t.rports[0] = t.rports[0], portBits{}
+		t.rotated = now
+	}
 }
 
 func newFlowTable(buckets int) *flowTable {
@@ -75,6 +98,8 @@ func live(e *flowEntry, now uint32) bool {
 // remember records an outgoing datagram from local port lport to
 // remote:rport at clock now (seconds, starting at 1).
 func (t *flowTable) remember(lport uint16, remote netip.Addr, rport uint16, now uint32) {
+	t.rotate(now)
+	t.rports[0].add(rport)
 	k, bucket := t.key(lport, remote, rport)
 	free, oldest := -1, 0
 	for i := range bucket {
@@ -108,11 +133,16 @@ func (e *flowEntry) same(k *flowEntry) bool {
 // answers a flow seen less than flowTTL ago, and if so refreshes the flow,
 // as conntrack refreshes a flow on every packet.
 func (t *flowTable) isReply(lport uint16, remote netip.Addr, rport uint16, now uint32) bool {
+	t.rotate(now)
+	if !t.rports[0].has(rport) && !t.rports[1].has(rport) {
+		return false
+	}
 	k, bucket := t.key(lport, remote, rport)
 	for i := range bucket {
 		e := &bucket[i]
 		if e.same(&k) && live(e, now) {
 			e.seen = now
+			t.rports[0].add(rport)
 			return true
 		}
 	}
