@@ -2,7 +2,7 @@
 // on one member takes to be in the kernel's ban sets of the others.
 //
 //	sudo go run ./test/fleetlab [-bans 1000] [-modes embedded,external,scale] [-out FILE]
-//	sudo go run ./test/fleetlab -modes scale [-members 200] [-rate 1000] [-duration 60s]
+//	sudo go run ./test/fleetlab -modes scale [-members 200] [-rate 1000] [-duration 60s] [-readers N]
 //	sudo go run ./test/fleetlab -modes partition [-partition 60s] [-runs 3]
 //	make fleetlab FLEETLAB_FLAGS='-bans 200'
 //
@@ -83,6 +83,7 @@ var (
 	scaleMembers  int
 	scaleRate     int
 	scaleDuration time.Duration
+	scaleReaders  int // -1: every simulated member reads
 )
 
 // The partition run's flags.
@@ -101,6 +102,7 @@ func main() {
 	flag.IntVar(&scaleMembers, "members", 200, "scale: simulated members")
 	flag.IntVar(&scaleRate, "rate", 1000, "scale: bans a second, all simulated members together")
 	flag.DurationVar(&scaleDuration, "duration", time.Minute, "scale: how long they ban")
+	flag.IntVar(&scaleReaders, "readers", -1, "scale: how many simulated members also read the stream as real members do (-1: all); the others only publish")
 	flag.DurationVar(&partitionFor, "partition", time.Minute, "partition: how long B is cut off")
 	flag.IntVar(&partitionRuns, "runs", 3, "partition: how many times")
 	flag.BoolVar(&daemonDebug, "debug", false, "run the daemons with -d (their NATS servers' lines in daemon.log; with -keep)")
@@ -111,6 +113,7 @@ func main() {
 	flag.IntVar(&sim.rate, "sim-rate", 0, "internal")
 	flag.DurationVar(&sim.duration, "sim-duration", 0, "internal")
 	flag.StringVar(&sim.out, "sim-out", "", "internal")
+	flag.IntVar(&sim.readers, "sim-readers", -1, "internal")
 	flag.Parse()
 	if !validPrefix(nsPrefix) {
 		fmt.Fprintf(os.Stderr, "fleetlab: -ns-prefix %q: want 1 to 12 lowercase letters, digits or -\n", nsPrefix)
@@ -172,6 +175,9 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 	commit, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
 	var table strings.Builder
 	command := fmt.Sprintf("-bans %d -modes %s -members %d -rate %d -duration %v", n, strings.Join(modes, ","), scaleMembers, scaleRate, scaleDuration)
+	if scaleReaders >= 0 {
+		command += fmt.Sprintf(" -readers %d", scaleReaders)
+	}
 	if slices.Equal(modes, []string{"partition"}) {
 		command = fmt.Sprintf("-modes partition -partition %v -runs %d", partitionFor, partitionRuns)
 	}
@@ -207,16 +213,25 @@ func run(ctx context.Context, n int, modes []string, outPath string, keep bool) 
 	}
 	if scale != nil {
 		sr := *scale
-		fmt.Fprintf(&table, "\nScale: one real daemon (B) and %d simulated members on an external three-node cluster, %d bans a second for %v (`-modes scale -members %d -rate %d -duration %v`)\n\n",
-			sr.members, sr.rate, sr.d, sr.members, sr.rate, sr.d)
+		fmt.Fprintf(&table, "\nScale: one real daemon (B) and %d simulated members on an external three-node cluster, %d bans a second for %v (`-modes scale -members %d -rate %d -duration %v -readers %d`)\n\n",
+			sr.members, sr.rate, sr.d, sr.members, sr.rate, sr.d, scaleReaders)
 		if sr.unpublished > 0 {
 			fmt.Fprintf(&table, "%d of the %d bans were still waiting in their simulated members' queues five minutes after the last was due: not counted below.\n\n", sr.unpublished, sr.sent)
 		}
 		table.WriteString("| bans sent | applied by B | p50 | p99 | max | daemon CPU | daemon RSS (peak) |\n|---|---|---|---|---|---|---|\n")
 		fmt.Fprintf(&table, "| %d | %d | %s | %s | %s | %.2f cores | %d MiB (%d MiB) |\n", sr.sent-sr.unpublished, sr.sent-sr.unpublished-sr.lost,
 			ms(pct(sr.prop, 50)), ms(pct(sr.prop, 99)), ms(pct(sr.prop, 100)), sr.cpu, sr.rss/1024, sr.hwm/1024)
-		fmt.Fprintf(&table, "\nThe %d simulated members published the last of their bans %.1f s after the first (%v of bans), and, each reading the stream as a member does, read %d of the %d bans of others (%d applied, %d throttled), the last %.1f s after the first ban.\n",
-			sr.members, sr.pubSecs, sr.d, sr.read, sr.readWant, sr.readApplied, sr.readThrottled, sr.readSecs)
+		fmt.Fprintf(&table, "\nThe %d simulated members published the last of their bans %.1f s after the first (%v of bans)", sr.members, sr.pubSecs, sr.d)
+		if readers := scaleReaders; readers != 0 {
+			if readers < 0 || readers > sr.members {
+				readers = sr.members
+			}
+			fmt.Fprintf(&table, ", and %d of them, each reading the stream as a member does, read %d of the %d bans of others (%d applied, %d throttled), the last %.1f s after the first ban",
+				readers, sr.read, sr.readWant, sr.readApplied, sr.readThrottled, sr.readSecs)
+		} else {
+			table.WriteString("; none of them read the stream (-readers 0)")
+		}
+		table.WriteString(".\n")
 		fmt.Fprintf(&table, "Over the %.0f s from the simulator's start to B's last ban: the three NATS servers used %.2f cores together, the simulator %.2f, B %.2f.\n",
 			sr.secs, sr.serverCPU, sr.simCPU, sr.cpu)
 	}

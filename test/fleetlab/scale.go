@@ -9,7 +9,11 @@ package main
 // (one clock: the same host). The simulated members are fleet.Members,
 // as in the daemon: each publishes its share, says it is there, and
 // reads the whole stream (its own consumer, from the first message), so
-// the cluster serves -members + 1 readers.
+// the cluster serves -members + 1 readers. With -readers N only the first
+// N do; the others only publish (a NATS connection each, the fleet's
+// message on its member's subject, each publish acknowledged before the
+// next) and say they are there: the cluster's delivery load then stays
+// what this machine can carry, and the run measures the real daemon.
 
 import (
 	"context"
@@ -23,6 +27,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/portsentry-go/portsentry/internal/enforce/bans"
 	"github.com/portsentry-go/portsentry/internal/fleet"
@@ -40,7 +47,7 @@ func simAddr(i int) netip.Addr {
 // a second for d, and each reads the whole stream as a real member does.
 // It writes the time each ban was shared (Unix ns, one a line, in order)
 // to out, and what the simulated members read to out+".readers".
-func simulate(urls string, members, rate int, d time.Duration, out string) error {
+func simulate(urls string, members, readers, rate int, d time.Duration, out string) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
@@ -48,8 +55,19 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer cancel()
-	sims := make([]*fleet.Member, members)
-	for i := range sims {
+	if readers < 0 || readers > members {
+		readers = members
+	}
+	sims := make([]simMember, members)
+	for i := readers; i < members; i++ {
+		p, err := newPublisher(ctx, urls, fmt.Sprintf("sim%d", i))
+		if err != nil {
+			return err
+		}
+		sims[i] = p
+		wg.Go(func() { p.run(ctx) })
+	}
+	for i := range readers {
 		m, err := fleet.New(fleet.Config{Name: fmt.Sprintf("sim%d", i), URLs: strings.Split(urls, ","), Token: "fleetlab",
 			MaxRate: 100000, MaxBanTime: time.Hour}, simSink{&applied}, log)
 		if err != nil {
@@ -58,17 +76,29 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 		sims[i] = m
 		wg.Go(func() { m.Run(ctx) })
 	}
-	// Every member connected and heard by the others (B included): their
+	// Every reader connected and hearing every member (B included): their
 	// consumers are reading by then, or catch up from the first message.
 	if err := waitFor(60*time.Second, func() bool {
-		for _, m := range sims {
+		for _, m := range sims[:readers] {
 			if st := m.Status(); !st.Connected || len(st.Members) < members+1 {
+				return false
+			}
+		}
+		for _, m := range sims[readers:] {
+			if !m.Status().Connected {
 				return false
 			}
 		}
 		return true
 	}); err != nil {
 		return fmt.Errorf("simulated members not all connected and heard from: %w", err)
+	}
+	// B reading: its consumer made (B creates the stream first, and its
+	// first try may time out while the cluster elects the stream's
+	// leader). Bans shared before would wait for it, and the run would
+	// time B's start instead of the fleet.
+	if err := waitConsumer(ctx, urls, "b-"); err != nil {
+		return fmt.Errorf("the real daemon B never read the stream: %w", err)
 	}
 	n := int(d.Seconds() * float64(rate))
 	sent := make([]int64, n)
@@ -108,9 +138,13 @@ func simulate(urls string, members, rate int, d time.Duration, out string) error
 	if err := os.WriteFile(out, []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	// Each member reads every ban but its own: until all are read, or
+	// Each reader reads every ban but its own: until all are read, or
 	// none more came for 10 s.
-	want := uint64(n) * uint64(members-1)
+	want := uint64(n) * uint64(readers)
+	if readers > 0 {
+		want -= uint64(n) / uint64(members) * uint64(readers) // their own
+		want -= uint64(min(n%members, readers))
+	}
 	read := func() (r, throttled uint64) {
 		for _, m := range sims {
 			st := m.Status()
@@ -200,7 +234,7 @@ func runScale(ctx context.Context, l *lab, b *netns.NS, daemonPID int, urls []st
 	}
 	t0 := time.Now()
 	cmd := sim.CommandContext(ctx, self, "-simulate", "-sim-urls", strings.Join(urls, ","), "-sim-members", strconv.Itoa(members),
-		"-sim-rate", strconv.Itoa(rate), "-sim-duration", d.String(), "-sim-out", out)
+		"-sim-rate", strconv.Itoa(rate), "-sim-duration", d.String(), "-sim-out", out, "-sim-readers", strconv.Itoa(scaleReaders))
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return r, fmt.Errorf("simulator: %v\n%s", err, msg)
 	}
@@ -296,6 +330,108 @@ type simArgs struct {
 	rate     int
 	duration time.Duration
 	out      string
+	readers  int
 }
 
-func (s simArgs) run() error { return simulate(s.urls, s.members, s.rate, s.duration, s.out) }
+func (s simArgs) run() error {
+	return simulate(s.urls, s.members, s.readers, s.rate, s.duration, s.out)
+}
+
+// simMember is a simulated member: a fleet.Member, or a publisher.
+type simMember interface {
+	Share(bans.Ban)
+	Status() fleet.Status
+}
+
+// publisher is a simulated member that only publishes: its own NATS
+// connection, the fleet's ban message on its member's subject, each
+// publish acknowledged before the next (as a member does), and its
+// presence every few seconds. It reads nothing.
+type publisher struct {
+	name      string
+	nc        *nats.Conn
+	js        jetstream.JetStream
+	queue     chan bans.Ban
+	published atomic.Uint64
+}
+
+func newPublisher(ctx context.Context, urls, name string) (*publisher, error) {
+	nc, err := nats.Connect(urls, nats.Token("fleetlab"), nats.Name(name), nats.MaxReconnects(-1))
+	if err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return &publisher{name: name, nc: nc, js: js, queue: make(chan bans.Ban, 1<<16)}, nil
+}
+
+// Share queues b; a full queue (the machine far behind) blocks the
+// simulator, which then says so by its late publishes.
+func (p *publisher) Share(b bans.Ban) { p.queue <- b }
+
+func (p *publisher) Status() fleet.Status {
+	return fleet.Status{Name: p.name, Connected: p.nc.IsConnected(), Published: p.published.Load()}
+}
+
+// run publishes the queue until ctx ends.
+func (p *publisher) run(ctx context.Context) {
+	defer p.nc.Close()
+	hello := time.NewTicker(5 * time.Second)
+	defer hello.Stop()
+	_ = p.nc.Publish("portsentry.fleet.hello."+p.name, nil)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-hello.C:
+			_ = p.nc.Publish("portsentry.fleet.hello."+p.name, nil)
+		case b := <-p.queue:
+			a := b.Addr.As4()
+			msg := fmt.Sprintf(`{"v":1,"op":"ban","member":%q,"addr":"%s","reason":%q,"at":"%s","expires":"%s","count":%d}`,
+				p.name, b.Addr, b.Reason, b.Since.UTC().Format(time.RFC3339Nano), b.Expires.UTC().Format(time.RFC3339Nano), b.Count)
+			subj := fmt.Sprintf("portsentry.fleet.ban.%s.%x", p.name, a[:])
+			for ctx.Err() == nil {
+				pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				_, err := p.js.Publish(pctx, subj, []byte(msg))
+				cancel()
+				if err == nil {
+					p.published.Add(1)
+					break
+				}
+			}
+		}
+	}
+}
+
+// waitConsumer waits, for up to a minute, until the fleet's stream has a
+// consumer whose name begins with prefix (a member's: its name, "-", a
+// random suffix).
+func waitConsumer(ctx context.Context, urls, prefix string) error {
+	nc, err := nats.Connect(urls, nats.Token("fleetlab"), nats.Name("fleetlab-wait"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return waitFor(time.Minute, func() bool {
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		st, err := js.Stream(cctx, fleet.StreamName)
+		if err != nil {
+			return false
+		}
+		names := st.ConsumerNames(cctx)
+		for name := range names.Name() {
+			if strings.HasPrefix(name, prefix) {
+				return true
+			}
+		}
+		return false
+	})
+}
