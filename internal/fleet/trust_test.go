@@ -251,6 +251,10 @@ func memberPermissions(name string) jwt.Permissions {
 		"$JS.API.CONSUMER.CREATE."+StreamName+".>",
 		"$JS.API.CONSUMER.MSG.NEXT."+StreamName+".>",
 		"$JS.API.CONSUMER.DELETE."+StreamName+".>",
+		// Rewinding the consumer after a reconnection (no meta leader
+		// needed), and finding it again after a restart.
+		"$JS.API.CONSUMER.RESET."+StreamName+".>",
+		"$JS.API.CONSUMER.INFO."+StreamName+".>",
 	)
 	p.Sub.Allow.Add("_INBOX.>", helloSubjectPrefix+"*")
 	return p
