@@ -17,9 +17,11 @@ import (
 //
 // Slots are grouped in buckets of firstWays; a source lives in the bucket
 // its address hashes to, and a new source takes the bucket's free or least
-// recent slot. A source is then forgotten only after about len(slots) new
-// sources came after it, as with a least-recently-used table of the same
-// size: half a second at 65 536 new sources a second. The hash is seeded at
+// recent slot. A source is then forgotten once firstWays newer sources
+// fell in its bucket: after len(slots)/4 newer sources about one in 60 is,
+// after len(slots)/2 one in 7, after len(slots) about half (an eighth, a
+// quarter and half a second at 65 536 new sources a second; measured by
+// TestFirstPortsBounded's forgotten). The hash is seeded at
 // random for each daemon, so a forger cannot aim its sources at the bucket
 // of a scanner it wants hidden; it can only flood faster than a scanner's
 // probes follow each other, which makes that scanner count as several
@@ -65,6 +67,14 @@ func newFirstPorts(n int) *firstPorts {
 	}
 }
 
+// reset empties the table and starts its clock at now: at the start of
+// each flood, so that the slots of one weeks before cannot look young
+// (their clock wrapped) and crowd out the new flood's sources.
+func (f *firstPorts) reset(now time.Time) {
+	clear(f.slots)
+	f.epoch = now
+}
+
 // probe records src's probe of (proto, port) at t. second reports that src
 // has probed another port than its first within floodInterval: a scanner,
 // this probe and its next ones. fresh reports a source not seen within
@@ -76,8 +86,8 @@ func (f *firstPorts) probe(src netip.Addr, proto event.Proto, port uint16, t tim
 	key := uint32(proto&1)<<16 | uint32(port)
 	// Milliseconds on the table's clock, modulo 2^32 (49 days): ages are
 	// taken as int32 differences, so a late probe (a negative age) is
-	// live, and a slot untouched for over 24 days may look young: its
-	// source's next probe is then taken for a scanner's, one by one.
+	// live. The table is emptied when a flood begins (reset), so no slot
+	// is old enough for its age to wrap (24 days) but in a flood that long.
 	now := uint32(t.Sub(f.epoch) / time.Millisecond)
 	b := int(h&f.mask) * firstWays
 	bucket := f.slots[b : b+firstWays : b+firstWays]

@@ -69,30 +69,74 @@ func TestFirstPorts(t *testing.T) {
 	}
 }
 
-// A source is remembered while fewer new sources than the table has slots
-// came after it, and a full table forgets the least recent first.
+// forgotten counts, of scanners each probing once and followed by after
+// new sources, those whose second port is no longer told apart.
+func forgotten(f *firstPorts, t0 time.Time, scanners, after int) int {
+	n, src := 0, 0
+	at := func() time.Time { src++; return t0.Add(time.Duration(src) * time.Microsecond) }
+	for i := range scanners {
+		scan := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+		f.probe(scan, event.TCP, 22, at())
+		for range after {
+			f.probe(fromFlood(src), event.TCP, 8080, at())
+		}
+		if second, _ := f.probe(scan, event.TCP, 23, at()); !second {
+			n++
+		}
+	}
+	return n
+}
+
+// A scanner's second port is told apart while a quarter of the table's
+// slots in new sources came after its first (an eighth of a second at
+// 65 536 new sources a second), and the table never grows: a full table
+// forgets the least recent first.
 func TestFirstPortsBounded(t *testing.T) {
 	f := newFirstPorts(floodSources)
 	if len(f.slots) != floodSources {
 		t.Fatalf("%d slots, want %d", len(f.slots), floodSources)
 	}
 	t0 := time.Now()
-	scan := netip.MustParseAddr("198.51.100.99")
-	f.probe(scan, event.TCP, 22, t0)
-	for i := range floodSources / 16 {
-		f.probe(fromFlood(i), event.TCP, 8080, t0.Add(time.Duration(i+1)*time.Microsecond))
-	}
-	if second, _ := f.probe(scan, event.TCP, 23, t0.Add(time.Second)); !second {
-		t.Errorf("a scanner's second port after %d flood sources was not told apart", floodSources/16)
+	// About 1 in 60 is expected (3.5 of 200); over 16 is a table that
+	// keeps less than it should.
+	if n := forgotten(f, t0, 200, floodSources/4); n > 16 {
+		t.Errorf("%d of 200 scanners forgotten after %d newer sources each", n, floodSources/4)
 	}
 	// 16 times the table: every slot taken over many times.
+	scan := netip.MustParseAddr("192.0.2.1")
+	f.probe(scan, event.TCP, 22, t0.Add(time.Second))
 	for i := range 16 * floodSources {
-		f.probe(fromFlood(i), event.TCP, 8080, t0.Add(2*time.Second+time.Duration(i)*time.Nanosecond))
+		f.probe(fromFlood(i), event.TCP, 8080, t0.Add(time.Second+time.Duration(i+1)*time.Nanosecond))
 	}
-	if second, fresh := f.probe(scan, event.TCP, 24, t0.Add(3*time.Second)); second || !fresh {
+	if second, fresh := f.probe(scan, event.TCP, 24, t0.Add(2*time.Second)); second || !fresh {
 		t.Errorf("after %d newer sources the scanner is still remembered (second %v, fresh %v)", 16*floodSources, second, fresh)
 	}
 	if len(f.slots) != floodSources {
 		t.Errorf("the table grew to %d slots", len(f.slots))
+	}
+}
+
+// A flood weeks after the last: its table was emptied when it began, so
+// the last flood's slots, whose clock has wrapped, do not crowd it out.
+func TestFirstPortsNextFlood(t *testing.T) {
+	fl := newFlood(func(netip.Addr) bool { return false }, func(a netip.Addr) netip.Addr { return a })
+	t0 := time.Now()
+	start := func(at time.Time) {
+		for i := range floodRate {
+			fl.acted(at.Add(time.Duration(i) * time.Millisecond))
+		}
+		if !fl.active.Load() {
+			t.Fatal("no flood after floodRate sources in a second")
+		}
+	}
+	start(t0)
+	for i := range 4 * floodSources {
+		fl.single(event.Event{Src: fromFlood(i), Port: 8080, Proto: event.TCP, Time: t0.Add(time.Duration(i) * time.Microsecond)})
+	}
+	fl.active.Store(false) // the flood ended
+	later := t0.Add(30 * 24 * time.Hour)
+	start(later)
+	if n := forgotten(fl.first, later.Add(time.Second), 200, floodSources/4); n > 16 {
+		t.Errorf("30 days later: %d of 200 scanners forgotten after %d newer sources each", n, floodSources/4)
 	}
 }

@@ -74,6 +74,7 @@ func (f *flood) acted(now time.Time) bool {
 		return false
 	}
 	f.active.Store(true)
+	f.first.reset(now)
 	f.restart(now)
 	return true
 }
