@@ -97,6 +97,10 @@ const (
 // Origin is the origin of a ban from member name, as bans.Ban records it.
 func Origin(member string) string { return "fleet:" + member }
 
+// InboxPrefix is where member name's replies come: its NATS user needs
+// to subscribe to InboxPrefix(name)+".>", and no other member's.
+func InboxPrefix(member string) string { return "_INBOX_" + member }
+
 // OriginPrefix matches every fleet origin (enforce.Revoke).
 const OriginPrefix = "fleet:"
 
@@ -137,6 +141,11 @@ type Member struct {
 	restart chan struct{}
 	lastSeq atomic.Uint64 // the last message of the stream read
 	epoch   atomic.Uint64 // the consumer's current start (consume)
+	// delivering is held by a delivery's handling: a start given up may
+	// still be in its callback (ConsumeContext.Stop does not wait for it)
+	// when the next start's first delivery comes, and lastSeq must move
+	// by one handler at a time.
+	delivering sync.Mutex
 }
 
 // New checks c and loads its TLS files. It connects to nothing: Run does,
@@ -241,6 +250,11 @@ func (m *Member) Run(ctx context.Context) {
 func (m *Member) natsOptions() []nats.Option {
 	o := []nats.Option{
 		nats.Name("portsentry " + m.cfg.Name),
+		// Replies come to this member's own inbox subjects, so that a
+		// NATS user per member can be allowed to read its own replies
+		// only (`_INBOX_NAME.>`): they carry its consumer's name, which
+		// lets whoever knows it rewind or drain that consumer.
+		nats.CustomInboxPrefix(InboxPrefix(m.cfg.Name)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(retry),
 		nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
@@ -474,6 +488,7 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		}
 	}()
 	var epoch uint64
+	idle := 0 // starts in a row that ended on a gap with nothing read
 	haveStream := false
 	for ctx.Err() == nil {
 		if cons == nil {
@@ -513,8 +528,12 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		epoch++
 		next, this := uint64(1), epoch
 		m.epoch.Store(this)
+		var gapped atomic.Bool
+		from := m.lastSeq.Load()
 		stopped := make(chan struct{}, 1)
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
+			m.delivering.Lock()
+			defer m.delivering.Unlock()
 			if m.epoch.Load() != this {
 				return // a delivery of a start given up
 			}
@@ -524,6 +543,7 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			}
 			if md.Sequence.Consumer != next {
 				next = 0 // nothing more of this start
+				gapped.Store(true)
 				m.poke(stopped)
 				return
 			}
@@ -550,6 +570,16 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		case <-m.restart:
 		}
 		cc.Stop()
+		// A gap right after a start, again and again with nothing read,
+		// is no route cut by a partition (one start mends that): someone
+		// else pulls from this consumer. Pace the starts.
+		if gapped.Load() && m.lastSeq.Load() == from {
+			if idle++; idle > 1 {
+				sleep(ctx, retry)
+			}
+		} else {
+			idle = 0
+		}
 	}
 }
 
