@@ -271,7 +271,7 @@ func New(version string, funcs Funcs) *Metrics {
 		{"crowdsec_decisions_pulled_total", "CrowdSec decisions read (every type and scope).", funcs.CrowdSecPulled, false},
 		{"crowdsec_decisions_applied_total", "CrowdSec ban decisions applied here.", funcs.CrowdSecApplied, false},
 		{"crowdsec_decisions_lifted_total", "Bans lifted here because their CrowdSec decisions were deleted or expired.", funcs.CrowdSecLifted, false},
-		{"crowdsec_decisions_skipped_total", "CrowdSec decisions not applied: not a ban of an address (captcha, Range, Country, AS).", funcs.CrowdSecSkipped, false},
+		{"crowdsec_decisions_skipped_total", "CrowdSec decisions not applied: not a ban of an address (captcha, Range, Country, AS), or over the 1 048 576 followed.", funcs.CrowdSecSkipped, false},
 		{"crowdsec_decisions_failed_total", "CrowdSec decisions whose ban or lift failed.", funcs.CrowdSecFailed, false},
 	} {
 		if f.fn == nil {
