@@ -97,10 +97,6 @@ const (
 // Origin is the origin of a ban from member name, as bans.Ban records it.
 func Origin(member string) string { return "fleet:" + member }
 
-// InboxPrefix is where member name's replies come: its NATS user needs
-// to subscribe to InboxPrefix(name)+".>", and no other member's.
-func InboxPrefix(member string) string { return "_INBOX_" + member }
-
 // OriginPrefix matches every fleet origin (enforce.Revoke).
 const OriginPrefix = "fleet:"
 
@@ -250,11 +246,6 @@ func (m *Member) Run(ctx context.Context) {
 func (m *Member) natsOptions() []nats.Option {
 	o := []nats.Option{
 		nats.Name("portsentry " + m.cfg.Name),
-		// Replies come to this member's own inbox subjects, so that a
-		// NATS user per member can be allowed to read its own replies
-		// only (`_INBOX_NAME.>`): they carry its consumer's name, which
-		// lets whoever knows it rewind or drain that consumer.
-		nats.CustomInboxPrefix(InboxPrefix(m.cfg.Name)),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(retry),
 		nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
