@@ -520,6 +520,8 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 		next, this := uint64(1), epoch
 		m.epoch.Store(this)
 		var gapped atomic.Bool
+		var handled atomic.Int64 // the last delivery handled, Unix ns
+		handled.Store(time.Now().UnixNano())
 		from := m.lastSeq.Load()
 		stopped := make(chan struct{}, 1)
 		cc, err := cons.Consume(func(msg jetstream.Msg) {
@@ -540,6 +542,7 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			}
 			next++
 			m.handle(msg, md)
+			handled.Store(time.Now().UnixNano())
 		},
 			jetstream.PullExpiry(5*time.Second), jetstream.PullHeartbeat(time.Second),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
@@ -555,12 +558,18 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			m.log.Debug("fleet: reading the fleet's bans")
 			failing = ""
 		}
-		select {
-		case <-ctx.Done():
-		case <-stopped:
-		case <-m.restart:
-		}
+		m.waitStart(ctx, cons, stopped, &handled)
 		cc.Stop()
+		// Wait until this start's subscription is gone (and its callback
+		// done) before the next rewinds the consumer: a pull request of
+		// this start still open at the server would take the rewound
+		// messages into an inbox nobody reads, silently, until a new ban
+		// showed the gap. The server drops a request whose inbox has no
+		// interest, and it reads this connection in order.
+		select {
+		case <-cc.Closed():
+		case <-time.After(time.Second):
+		}
 		// A gap right after a start, again and again with nothing read,
 		// is no route cut by a partition (one start mends that): someone
 		// else pulls from this consumer. Pace the starts.
@@ -570,6 +579,50 @@ func (m *Member) consume(ctx context.Context, js jetstream.JetStream) {
 			}
 		} else {
 			idle = 0
+		}
+	}
+}
+
+// deliveryCheck is how often a start that has handled nothing for as
+// long asks the server whether it delivered more than the member read.
+const deliveryCheck = 5 * time.Second
+
+// waitStart returns when a start of the consumer is over: ctx done, the
+// start stopped (a gap, a lost heartbeat, the consumer gone), a restart
+// asked for (a reconnection), or deliveries lost. A rewind can race a
+// pull request of the start before it still open at the server, which
+// then hands the rewound messages to an inbox nobody reads: the consumer
+// counts them delivered, nothing arrives, and only a later ban would show
+// the gap. So while the start is idle, the consumer's last delivered
+// message is compared with the last one read, deliveryCheck and twice
+// deliveryCheck after the start (a request each, only when nothing came
+// for as long; a start's later deliveries go to its own pull requests).
+func (m *Member) waitStart(ctx context.Context, cons jetstream.Consumer, stopped chan struct{}, handled *atomic.Int64) {
+	check := time.NewTicker(deliveryCheck)
+	defer check.Stop()
+	checks := check.C
+	for n := 0; ; {
+		select {
+		case <-ctx.Done():
+			return
+		case <-stopped:
+			return
+		case <-m.restart:
+			return
+		case <-checks:
+			if n++; n == 2 {
+				checks = nil
+			}
+			if time.Since(time.Unix(0, handled.Load())) < deliveryCheck {
+				continue
+			}
+			ictx, cancel := context.WithTimeout(ctx, time.Second)
+			ci, err := cons.Info(ictx)
+			cancel()
+			if err == nil && ci.Delivered.Stream > m.lastSeq.Load() {
+				m.log.Debug(fmt.Sprintf("fleet: the server delivered up to %d, read %d: starting again", ci.Delivered.Stream, m.lastSeq.Load()))
+				return
+			}
 		}
 	}
 }
